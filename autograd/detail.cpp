@@ -1,0 +1,64 @@
+#include "autograd/detail.hpp"
+
+#include <stdexcept>
+#include <vector>
+
+#include <xtensor/xmath.hpp>
+
+namespace tg::detail {
+
+std::size_t normalize_axis(int axis, const Array::shape_type& shape, const char* op) {
+    const int n = static_cast<int>(shape.size());
+    const int a = axis < 0 ? axis + n : axis;
+    if (a < 0 || a >= n)
+        throw std::out_of_range(std::string(op) + ": axis " + std::to_string(axis) +
+                                " is out of range for a tensor of shape " + shape_str(shape));
+    return static_cast<std::size_t>(a);
+}
+
+Array::shape_type broadcast_shapes(const Array::shape_type& a, const Array::shape_type& b, const char* op) {
+    const std::size_t n = std::max(a.size(), b.size());
+    Array::shape_type out(n, 1);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+        const std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+        if (da != db && da != 1 && db != 1)
+            throw std::invalid_argument(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
+                                        " cannot be broadcast together");
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+Array sum_to(const Array& g, const Array::shape_type& shape) {
+    if (g.shape() == shape) return g;
+    const std::size_t lead = g.dimension() - shape.size();
+    std::vector<std::size_t> axes;
+    for (std::size_t i = 0; i < g.dimension(); ++i)
+        if (i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1)) axes.push_back(i);
+    Array reduced = xt::sum(g, axes, xt::evaluation_strategy::immediate);
+    reduced.reshape(shape);
+    return reduced;
+}
+
+void require(bool ok, const char* op, const std::string& what, const Array::shape_type& shape) {
+    if (!ok) throw std::invalid_argument(std::string(op) + ": " + what + ", got shape " + shape_str(shape));
+}
+
+}  // namespace tg::detail
+
+namespace tg::detail {
+
+Array& grad_for_accumulate(const Tensor& t, float& beta) {
+    TensorImpl& impl = *t.impl();
+    if (impl.has_grad) {
+        beta = 1.0f;
+    } else {
+        beta = 0.0f;
+        if (impl.grad.shape() != impl.value.shape()) impl.grad = Array::from_shape(impl.value.shape());
+        impl.has_grad = true;
+    }
+    return impl.grad;
+}
+
+}  // namespace tg::detail

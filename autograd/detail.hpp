@@ -1,0 +1,37 @@
+// Helpers shared by the op implementations (and by users writing their own ops).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "autograd/tensor.hpp"
+
+namespace tg::detail {
+
+// Maps a possibly negative axis into [0, ndim) or throws naming the op and the shape.
+std::size_t normalize_axis(int axis, const Array::shape_type& shape, const char* op);
+
+// The NumPy broadcast of two shapes, or an error naming the op and both shapes.
+Array::shape_type broadcast_shapes(const Array::shape_type& a, const Array::shape_type& b, const char* op);
+
+// Sums a broadcast gradient back down to `shape` (leading axes and axes of length 1).
+Array sum_to(const Array& g, const Array::shape_type& shape);
+
+// Throws std::invalid_argument("<op>: <what>, got shape (..)") unless ok.
+void require(bool ok, const char* op, const std::string& what, const Array::shape_type& shape);
+
+}  // namespace tg::detail
+
+namespace tg::detail {
+
+// The gradient buffer of t ready for a kernel that writes `beta * buffer + new`: beta is 1
+// when a gradient is already there (accumulate), else 0 over a reused or fresh buffer.
+Array& grad_for_accumulate(const Tensor& t, float& beta);
+
+// Row-major C[m,n] = alpha op(A) op(B) + beta C through OpenBLAS (blas.cpp keeps <cblas.h>
+// away from xtensor-blas, whose declarations clash with it).
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
+          const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+          std::size_t ldc);
+
+}  // namespace tg::detail

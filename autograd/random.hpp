@@ -1,0 +1,41 @@
+// Seedable random numbers that are the same on every platform: the generator (xoshiro256**)
+// and the float conversions are ours, since the standard library's distributions are
+// implementation-defined.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "autograd/tensor.hpp"
+
+namespace tg {
+
+class Generator {
+public:
+    explicit Generator(std::uint64_t seed = 0) { seed_with(seed); }
+    void seed_with(std::uint64_t seed);
+
+    std::uint64_t next_u64();
+    float uniform();           // [0, 1), 24 random bits
+    float uniform_open();      // (0, 1): never 0 nor 1, so log(u) and log(1-u) are finite
+    float normal();            // standard normal (Box-Muller)
+    std::uint64_t below(std::uint64_t n);  // uniform integer in [0, n), unbiased
+
+    Array uniform_open(const Shape& shape);
+    Array normal(const Shape& shape);
+    Array gumbel(const Shape& shape);    // -log(-log u)
+    Array logistic(const Shape& shape);  // log u - log(1 - u)
+
+    // The whole state, for checkpoints: the same state gives the same numbers afterwards.
+    std::array<std::uint64_t, 4> state() const { return s_; }
+    void set_state(const std::array<std::uint64_t, 4>& s);
+
+private:
+    std::array<std::uint64_t, 4> s_{};
+};
+
+// Each thread's generator for callers that pass none; seeded with 0 until manual_seed.
+Generator& default_generator();
+void manual_seed(std::uint64_t seed);
+
+}  // namespace tg

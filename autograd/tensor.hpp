@@ -1,0 +1,131 @@
+// The tensor handle and the tape: the whole of tapegrad's reverse mode.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+namespace tg {
+
+using Array = xt::xarray<float>;
+using Shape = std::vector<std::size_t>;
+
+class Tensor;
+
+// What a tensor handle points at. Shared, so copying a Tensor aliases it.
+struct TensorImpl {
+    Array value;
+    Array grad;              // meaningful only while has_grad; the buffer outlives zero_grad
+    bool requires_grad = false;
+    bool has_grad = false;
+};
+
+// A node's backward: reads output.grad() and accumulates into the inputs that require grad.
+using BackwardFn = std::function<void(const std::vector<Tensor>& inputs, const Tensor& output)>;
+
+class Tensor {
+public:
+    Tensor() = default;  // a null handle; most calls on it throw
+    explicit Tensor(Array value, bool requires_grad = false);
+
+    static Tensor scalar(float v, bool requires_grad = false);
+    static Tensor zeros(const Shape& shape, bool requires_grad = false);
+    static Tensor ones(const Shape& shape, bool requires_grad = false);
+    static Tensor full(const Shape& shape, float v, bool requires_grad = false);
+
+    bool defined() const { return impl_ != nullptr; }
+    const Array& value() const;
+    Array& value();  // for optimizers and initializers; not recorded
+    const Array& grad() const;  // throws if no gradient has reached this tensor
+    Array& grad();
+    bool has_grad() const;
+    void zero_grad();  // forgets the gradient, keeps its buffer for the next step
+    bool requires_grad() const;
+    Tensor& set_requires_grad(bool on = true);
+
+    const Array::shape_type& shape() const { return value().shape(); }
+    std::size_t dim() const { return value().dimension(); }
+    std::size_t size() const { return value().size(); }
+    std::size_t shape(int axis) const;  // negative axes count from the end
+    float item() const;  // the value of a one-element tensor
+
+    // Reverse mode from this tensor over the current tape. A one-element tensor is seeded
+    // with 1; any other needs a seed of its own shape. The tape is cleared afterwards
+    // unless retain_tape is set.
+    void backward(bool retain_tape = false) const;
+    void backward(const Array& seed, bool retain_tape = false) const;
+
+    // Accumulates g (whose shape must equal this tensor's) into the gradient. `op` names
+    // the caller in the error thrown on a mismatch. Custom ops call this in their backward.
+    void accumulate_grad(const Array& g, const char* op) const;
+    void accumulate_grad(Array&& g, const char* op) const;
+
+    TensorImpl* impl() const { return impl_.get(); }
+    bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+private:
+    void check(const char* what) const;
+    std::shared_ptr<TensorImpl> impl_;
+};
+
+// One recorded op: its inputs, its output and how to push gradients back.
+struct Node {
+    const char* name;
+    std::vector<Tensor> inputs;
+    Tensor output;
+    BackwardFn backward;
+};
+
+// Operations in creation order, which is already topological: backward is one reverse loop.
+class Tape {
+public:
+    void push(Node node) { nodes_.push_back(std::move(node)); }
+    void backward();      // runs every node whose output holds a gradient, newest first
+    void clear() { nodes_.clear(); }  // keeps the capacity for the next step
+    std::size_t size() const { return nodes_.size(); }
+    const std::vector<Node>& nodes() const { return nodes_; }
+
+private:
+    std::vector<Node> nodes_;
+};
+
+// Each thread records onto its own default tape; TapeScope makes another one current.
+Tape& current_tape();
+class TapeScope {
+public:
+    explicit TapeScope(Tape& tape);
+    ~TapeScope();
+    TapeScope(const TapeScope&) = delete;
+    TapeScope& operator=(const TapeScope&) = delete;
+
+private:
+    Tape* previous_;
+};
+
+// While alive on a thread, ops record nothing and their outputs require no gradient.
+class NoGradGuard {
+public:
+    NoGradGuard();
+    ~NoGradGuard();
+    NoGradGuard(const NoGradGuard&) = delete;
+    NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+private:
+    bool previous_;
+};
+bool grad_enabled();
+
+// The one way an op (the library's or a user's) enters the tape: wraps `value` as the
+// output and, if grad mode is on and any input requires grad, records `backward`.
+Tensor record(const char* name, Array value, std::vector<Tensor> inputs, BackwardFn backward);
+bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
+
+// "(2, 3)" for messages.
+std::string shape_str(const Array::shape_type& shape);
+
+}  // namespace tg
