@@ -1,0 +1,34 @@
+// Loops shared by the softmax-like ops (nn.cpp) and the fused Gumbel-Softmax ops (layers/),
+// over contiguous row-major data seen as [outer, n, inner] around one axis: element (o, j, i)
+// sits at (o * n + j) * inner + i.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+#include "autograd/tensor.hpp"
+
+namespace tg::detail {
+
+struct AxisView {
+    std::size_t outer = 1, n = 1, inner = 1;
+};
+AxisView axis_view(const Array::shape_type& shape, std::size_t axis);
+// Calls f(base, s) for every slice s < outer * inner; its elements are base + j * inner, j < n.
+void for_each_axis_slice(const AxisView& v, const std::function<void(std::size_t, std::size_t)>& f);
+
+// out[s] := logsumexp of slice s (outer * inner values), stable for entries of any size.
+void logsumexp_along(const Array& a, std::size_t axis, float* out);
+
+// a := softmax(a) along axis, stable for entries of any size (the slice maximum is subtracted).
+void softmax_inplace(Array& a, std::size_t axis);
+// a := log_softmax(a) along axis.
+void log_softmax_inplace(Array& a, std::size_t axis);
+
+// dx := beta * dx + scale * y * (g - sum_axis(g * y)): the softmax backward through its output y.
+void softmax_backward(const Array& y, const Array& g, std::size_t axis, float scale, float beta, Array& dx);
+
+// Index of the largest entry of each slice (the first on ties) at o * inner + i.
+void argmax_along(const Array& a, std::size_t axis, std::size_t* out);
+
+}  // namespace tg::detail
