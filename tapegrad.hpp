@@ -6,3 +6,4 @@
 #include "autograd/ops.hpp"
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
+#include "layers/gumbel.hpp"
