@@ -1,0 +1,444 @@
+#include "examples/mnist.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <stdexcept>
+
+namespace tg::mnist {
+
+namespace {
+
+const char* const fetch_hint = "run scripts/fetch-mnist to download MNIST";
+
+[[noreturn]] void fail(const std::string& file, const std::string& what) {
+    throw std::runtime_error("mnist: " + file + ": " + what);
+}
+
+std::string hex32(std::uint32_t v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08X", v);
+    return buf;
+}
+
+std::string dims_str(const std::vector<std::size_t>& dims) {
+    std::string s;
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? "x" : "") + std::to_string(dims[i]);
+    return s;
+}
+
+// Where the IDX parser gets its bytes: a file through zlib (which passes non-gzip files
+// through unchanged) or a buffer. read() returns fewer bytes than asked only at the end.
+class Source {
+public:
+    virtual ~Source() = default;
+    virtual std::size_t read(std::uint8_t* dst, std::size_t n) = 0;
+};
+
+class MemorySource : public Source {
+public:
+    MemorySource(const std::uint8_t* bytes, std::size_t size) : bytes_(bytes), left_(size) {}
+    std::size_t read(std::uint8_t* dst, std::size_t n) override {
+        n = std::min(n, left_);
+        if (n) std::memcpy(dst, bytes_, n);
+        bytes_ += n;
+        left_ -= n;
+        return n;
+    }
+
+private:
+    const std::uint8_t* bytes_;
+    std::size_t left_;
+};
+
+class GzSource : public Source {
+public:
+    explicit GzSource(const std::string& path) : path_(path) {
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        const fs::file_status st = fs::status(path, ec);
+        if (!fs::exists(st)) fail(path, std::string("no such file (") + fetch_hint + ")");
+        if (fs::is_directory(st)) fail(path, "is a directory, expected an IDX file");
+        file_ = gzopen(path.c_str(), "rb");
+        if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
+        gzbuffer(file_, 1 << 17);
+    }
+    ~GzSource() override { gzclose(file_); }
+    GzSource(const GzSource&) = delete;
+    GzSource& operator=(const GzSource&) = delete;
+
+    std::size_t read(std::uint8_t* dst, std::size_t n) override {
+        std::size_t total = 0;
+        while (total < n) {
+            const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - total, 1u << 30));
+            const int got = gzread(file_, dst + total, chunk);
+            if (got < 0) {
+                int code = 0;
+                std::string what = gzerror(file_, &code);
+                if (code == Z_ERRNO) fail(path_, std::string("read error: ") + std::strerror(errno));
+                if (what.compare(0, path_.size() + 2, path_ + ": ") == 0) what.erase(0, path_.size() + 2);
+                fail(path_, "corrupt gzip data: " + what);
+            }
+            if (got == 0) break;
+            total += static_cast<std::size_t>(got);
+        }
+        return total;
+    }
+
+private:
+    std::string path_;
+    gzFile file_ = nullptr;
+};
+
+Idx parse(Source& src, const std::string& name, int expected_ndim) {
+    std::uint8_t magic[4];
+    const std::size_t got_magic = src.read(magic, 4);
+    if (got_magic < 4)
+        fail(name, "truncated header: expected a 4-byte magic number, found " + std::to_string(got_magic) + " bytes");
+    const std::uint32_t m = std::uint32_t(magic[0]) << 24 | std::uint32_t(magic[1]) << 16 |
+                            std::uint32_t(magic[2]) << 8 | magic[3];
+    if (expected_ndim > 0) {
+        const std::uint32_t want = 0x800u + static_cast<std::uint32_t>(expected_ndim);
+        if (m != want)
+            fail(name, "expected magic " + hex32(want) + " (unsigned bytes, " + std::to_string(expected_ndim) +
+                           (expected_ndim == 1 ? " dimension)" : " dimensions)") + ", found " + hex32(m));
+    } else {
+        if (magic[0] != 0 || magic[1] != 0) fail(name, "expected an IDX magic number 0x0000TTNN, found " + hex32(m));
+        if (magic[2] != 0x08)
+            fail(name, "expected unsigned bytes (magic 0x000008NN), found element type " + hex32(magic[2]) +
+                           " in magic " + hex32(m));
+        if (magic[3] == 0) fail(name, "expected at least one dimension, found magic " + hex32(m));
+    }
+    const std::size_t ndim = magic[3];
+
+    Idx idx;
+    std::vector<std::uint8_t> header(4 * ndim);
+    const std::size_t got_header = src.read(header.data(), header.size());
+    if (got_header < header.size())
+        fail(name, "truncated header: expected " + std::to_string(4 + header.size()) + " bytes (magic and " +
+                       std::to_string(ndim) + " sizes), found " + std::to_string(4 + got_header));
+    // Sizes are below 2^32 each; the product is checked so that no overflow hides a huge claim.
+    std::size_t total = 1;
+    for (std::size_t i = 0; i < ndim; ++i) {
+        const std::uint8_t* b = &header[4 * i];
+        const std::size_t d = std::size_t(b[0]) << 24 | std::size_t(b[1]) << 16 | std::size_t(b[2]) << 8 | b[3];
+        idx.dims.push_back(d);
+        if (d != 0 && total > (std::size_t{1} << 48) / d)
+            fail(name, "dimensions " + dims_str(idx.dims) + "... are too large");
+        total *= d;
+    }
+
+    // Grows as bytes arrive, so a header claiming more than the file holds costs no memory.
+    idx.data.reserve(std::min<std::size_t>(total, std::size_t{1} << 26));
+    while (idx.data.size() < total) {
+        const std::size_t have = idx.data.size();
+        const std::size_t chunk = std::min<std::size_t>(total - have, std::size_t{1} << 22);
+        idx.data.resize(have + chunk);
+        const std::size_t got = src.read(idx.data.data() + have, chunk);
+        if (got < chunk)
+            fail(name, "truncated data: expected " + std::to_string(total) + " bytes after the header (" +
+                           dims_str(idx.dims) + "), found " + std::to_string(have + got));
+    }
+    std::uint8_t extra;
+    if (src.read(&extra, 1) != 0)
+        fail(name, "expected the file to end after " + std::to_string(total) + " bytes of data (" +
+                       dims_str(idx.dims) + "), found more (trailing bytes)");
+    return idx;
+}
+
+void ensure_shape(Array& a, std::size_t rows, std::size_t cols) {
+    if (a.dimension() != 2 || a.shape()[0] != rows || a.shape()[1] != cols) a.resize({rows, cols});
+}
+
+void check_images(const Array& images, const char* op) {
+    if (images.dimension() != 2 || images.shape()[1] != image_pixels)
+        throw std::invalid_argument(std::string(op) + ": expected images of shape (n, 784), got " +
+                                    shape_str(images.shape()));
+}
+
+}  // namespace
+
+// ---- IDX --------------------------------------------------------------------------------
+
+Idx read_idx(const std::string& path, int expected_ndim) {
+    GzSource src(path);
+    return parse(src, path, expected_ndim);
+}
+
+Idx parse_idx(const std::uint8_t* bytes, std::size_t size, const std::string& name, int expected_ndim) {
+    MemorySource src(bytes, size);
+    return parse(src, name, expected_ndim);
+}
+
+void write_idx(const std::string& path, const Idx& idx) {
+    std::size_t total = 1;
+    for (std::size_t d : idx.dims) {
+        if (d > std::numeric_limits<std::uint32_t>::max())
+            throw std::invalid_argument("mnist::write_idx: " + path + ": size " + std::to_string(d) +
+                                        " does not fit in 32 bits");
+        total *= d;
+    }
+    if (idx.dims.empty() || idx.dims.size() > 255 || total != idx.data.size())
+        throw std::invalid_argument("mnist::write_idx: " + path + ": dimensions " + dims_str(idx.dims) + " hold " +
+                                    std::to_string(total) + " bytes, but the data has " +
+                                    std::to_string(idx.data.size()));
+    std::vector<std::uint8_t> bytes = {0, 0, 0x08, static_cast<std::uint8_t>(idx.dims.size())};
+    for (std::size_t d : idx.dims)
+        for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<std::uint8_t>(d >> shift));
+    bytes.insert(bytes.end(), idx.data.begin(), idx.data.end());
+
+    const bool gzip = path.size() >= 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+    if (gzip) {
+        gzFile f = gzopen(path.c_str(), "wb");
+        if (!f) fail(path, std::string("cannot create: ") + std::strerror(errno));
+        const int written = bytes.empty() ? 0 : gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+        if (gzclose(f) != Z_OK || written != static_cast<int>(bytes.size())) fail(path, "write failed");
+    } else {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        if (!out) fail(path, std::string("cannot create: ") + std::strerror(errno));
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        out.close();
+        if (!out) fail(path, "write failed");
+    }
+}
+
+std::string find_idx(const std::string& dir, const std::string& name) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+        throw std::runtime_error("mnist: data directory " + dir + " does not exist: run scripts/fetch-mnist " + dir +
+                                 " to download MNIST");
+    const fs::path raw = fs::path(dir) / name;
+    const fs::path gz = fs::path(dir) / (name + ".gz");
+    if (fs::exists(raw, ec)) return raw.string();
+    if (fs::exists(gz, ec)) return gz.string();
+    throw std::runtime_error("mnist: " + raw.string() + " not found (nor " + gz.filename().string() +
+                             "): run scripts/fetch-mnist " + dir + " to download MNIST");
+}
+
+// ---- Data sets --------------------------------------------------------------------------
+
+DataSet load_pair(const std::string& images_path, const std::string& labels_path) {
+    const Idx images = read_idx(images_path, 3);
+    if (images.dims[1] != image_rows || images.dims[2] != image_cols)
+        fail(images_path, "expected 28x28 images, found " + std::to_string(images.dims[0]) + " images of " +
+                              std::to_string(images.dims[1]) + "x" + std::to_string(images.dims[2]));
+    if (images.dims[0] == 0) fail(images_path, "expected at least one image, found none");
+    const Idx labels = read_idx(labels_path, 1);
+    const std::size_t n = images.dims[0];
+    if (labels.dims[0] != n)
+        fail(labels_path, "expected " + std::to_string(n) + " labels, one per image of " + images_path + ", found " +
+                              std::to_string(labels.dims[0]));
+    for (std::size_t i = 0; i < n; ++i)
+        if (labels.data[i] > 9)
+            fail(labels_path, "expected digits 0-9, found label " + std::to_string(labels.data[i]) + " at index " +
+                                  std::to_string(i));
+
+    DataSet set;
+    set.images = Array::from_shape({n, image_pixels});
+    float* dst = set.images.data();
+    for (std::size_t i = 0; i < images.data.size(); ++i) dst[i] = static_cast<float>(images.data[i]) / 255.0f;
+    set.labels = labels.data;
+    return set;
+}
+
+DataSet slice(const DataSet& data, std::size_t begin, std::size_t end) {
+    if (begin > end || end > data.size())
+        throw std::out_of_range("mnist::slice: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") are out of range for a data set of " + std::to_string(data.size()) + " images");
+    DataSet out;
+    out.images = Array::from_shape({end - begin, image_pixels});
+    const float* src = data.images.data() + begin * image_pixels;
+    std::copy(src, src + (end - begin) * image_pixels, out.images.data());
+    out.labels.assign(data.labels.begin() + static_cast<std::ptrdiff_t>(begin),
+                      data.labels.begin() + static_cast<std::ptrdiff_t>(end));
+    return out;
+}
+
+// ---- Binarization -----------------------------------------------------------------------
+
+Binarization parse_binarization(const std::string& name) {
+    if (name == "fixed") return Binarization::fixed;
+    if (name == "threshold") return Binarization::threshold;
+    if (name == "dynamic") return Binarization::dynamic;
+    if (name == "none") return Binarization::none;
+    throw std::invalid_argument("unknown binarization '" + name + "' (expected fixed, threshold, dynamic or none)");
+}
+
+const char* binarization_name(Binarization mode) {
+    switch (mode) {
+    case Binarization::fixed: return "fixed";
+    case Binarization::threshold: return "threshold";
+    case Binarization::dynamic: return "dynamic";
+    case Binarization::none: return "none";
+    }
+    return "?";
+}
+
+void binarize_sample(Array& images, Generator& gen) {
+    for (float& v : images) v = gen.uniform() < v ? 1.0f : 0.0f;
+}
+
+void binarize_threshold(Array& images) {
+    for (float& v : images) v = v > 0.5f ? 1.0f : 0.0f;
+}
+
+// ---- The paper's data -------------------------------------------------------------------
+
+Mnist load(const std::string& dir, const LoadOptions& options) {
+    // All four found before anything is read: a missing file is reported without delay.
+    const std::string train_images = find_idx(dir, train_images_file), train_labels = find_idx(dir, train_labels_file),
+                      test_images = find_idx(dir, test_images_file), test_labels = find_idx(dir, test_labels_file);
+    DataSet full = load_pair(train_images, train_labels);
+    if (options.validation >= full.size())
+        throw std::invalid_argument("mnist::load: a validation set of " + std::to_string(options.validation) +
+                                    " images leaves no training images out of " + std::to_string(full.size()));
+    const std::size_t n_train = full.size() - options.validation;
+    Mnist m;
+    m.binarization = options.binarization;
+    m.test = load_pair(test_images, test_labels);
+
+    switch (options.binarization) {
+    case Binarization::fixed:
+    case Binarization::dynamic: {
+        // Dynamic keeps the training intensities; validation and test get the same samples
+        // as with fixed, so that validation numbers compare across the two modes.
+        if (options.binarization == Binarization::dynamic) m.train = slice(full, 0, n_train);
+        Generator train_gen(options.seed), test_gen(options.seed + 1);
+        binarize_sample(full.images, train_gen);
+        binarize_sample(m.test.images, test_gen);
+        break;
+    }
+    case Binarization::threshold:
+        binarize_threshold(full.images);
+        binarize_threshold(m.test.images);
+        break;
+    case Binarization::none: break;
+    }
+    if (options.binarization != Binarization::dynamic) m.train = slice(full, 0, n_train);
+    m.validation = slice(full, n_train, full.size());
+    return m;
+}
+
+// ---- Halves and batches -----------------------------------------------------------------
+
+void halves(const Array& images, Array& upper, Array& lower) {
+    check_images(images, "mnist::halves");
+    const std::size_t n = images.shape()[0];
+    ensure_shape(upper, n, half_pixels);
+    ensure_shape(lower, n, half_pixels);
+    const float* src = images.data();
+    for (std::size_t i = 0; i < n; ++i, src += image_pixels) {
+        std::copy(src, src + half_pixels, upper.data() + i * half_pixels);
+        std::copy(src + half_pixels, src + image_pixels, lower.data() + i * half_pixels);
+    }
+}
+
+namespace {
+const float* row_of(const DataSet& data, std::size_t row, const char* op) {
+    if (row >= data.size())
+        throw std::out_of_range(std::string(op) + ": row " + std::to_string(row) +
+                                " is out of range for a data set of " + std::to_string(data.size()) + " images");
+    return data.images.data() + row * image_pixels;
+}
+}  // namespace
+
+void gather(const DataSet& data, const std::vector<std::size_t>& rows, Array& images) {
+    check_images(data.images, "mnist::gather");
+    ensure_shape(images, rows.size(), image_pixels);
+    float* dst = images.data();
+    for (std::size_t r : rows) {
+        const float* src = row_of(data, r, "mnist::gather");
+        dst = std::copy(src, src + image_pixels, dst);
+    }
+}
+
+void gather_halves(const DataSet& data, const std::vector<std::size_t>& rows, Array& upper, Array& lower) {
+    check_images(data.images, "mnist::gather_halves");
+    ensure_shape(upper, rows.size(), half_pixels);
+    ensure_shape(lower, rows.size(), half_pixels);
+    float* up = upper.data();
+    float* low = lower.data();
+    for (std::size_t r : rows) {
+        const float* src = row_of(data, r, "mnist::gather_halves");
+        up = std::copy(src, src + half_pixels, up);
+        low = std::copy(src + half_pixels, src + image_pixels, low);
+    }
+}
+
+std::vector<std::uint64_t> BatchState::words() const {
+    return {epoch, position, rows, generator[0], generator[1], generator[2], generator[3]};
+}
+
+BatchState BatchState::from_words(const std::vector<std::uint64_t>& w) {
+    if (w.size() != 7)
+        throw std::invalid_argument("mnist::BatchState::from_words: expected 7 words, got " + std::to_string(w.size()));
+    return BatchState{w[0], w[1], w[2], {w[3], w[4], w[5], w[6]}};
+}
+
+BatchIterator::BatchIterator(std::size_t rows, BatchOptions options)
+    : rows_(rows), options_(options), gen_(options.seed) {
+    if (rows == 0) throw std::invalid_argument("mnist::BatchIterator: the data set is empty");
+    if (options.batch_size == 0) throw std::invalid_argument("mnist::BatchIterator: the batch size must be positive");
+    if (options.batch_size > rows)
+        throw std::invalid_argument("mnist::BatchIterator: batch size " + std::to_string(options.batch_size) +
+                                    " is larger than the data set (" + std::to_string(rows) + " rows)");
+    order_.resize(rows);
+    indices_.reserve(options.batch_size);
+    start_epoch();
+}
+
+// Always from 0..rows-1, so the generator state at the epoch's start fixes its order.
+void BatchIterator::start_epoch() {
+    epoch_start_ = gen_.state();
+    position_ = 0;
+    std::iota(order_.begin(), order_.end(), std::size_t{0});
+    if (options_.shuffle)
+        for (std::size_t i = rows_ - 1; i > 0; --i) std::swap(order_[i], order_[gen_.below(i + 1)]);
+}
+
+bool BatchIterator::next() {
+    const std::size_t left = rows_ - position_;
+    if (left == 0 || (options_.drop_last && left < options_.batch_size)) {
+        ++epoch_;
+        start_epoch();
+        indices_.clear();
+        return false;
+    }
+    const std::size_t b = std::min(options_.batch_size, left);
+    const auto first = order_.begin() + static_cast<std::ptrdiff_t>(position_);
+    indices_.assign(first, first + static_cast<std::ptrdiff_t>(b));
+    position_ += b;
+    return true;
+}
+
+std::size_t BatchIterator::batches_per_epoch() const {
+    const std::size_t b = options_.batch_size;
+    return options_.drop_last ? rows_ / b : (rows_ + b - 1) / b;
+}
+
+BatchState BatchIterator::state() const { return BatchState{epoch_, position_, rows_, epoch_start_}; }
+
+void BatchIterator::set_state(const BatchState& s) {
+    if (s.rows != rows_)
+        throw std::invalid_argument("mnist::BatchIterator::set_state: the state is for a data set of " +
+                                    std::to_string(s.rows) + " rows, this iterator has " + std::to_string(rows_));
+    if (s.position > rows_)
+        throw std::invalid_argument("mnist::BatchIterator::set_state: position " + std::to_string(s.position) +
+                                    " is past the end of " + std::to_string(rows_) + " rows");
+    gen_.set_state(s.generator);  // throws on the invalid all-zero state
+    epoch_ = s.epoch;
+    start_epoch();
+    position_ = static_cast<std::size_t>(s.position);
+    indices_.clear();
+}
+
+}  // namespace tg::mnist
