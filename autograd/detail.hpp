@@ -1,8 +1,13 @@
 // Helpers shared by the op implementations (and by users writing their own ops).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <initializer_list>
+#include <stdexcept>
 #include <string>
+
+#include <xtensor/xnoalias.hpp>
 
 #include "autograd/tensor.hpp"
 
@@ -20,6 +25,9 @@ Array sum_to(const Array& g, const Array::shape_type& shape);
 // Throws std::invalid_argument("<op>: <what>, got shape (..)") unless ok.
 void require(bool ok, const char* op, const std::string& what, const Array::shape_type& shape);
 
+// Throws std::invalid_argument naming the op and the position of the first null input.
+void require_defined(const char* op, std::initializer_list<const Tensor*> inputs);
+
 }  // namespace tg::detail
 
 namespace tg::detail {
@@ -33,5 +41,20 @@ Array& grad_for_accumulate(const Tensor& t, float& beta);
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
           std::size_t ldc);
+
+// Adds the expression e (t's shape) into t's gradient without a temporary: the buffer is
+// overwritten on the first gradient of a step and added to afterwards.
+template <class E>
+void accumulate_expr(const Tensor& t, const E& e, const char* op) {
+    const auto& es = e.shape();
+    if (!std::equal(es.begin(), es.end(), t.shape().begin(), t.shape().end()))
+        throw std::logic_error(std::string(op) + ": gradient of shape " +
+                               shape_str(Array::shape_type(es.begin(), es.end())) +
+                               " does not match its tensor of shape " + shape_str(t.shape()));
+    float beta;
+    Array& g = grad_for_accumulate(t, beta);
+    if (beta == 0.0f) xt::noalias(g) = e;
+    else xt::noalias(g) += e;
+}
 
 }  // namespace tg::detail

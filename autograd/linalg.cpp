@@ -6,6 +6,7 @@
 namespace tg {
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+    detail::require_defined("matmul", {&a, &b});
     const auto& as = a.shape();
     const auto& bs = b.shape();
     if (as.size() != 2 || bs.size() != 2 || as[1] != bs[0])
@@ -28,6 +29,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+    detail::require_defined("linear", {&x, &weight});  // the bias may be null
     const auto& xs = x.shape();
     const auto& ws = weight.shape();
     if (ws.size() != 2 || xs.size() < 1 || xs.back() != ws[1])
