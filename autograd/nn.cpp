@@ -7,6 +7,7 @@
 
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
+#include <xsimd/xsimd.hpp>
 
 #include "autograd/detail.hpp"
 #include "autograd/nn_kernels.hpp"
@@ -26,109 +27,178 @@ AxisView axis_view(const Array::shape_type& shape, std::size_t axis) {
 
 namespace {
 
-// Calls f(base, s) for every slice along the axis: slice s holds the elements
-// base + j * inner, j < n, of the data.
-template <class F>
-void for_each_slice(const AxisView& v, F f) {
-    for (std::size_t o = 0; o < v.outer; ++o)
-        for (std::size_t i = 0; i < v.inner; ++i) f(o * v.n * v.inner + i, o * v.inner + i);
-}
+using Batch = xsimd::batch<float>;
 
-// The shift that makes exp safe: the slice maximum, or 0 when that is infinite (a slice of
-// -inf would otherwise give -inf - -inf = NaN).
-float slice_max(const float* p, std::size_t n, std::size_t stride) {
+// The compiler will not vectorize a float reduction by itself (it may not reassociate), so
+// contiguous slices (the last axis) reduce in xsimd batches.
+float max_of(const float* p, std::size_t n) {
+    constexpr std::size_t w = Batch::size;
     float m = -std::numeric_limits<float>::infinity();
-    for (std::size_t j = 0; j < n; ++j) m = std::max(m, p[j * stride]);
-    return std::isfinite(m) ? m : 0.0f;
+    std::size_t j = 0;
+    if (n >= w) {
+        Batch acc = Batch::load_unaligned(p);
+        for (j = w; j + w <= n; j += w) acc = xsimd::max(acc, Batch::load_unaligned(p + j));
+        alignas(64) float lanes[w];
+        acc.store_aligned(lanes);
+        for (float l : lanes) m = std::max(m, l);
+    }
+    for (; j < n; ++j) m = std::max(m, p[j]);
+    return m;
 }
 
-double slice_sum(const float* p, std::size_t n, std::size_t stride) {
-    double s = 0.0;
-    for (std::size_t j = 0; j < n; ++j) s += p[j * stride];
+float sum_of(const float* p, std::size_t n) {
+    constexpr std::size_t w = Batch::size;
+    float s = 0.0f;
+    std::size_t j = 0;
+    if (n >= w) {
+        Batch acc = Batch::load_unaligned(p);
+        for (j = w; j + w <= n; j += w) acc += Batch::load_unaligned(p + j);
+        s = xsimd::hadd(acc);
+    }
+    for (; j < n; ++j) s += p[j];
     return s;
 }
 
-// a := exp(a - shift) with each slice's shift; returns the shifts.
-std::vector<float> exp_shifted(Array& a, const AxisView& v) {
+}  // namespace
+
+void slice_maxima(const float* d, const AxisView& v, float* out) {
+    for (std::size_t o = 0; o < v.outer; ++o) {
+        const float* block = d + o * v.n * v.inner;
+        float* m = out + o * v.inner;
+        if (v.inner == 1) {
+            m[0] = max_of(block, v.n);
+        } else {  // along i, which is contiguous
+            std::fill(m, m + v.inner, -std::numeric_limits<float>::infinity());
+            for (std::size_t j = 0; j < v.n; ++j)
+                for (std::size_t i = 0; i < v.inner; ++i) m[i] = std::max(m[i], block[j * v.inner + i]);
+        }
+    }
+}
+
+void slice_sums(const float* d, const AxisView& v, float* out) {
+    for (std::size_t o = 0; o < v.outer; ++o) {
+        const float* block = d + o * v.n * v.inner;
+        float* s = out + o * v.inner;
+        if (v.inner == 1) {
+            s[0] = sum_of(block, v.n);
+        } else {
+            std::fill(s, s + v.inner, 0.0f);
+            for (std::size_t j = 0; j < v.n; ++j)
+                for (std::size_t i = 0; i < v.inner; ++i) s[i] += block[j * v.inner + i];
+        }
+    }
+}
+
+namespace {
+
+// d := op(d, s) with each slice's own s, looping along contiguous memory.
+template <class Op>
+void per_slice(float* d, const AxisView& v, const float* s, Op op) {
+    for (std::size_t o = 0; o < v.outer; ++o) {
+        float* block = d + o * v.n * v.inner;
+        const float* so = s + o * v.inner;
+        if (v.inner == 1) {
+            const float c = so[0];
+            for (std::size_t j = 0; j < v.n; ++j) block[j] = op(block[j], c);
+        } else {
+            for (std::size_t j = 0; j < v.n; ++j)
+                for (std::size_t i = 0; i < v.inner; ++i) block[j * v.inner + i] = op(block[j * v.inner + i], so[i]);
+        }
+    }
+}
+
+// a := a - shift with each slice's maximum as its shift (0 when infinite: a slice of -inf would
+// otherwise give -inf - -inf = NaN); returns the shifts.
+std::vector<float> subtract_max(Array& a, const AxisView& v) {
     std::vector<float> shift(v.outer * v.inner);
-    float* d = a.data();
-    for_each_slice(v, [&](std::size_t base, std::size_t s) {
-        const float m = slice_max(d + base, v.n, v.inner);
-        for (std::size_t j = 0; j < v.n; ++j) d[base + j * v.inner] -= m;
-        shift[s] = m;
-    });
-    xt::noalias(a) = xt::exp(a);  // vectorized by xsimd; a loop of std::exp is ~10x slower
+    slice_maxima(a.data(), v, shift.data());
+    for (float& m : shift)
+        if (!std::isfinite(m)) m = 0.0f;
+    per_slice(a.data(), v, shift.data(), std::minus<float>());
     return shift;
 }
 
 }  // namespace
 
+void subtract_per_slice(float* d, const AxisView& v, const float* s) { per_slice(d, v, s, std::minus<float>()); }
+void multiply_per_slice(float* d, const AxisView& v, const float* s) {
+    per_slice(d, v, s, std::multiplies<float>());
+}
+
 void logsumexp_along(const Array& a, std::size_t axis, float* out) {
     const AxisView v = axis_view(a.shape(), axis);
     Array e = a;
-    const std::vector<float> shift = exp_shifted(e, v);
-    for_each_slice(v, [&](std::size_t base, std::size_t s) {
-        out[s] = shift[s] + static_cast<float>(std::log(slice_sum(e.data() + base, v.n, v.inner)));
-    });
+    const std::vector<float> shift = subtract_max(e, v);
+    xt::noalias(e) = xt::exp(e);  // vectorized by xsimd; a loop of std::exp is ~10x slower
+    slice_sums(e.data(), v, out);
+    for (std::size_t s = 0; s < shift.size(); ++s) out[s] = shift[s] + std::log(out[s]);
 }
 
 void softmax_inplace(Array& a, std::size_t axis) {
     const AxisView v = axis_view(a.shape(), axis);
-    exp_shifted(a, v);
-    float* d = a.data();
-    for_each_slice(v, [&](std::size_t base, std::size_t) {
-        const float r = static_cast<float>(1.0 / slice_sum(d + base, v.n, v.inner));
-        for (std::size_t j = 0; j < v.n; ++j) d[base + j * v.inner] *= r;
-    });
+    std::vector<float> sums = subtract_max(a, v);
+    xt::noalias(a) = xt::exp(a);
+    slice_sums(a.data(), v, sums.data());
+    for (float& s : sums) s = 1.0f / s;
+    multiply_per_slice(a.data(), v, sums.data());
 }
 
 void log_softmax_inplace(Array& a, std::size_t axis) {
     // (x - max) - log(sum exp(x - max)): subtracting a rounded logsumexp from x instead would
     // lose the digits of log(sum) at large x (1e4 + 0.31 rounds to a multiple of 2^-10)
     const AxisView v = axis_view(a.shape(), axis);
-    float* d = a.data();
-    for_each_slice(v, [&](std::size_t base, std::size_t) {
-        const float m = slice_max(d + base, v.n, v.inner);
-        for (std::size_t j = 0; j < v.n; ++j) d[base + j * v.inner] -= m;
-    });
+    std::vector<float> logs = subtract_max(a, v);
     const Array e = xt::exp(a);
-    for_each_slice(v, [&](std::size_t base, std::size_t) {
-        const float l = static_cast<float>(std::log(slice_sum(e.data() + base, v.n, v.inner)));
-        for (std::size_t j = 0; j < v.n; ++j) d[base + j * v.inner] -= l;
-    });
+    slice_sums(e.data(), v, logs.data());
+    for (float& l : logs) l = std::log(l);
+    subtract_per_slice(a.data(), v, logs.data());
 }
 
 void softmax_backward(const Array& y, const Array& g, std::size_t axis, float scale, float beta, Array& dx) {
+    // y * (g - sum(g * y)) = g y - y sum(g y)
     const AxisView v = axis_view(y.shape(), axis);
+    Array gy_fresh;
+    Array& gy = beta == 0.0f ? dx : gy_fresh;  // dx itself is the scratch unless it holds a gradient
+    if (beta != 0.0f) gy = Array::from_shape(y.shape());
     const float* yp = y.data();
     const float* gp = g.data();
-    float* dp = dx.data();
-    for_each_slice(v, [&](std::size_t base, std::size_t) {
-        double dot = 0.0;
-        for (std::size_t j = 0; j < v.n; ++j) dot += double(gp[base + j * v.inner]) * yp[base + j * v.inner];
-        const float d = static_cast<float>(dot);
-        for (std::size_t j = 0; j < v.n; ++j) {
-            const std::size_t k = base + j * v.inner;
-            const float val = scale * yp[k] * (gp[k] - d);
-            dp[k] = beta == 0.0f ? val : dp[k] + val;
+    float* p = gy.data();
+    for (std::size_t k = 0; k < y.size(); ++k) p[k] = gp[k] * yp[k];
+    std::vector<float> dots(v.outer * v.inner);
+    slice_sums(p, v, dots.data());
+    // p := p - y * dot, per slice
+    for (std::size_t o = 0; o < v.outer; ++o) {
+        float* pb = p + o * v.n * v.inner;
+        const float* yb = yp + o * v.n * v.inner;
+        const float* dot = dots.data() + o * v.inner;
+        if (v.inner == 1) {
+            const float c = dot[0];
+            for (std::size_t j = 0; j < v.n; ++j) pb[j] -= yb[j] * c;
+        } else {
+            for (std::size_t j = 0; j < v.n; ++j)
+                for (std::size_t i = 0; i < v.inner; ++i) pb[j * v.inner + i] -= yb[j * v.inner + i] * dot[i];
         }
-    });
+    }
+    float* dp = dx.data();
+    if (beta == 0.0f) {
+        if (scale != 1.0f)
+            for (std::size_t k = 0; k < y.size(); ++k) dp[k] *= scale;
+    } else {
+        for (std::size_t k = 0; k < y.size(); ++k) dp[k] += scale * p[k];
+    }
 }
 
 void argmax_along(const Array& a, std::size_t axis, std::size_t* out) {
     const AxisView v = axis_view(a.shape(), axis);
     const float* d = a.data();
-    for_each_slice(v, [&](std::size_t base, std::size_t s) {
-        std::size_t best = 0;
-        for (std::size_t j = 1; j < v.n; ++j)
-            if (d[base + j * v.inner] > d[base + best * v.inner]) best = j;
-        out[s] = best;
-    });
-}
-
-// Calls f(base, s) as for_each_slice does, for users outside this file.
-void for_each_axis_slice(const AxisView& v, const std::function<void(std::size_t, std::size_t)>& f) {
-    for_each_slice(v, f);
+    for (std::size_t o = 0; o < v.outer; ++o)
+        for (std::size_t i = 0; i < v.inner; ++i) {
+            const float* p = d + o * v.n * v.inner + i;
+            std::size_t best = 0;
+            for (std::size_t j = 1; j < v.n; ++j)
+                if (p[j * v.inner] > p[best * v.inner]) best = j;
+            out[o * v.inner + i] = best;
+        }
 }
 
 }  // namespace detail
@@ -166,17 +236,14 @@ Tensor log_softmax(const Tensor& logits, int axis) {
     return record("log_softmax", std::move(y), {logits}, [ax](const std::vector<Tensor>& in, const Tensor& out) {
         // dx = g - softmax * sum_axis(g), with softmax = exp(out)
         const detail::AxisView v = detail::axis_view(out.shape(), ax);
-        const float* g = out.grad().data();
+        const Array& g = out.grad();
+        std::vector<float> sums(v.outer * v.inner);
+        detail::slice_sums(g.data(), v, sums.data());
         Array dx = xt::exp(out.value());
+        detail::multiply_per_slice(dx.data(), v, sums.data());
+        const float* gp = g.data();
         float* d = dx.data();
-        detail::for_each_axis_slice(v, [&](std::size_t base, std::size_t) {
-            double gs = 0.0;
-            for (std::size_t j = 0; j < v.n; ++j) gs += g[base + j * v.inner];
-            for (std::size_t j = 0; j < v.n; ++j) {
-                const std::size_t k = base + j * v.inner;
-                d[k] = g[k] - d[k] * static_cast<float>(gs);
-            }
-        });
+        for (std::size_t k = 0; k < dx.size(); ++k) d[k] = gp[k] - d[k];
         in[0].accumulate_grad(std::move(dx), "log_softmax");
     });
 }
@@ -189,16 +256,9 @@ Tensor logsumexp(const Tensor& a, int axis, bool keepdims) {
         // dx = g * exp(x - logsumexp(x)): the softmax weights times the slice's gradient
         const detail::AxisView v = detail::axis_view(in[0].shape(), ax);
         Array dx = in[0].value();
-        const float* lse = o.value().data();
-        const float* g = o.grad().data();
-        float* d = dx.data();
-        detail::for_each_axis_slice(v, [&](std::size_t base, std::size_t s) {
-            for (std::size_t j = 0; j < v.n; ++j) d[base + j * v.inner] -= lse[s];
-        });
+        detail::subtract_per_slice(dx.data(), v, o.value().data());
         xt::noalias(dx) = xt::exp(dx);
-        detail::for_each_axis_slice(v, [&](std::size_t base, std::size_t s) {
-            for (std::size_t j = 0; j < v.n; ++j) d[base + j * v.inner] *= g[s];
-        });
+        detail::multiply_per_slice(dx.data(), v, o.grad().data());
         in[0].accumulate_grad(std::move(dx), "logsumexp");
     });
 }
@@ -220,25 +280,35 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
                                     " and targets " + shape_str(targets.shape()) + " must have the same shape");
     const Array& x = logits.value();
     const Array& t = targets.value();
-    // log(1 + exp(x)) - x t, written so that exp never overflows
-    Array loss = xt::maximum(x, 0.0f) - x * t + xt::log1p(xt::exp(-xt::abs(x)));
+    // log(1 + exp(x)) - x t, written so that exp never overflows. In stages: xtensor does not
+    // vectorize the whole expression at once (it ran 15x slower).
+    Array loss = xt::exp(-xt::abs(x));
+    xt::noalias(loss) = xt::log1p(loss);
+    const float* xp = x.data();
+    const float* tp = t.data();
+    float* lp = loss.data();
+    for (std::size_t k = 0; k < loss.size(); ++k) lp[k] += std::max(xp[k], 0.0f) - xp[k] * tp[k];
     Array value = reduction == Reduction::none ? std::move(loss) : Array(reduce_loss(loss, reduction));
     const float scale = reduction == Reduction::mean ? 1.0f / static_cast<float>(x.size()) : 1.0f;
     return record("binary_cross_entropy_with_logits", std::move(value), {logits, targets},
                   [reduction, scale](const std::vector<Tensor>& in, const Tensor& out) {
                       const char* op = "binary_cross_entropy_with_logits";
                       const Array& x = in[0].value();
-                      // 1 / (1 + exp(-x)) is exact at both ends in float: exp overflows to inf, giving 0
-                      if (reduction == Reduction::none) {
-                          const Array& g = out.grad();
-                          if (in[0].requires_grad())
-                              in[0].accumulate_grad(Array(g * (1.0f / (1.0f + xt::exp(-x)) - in[1].value())), op);
-                          if (in[1].requires_grad()) in[1].accumulate_grad(Array(-g * x), op);
-                      } else {
-                          const float g = out.grad()() * scale;
-                          if (in[0].requires_grad())
-                              in[0].accumulate_grad(Array(g * (1.0f / (1.0f + xt::exp(-x)) - in[1].value())), op);
-                          if (in[1].requires_grad()) in[1].accumulate_grad(Array(-g * x), op);
+                      const float* g = out.grad().data();
+                      const bool each = reduction == Reduction::none;  // else one scalar gradient
+                      if (in[0].requires_grad()) {
+                          // (sigmoid(x) - t) g; 1 / (1 + exp(-x)) is exact at both ends in float
+                          // (exp overflows to inf and gives 0)
+                          Array dx = 1.0f / (1.0f + xt::exp(-x));
+                          const float* tp = in[1].value().data();
+                          float* d = dx.data();
+                          for (std::size_t k = 0; k < dx.size(); ++k) d[k] = (d[k] - tp[k]) * g[each ? k : 0] * scale;
+                          in[0].accumulate_grad(std::move(dx), op);
+                      }
+                      if (in[1].requires_grad()) {  // -x g
+                          Array dt = Array::from_shape(x.shape());
+                          for (std::size_t k = 0; k < dt.size(); ++k) dt.data()[k] = -x.data()[k] * g[each ? k : 0] * scale;
+                          in[1].accumulate_grad(std::move(dt), op);
                       }
                   });
 }

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstddef>
-#include <functional>
 
 #include "autograd/tensor.hpp"
 
@@ -14,8 +13,13 @@ struct AxisView {
     std::size_t outer = 1, n = 1, inner = 1;
 };
 AxisView axis_view(const Array::shape_type& shape, std::size_t axis);
-// Calls f(base, s) for every slice s < outer * inner; its elements are base + j * inner, j < n.
-void for_each_axis_slice(const AxisView& v, const std::function<void(std::size_t, std::size_t)>& f);
+// out[s] := the maximum / the sum of slice s, for the outer * inner slices s = o * inner + i
+// of the data d.
+void slice_maxima(const float* d, const AxisView& v, float* out);
+void slice_sums(const float* d, const AxisView& v, float* out);
+// d := d - s[slice] and d := d * s[slice], elementwise with each slice's own s.
+void subtract_per_slice(float* d, const AxisView& v, const float* s);
+void multiply_per_slice(float* d, const AxisView& v, const float* s);
 
 // out[s] := logsumexp of slice s (outer * inner values), stable for entries of any size.
 void logsumexp_along(const Array& a, std::size_t axis, float* out);
