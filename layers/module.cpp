@@ -1,5 +1,6 @@
 #include "layers/module.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace tg::nn {
@@ -21,14 +22,20 @@ Tensor Module::register_parameter(const std::string& name, Tensor t) {
     return t;
 }
 
-void Module::collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const {
-    for (const auto& p : params_) out.emplace_back(prefix + p.first, p.second);
-    for (const auto& c : children_) c.second->collect(prefix + c.first + ".", out);
+void Module::collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out,
+                     std::vector<const TensorImpl*>& seen) const {
+    for (const auto& p : params_) {
+        if (std::find(seen.begin(), seen.end(), p.second.impl()) != seen.end()) continue;
+        seen.push_back(p.second.impl());
+        out.emplace_back(prefix + p.first, p.second);
+    }
+    for (const auto& c : children_) c.second->collect(prefix + c.first + ".", out, seen);
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
     std::vector<std::pair<std::string, Tensor>> out;
-    collect("", out);
+    std::vector<const TensorImpl*> seen;
+    collect("", out, seen);
     return out;
 }
 
@@ -45,6 +52,20 @@ void Module::train(bool on) {
 
 void Module::zero_grad() {
     for (auto& p : named_parameters()) p.second.zero_grad();
+}
+
+Tensor Layer::predict(const Tensor& x) {
+    const bool was_training = is_training();
+    eval();
+    NoGradGuard no_grad;
+    try {
+        Tensor y = forward(x);
+        train(was_training);
+        return y;
+    } catch (...) {
+        train(was_training);
+        throw;
+    }
 }
 
 }  // namespace tg::nn

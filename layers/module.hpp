@@ -16,7 +16,8 @@ public:
     virtual ~Module() = default;
 
     // Own parameters first, then each child's, in registration order; names are dotted
-    // paths ("fc1.weight").
+    // paths ("fc1.weight"). A tensor shared by two modules (tied weights) is listed once,
+    // under its first name, so an optimizer updates it once.
     std::vector<std::pair<std::string, Tensor>> named_parameters() const;
     std::vector<Tensor> parameters() const;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
@@ -41,7 +42,8 @@ protected:
 
 private:
     void check_new_name(const std::string& name) const;
-    void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+    void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out,
+                 std::vector<const TensorImpl*>& seen) const;
 
     std::vector<std::pair<std::string, Tensor>> params_;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
@@ -53,6 +55,10 @@ class Layer : public Module {
 public:
     virtual Tensor forward(const Tensor& x) = 0;
     Tensor operator()(const Tensor& x) { return forward(x); }
+
+    // forward in evaluation mode with no recording, for validation and inference; the
+    // training mode is restored afterwards (set again on every child, like train()).
+    Tensor predict(const Tensor& x);
 };
 
 }  // namespace tg::nn

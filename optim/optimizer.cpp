@@ -1,0 +1,78 @@
+#include "optim/optimizer.hpp"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_set>
+
+namespace tg::optim {
+
+void detail::check_option(bool ok, const char* who, const char* what, const char* rule, float v) {
+    if (ok) return;
+    std::ostringstream msg;
+    msg << who << ": " << what << " must be " << rule << ", got " << v;
+    throw std::invalid_argument(msg.str());
+}
+
+Optimizer::Optimizer(std::vector<Tensor> params, float lr, const char* who) : params_(std::move(params)) {
+    if (params_.empty()) throw std::invalid_argument(std::string(who) + ": the parameter list is empty");
+    std::unordered_set<const TensorImpl*> seen;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (!params_[i].defined())
+            throw std::invalid_argument(std::string(who) + ": parameter " + std::to_string(i) + " is a null tensor");
+        // Updating one tensor twice per step is never what the caller meant.
+        if (!seen.insert(params_[i].impl()).second)
+            throw std::invalid_argument(std::string(who) + ": parameter " + std::to_string(i) +
+                                        " appears more than once in the list");
+    }
+    detail::check_option(lr >= 0.0f && std::isfinite(lr), who, "lr", "non-negative and finite", lr);
+    lr_ = lr;
+    steps_.assign(params_.size(), 0);
+}
+
+void Optimizer::zero_grad() {
+    for (auto& p : params_) p.zero_grad();
+}
+
+void Optimizer::set_lr(float lr) {
+    detail::check_option(lr >= 0.0f && std::isfinite(lr), kind(), "lr", "non-negative and finite", lr);
+    lr_ = lr;
+}
+
+std::vector<Array>& Optimizer::state_buffer(const std::string& name) {
+    throw std::out_of_range(std::string(kind()) + ": no state named '" + name + "'");
+}
+
+const std::vector<Array>& Optimizer::state(const std::string& name) const {
+    return const_cast<Optimizer*>(this)->state_buffer(name);
+}
+
+void Optimizer::set_state(const std::string& name, std::vector<Array> buffers) {
+    state_buffer(name) = std::move(buffers);
+}
+
+float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
+    detail::check_option(max_norm >= 0.0f && std::isfinite(max_norm), "clip_grad_norm", "max_norm",
+                         "non-negative and finite", max_norm);
+    double sq = 0.0;
+    for (const auto& p : params) {
+        if (!p.has_grad()) continue;
+        const Array& g = p.grad();
+        const float* d = g.data();
+        for (std::size_t i = 0, n = g.size(); i < n; ++i) sq += static_cast<double>(d[i]) * d[i];
+    }
+    const double norm = std::sqrt(sq);
+    const double factor = max_norm / (norm + 1e-6);
+    if (factor < 1.0) {
+        const float f = static_cast<float>(factor);
+        for (Tensor p : params) {  // a copied handle aliases the same gradient
+            if (!p.has_grad()) continue;
+            Array& g = p.grad();
+            float* d = g.data();
+            for (std::size_t i = 0, n = g.size(); i < n; ++i) d[i] *= f;
+        }
+    }
+    return static_cast<float>(norm);
+}
+
+}  // namespace tg::optim

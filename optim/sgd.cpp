@@ -1,0 +1,57 @@
+#include "optim/sgd.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace tg::optim {
+
+using detail::check_option;
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions options)
+    : Optimizer(std::move(params), options.lr, "SGD"), options_(options) {
+    check_option(options.momentum >= 0.0f && std::isfinite(options.momentum), "SGD", "momentum",
+                 "non-negative and finite", options.momentum);
+    check_option(options.dampening >= 0.0f && options.dampening <= 1.0f, "SGD", "dampening", "in [0, 1]",
+                 options.dampening);
+    check_option(options.weight_decay >= 0.0f && std::isfinite(options.weight_decay), "SGD", "weight_decay",
+                 "non-negative and finite", options.weight_decay);
+    if (options.nesterov && (options.momentum <= 0.0f || options.dampening != 0.0f))
+        throw std::invalid_argument("SGD: nesterov needs momentum > 0 and dampening 0");
+    momentum_.resize(params_.size());
+}
+
+std::vector<std::string> SGD::state_names() const {
+    if (options_.momentum == 0.0f) return {};
+    return {"momentum"};
+}
+
+std::vector<Array>& SGD::state_buffer(const std::string& name) {
+    if (name == "momentum" && options_.momentum != 0.0f) return momentum_;
+    return Optimizer::state_buffer(name);
+}
+
+void SGD::step() {
+    const float lr = lr_, mu = options_.momentum, damp = 1.0f - options_.dampening, wd = options_.weight_decay;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+        Tensor& p = params_[i];
+        if (!p.has_grad()) continue;
+        float* w = p.value().data();
+        const float* g = p.grad().data();
+        const std::size_t n = p.size();
+        if (mu == 0.0f) {
+            for (std::size_t j = 0; j < n; ++j) w[j] -= lr * (g[j] + wd * w[j]);
+        } else {
+            const bool first = steps_[i] == 0 || momentum_[i].size() != n;
+            if (first) momentum_[i] = Array::from_shape(p.shape());
+            float* buf = momentum_[i].data();
+            for (std::size_t j = 0; j < n; ++j) {
+                const float d = g[j] + wd * w[j];
+                buf[j] = first ? d : mu * buf[j] + damp * d;
+                w[j] -= lr * (options_.nesterov ? d + mu * buf[j] : buf[j]);
+            }
+        }
+        ++steps_[i];
+    }
+}
+
+}  // namespace tg::optim
