@@ -18,8 +18,8 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& options, bool decouple
                  options.eps);
     check_option(options.weight_decay >= 0.0f && std::isfinite(options.weight_decay), who, "weight_decay",
                  "non-negative and finite", options.weight_decay);
-    m_.resize(params_.size());
-    v_.resize(params_.size());
+    m_.assign(params_.size(), detail::unallocated());
+    v_.assign(params_.size(), detail::unallocated());
 }
 
 AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)

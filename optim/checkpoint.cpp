@@ -532,7 +532,8 @@ Checkpoint state_dict(const nn::Module& model, const optim::Optimizer* optimizer
         for (std::size_t i = 0; i < names.size(); ++i) {
             const Tensor& p = optimizer->parameters()[i];
             // Not yet allocated (no update so far): saved as zeros, so every file has every name.
-            Array value = state[i].size() == p.size() ? state[i] : Array(xt::zeros<float>(p.shape()));
+            Array value = optimizer->steps()[i] > 0 && state[i].shape() == p.shape() ? state[i]
+                                                                                      : Array(xt::zeros<float>(p.shape()));
             ck.put(prefix + buffer + "." + names[i], std::move(value));
         }
     }
@@ -599,7 +600,7 @@ void load_state_dict(const Checkpoint& ck, nn::Module& model, optim::Optimizer* 
                 const auto& ps = optimizer->parameters()[i].shape();
                 const Array& a = *expect_entry(ck, key, DType::float32, Shape(ps.begin(), ps.end()), where);
                 // No update yet: the buffer stays unallocated, as in an optimizer that never stepped.
-                buffers.back().push_back(steps[i] == 0 ? Array() : a);
+                buffers.back().push_back(steps[i] == 0 ? optim::detail::unallocated() : a);
             }
         }
     }

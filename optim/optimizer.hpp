@@ -28,8 +28,8 @@ public:
     virtual const char* kind() const = 0;
 
     // For checkpoints. steps()[i] counts the updates parameter i has had; state buffer
-    // `name` holds one array per parameter, empty (size 0) until that parameter's first
-    // update. set_steps/set_state replace them whole (sizes are the caller's to check).
+    // `name` holds one array per parameter, of shape (0,) until that parameter's first
+    // update (a default xarray is 0-d with one element, so "empty" is spelled out). set_steps/set_state replace them whole (sizes are the caller's to check).
     const std::vector<std::int64_t>& steps() const { return steps_; }
     void set_steps(std::vector<std::int64_t> steps) { steps_ = std::move(steps); }
     virtual std::vector<std::string> state_names() const { return {}; }
@@ -52,6 +52,7 @@ protected:
 float clip_grad_norm(const std::vector<Tensor>& params, float max_norm);
 
 namespace detail {
+inline Array unallocated() { return Array::from_shape({0}); }
 // Throws std::invalid_argument("<who>: <what> must be <rule>, got <v>") unless ok.
 void check_option(bool ok, const char* who, const char* what, const char* rule, float v);
 }  // namespace detail

@@ -17,7 +17,7 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions options)
                  "non-negative and finite", options.weight_decay);
     if (options.nesterov && (options.momentum <= 0.0f || options.dampening != 0.0f))
         throw std::invalid_argument("SGD: nesterov needs momentum > 0 and dampening 0");
-    momentum_.resize(params_.size());
+    momentum_.assign(params_.size(), detail::unallocated());
 }
 
 std::vector<std::string> SGD::state_names() const {
