@@ -417,6 +417,8 @@ void Checkpoint::save(const std::string& path) const {
 Checkpoint Checkpoint::load(const std::string& path) {
     const std::string where = "checkpoint '" + path + "'";
     const std::string bytes = read_file(path);
+    // libzip would take zero bytes for a new, empty archive; a saved one is never empty.
+    if (bytes.empty()) throw CheckpointError(where + ": not a readable zip archive: the file is empty");
     zip_error_t err;
     zip_error_init(&err);
     zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &err);
