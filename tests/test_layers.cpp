@@ -214,3 +214,36 @@ TEST_CASE("Sequential: an empty one passes the input through; a null layer is re
     CHECK(seq(x).same(x));
     CHECK_THROWS_WITH_AS(seq.push_back(nullptr), "Sequential: layer 0 is a null pointer", std::invalid_argument);
 }
+
+TEST_CASE("Sequential: activation layers compute their functions, and an MLP of them passes gradcheck") {
+    const Tensor x(Array{-30.0f, -1.0f, 0.0f, 0.5f, 2.0f, 40.0f});
+    nn::Sigmoid sig;
+    nn::Tanh th;
+    nn::ReLU re;
+    nn::Softplus sp;
+    nn::Softplus sp2({2.0f});
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        const double v = x.value()(i);
+        CAPTURE(v);
+        CHECK(sig(x).value()(i) == doctest::Approx(1.0 / (1.0 + std::exp(-v))));
+        CHECK(th(x).value()(i) == doctest::Approx(std::tanh(v)));
+        CHECK(re(x).value()(i) == doctest::Approx(v > 0 ? v : 0.0));
+        CHECK(sp(x).value()(i) == doctest::Approx(std::log1p(std::exp(v))));
+        CHECK(sp2(x).value()(i) == doctest::Approx(std::log1p(std::exp(2.0 * v)) / 2.0));
+    }
+    CHECK_THROWS_WITH_AS(nn::Softplus({0.0f}), doctest::Contains("Softplus: beta must be positive"),
+                         std::invalid_argument);
+
+    Generator g(14);
+    nn::Sequential mlp{std::make_shared<nn::Linear>(3, 6, nn::LinearOptions{true, &g}), std::make_shared<nn::Tanh>(),
+                       std::make_shared<nn::Linear>(6, 5, nn::LinearOptions{true, &g}), std::make_shared<nn::Softplus>(
+                                                                                            nn::SoftplusOptions{1.5f}),
+                       std::make_shared<nn::Linear>(5, 4, nn::LinearOptions{true, &g}), std::make_shared<nn::Sigmoid>(),
+                       std::make_shared<nn::Linear>(4, 2, nn::LinearOptions{true, &g}), std::make_shared<nn::ReLU>()};
+    CHECK(mlp.parameters().size() == 8);
+    CHECK(mlp.named_parameters()[6].first == "6.weight");
+    Tensor in = random_tensor({4, 3}, 15);
+    std::vector<Tensor> inputs{in};
+    for (const auto& p : mlp.parameters()) inputs.push_back(p);
+    check_gradients([&](const std::vector<Tensor>& v) { return mlp(v[0]); }, inputs);
+}
