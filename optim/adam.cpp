@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include <xsimd/xsimd.hpp>
 #include <xtensor/xbuilder.hpp>
 
 namespace tg::optim {
@@ -31,8 +32,38 @@ std::vector<Array>& Adam::state_buffer(const std::string& name) {
     return Optimizer::state_buffer(name);
 }
 
+// One element of the update; the batch and scalar paths below run the same arithmetic.
+template <class T>
+inline void adam_element(T& w, T g, T& m, T& v, float b1, float b2, float eps, float step_size, float sqrt_bc2,
+                         float shrink, float l2) {
+    w = w * T(shrink);
+    const T d = g + T(l2) * w;
+    m = T(b1) * m + T(1.0f - b1) * d;
+    v = T(b2) * v + T(1.0f - b2) * d * d;
+    using std::sqrt;
+    using xsimd::sqrt;
+    w = w - T(step_size) * m / (sqrt(v) / T(sqrt_bc2) + T(eps));
+}
+
+// xsimd batches: the scalar loop runs at ~5 ns per element (sqrt and division one at a time,
+// and sqrt's errno keeps GCC from vectorizing), the batches at well under 1.
+void Adam::update(float* w, const float* g, float* m, float* v, std::size_t n, float step_size, float sqrt_bc2,
+                  float shrink, float l2) const {
+    using batch = xsimd::batch<float>;
+    const float b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
+    std::size_t j = 0;
+    for (; j + batch::size <= n; j += batch::size) {
+        batch wb = batch::load_unaligned(w + j), mb = batch::load_unaligned(m + j), vb = batch::load_unaligned(v + j);
+        adam_element(wb, batch::load_unaligned(g + j), mb, vb, b1, b2, eps, step_size, sqrt_bc2, shrink, l2);
+        wb.store_unaligned(w + j);
+        mb.store_unaligned(m + j);
+        vb.store_unaligned(v + j);
+    }
+    for (; j < n; ++j) adam_element(w[j], g[j], m[j], v[j], b1, b2, eps, step_size, sqrt_bc2, shrink, l2);
+}
+
 void Adam::step() {
-    const float lr = lr_, b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
+    const float lr = lr_, b1 = options_.beta1, b2 = options_.beta2;
     const float l2 = decoupled_ ? 0.0f : options_.weight_decay;
     const float shrink = decoupled_ ? 1.0f - lr * options_.weight_decay : 1.0f;
     for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -47,17 +78,7 @@ void Adam::step() {
         // Bias corrections in double: b^t for large t underflows gracefully there.
         const float step_size = static_cast<float>(lr / (1.0 - std::pow(static_cast<double>(b1), t)));
         const float sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), t)));
-        float* w = p.value().data();
-        const float* g = p.grad().data();
-        float* m = m_[i].data();
-        float* v = v_[i].data();
-        for (std::size_t j = 0; j < n; ++j) {
-            w[j] *= shrink;
-            const float d = g[j] + l2 * w[j];
-            m[j] = b1 * m[j] + (1.0f - b1) * d;
-            v[j] = b2 * v[j] + (1.0f - b2) * d * d;
-            w[j] -= step_size * m[j] / (std::sqrt(v[j]) / sqrt_bc2 + eps);
-        }
+        update(p.value().data(), p.grad().data(), m_[i].data(), v_[i].data(), n, step_size, sqrt_bc2, shrink, l2);
     }
 }
 

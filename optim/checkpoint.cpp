@@ -190,8 +190,9 @@ std::string read_file(const std::string& path) {
     std::size_t n;
     while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
     const bool failed = std::ferror(f);
+    const int error = errno;
     std::fclose(f);
-    if (failed) throw CheckpointError("checkpoint '" + path + "': read error");
+    if (failed) throw CheckpointError("checkpoint '" + path + "': cannot read: " + std::strerror(error));
     return data;
 }
 

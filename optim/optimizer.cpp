@@ -54,13 +54,21 @@ void Optimizer::set_state(const std::string& name, std::vector<Array> buffers) {
 float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
     detail::check_option(max_norm >= 0.0f && std::isfinite(max_norm), "clip_grad_norm", "max_norm",
                          "non-negative and finite", max_norm);
-    double sq = 0.0;
+    // Eight independent double accumulators: one would be a serial chain of additions
+    // (~2 ns per element); these vectorize and still keep double precision.
+    double acc[8] = {};
     for (const auto& p : params) {
         if (!p.has_grad()) continue;
         const Array& g = p.grad();
         const float* d = g.data();
-        for (std::size_t i = 0, n = g.size(); i < n; ++i) sq += static_cast<double>(d[i]) * d[i];
+        const std::size_t n = g.size();
+        std::size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (std::size_t k = 0; k < 8; ++k) acc[k] += static_cast<double>(d[i + k]) * d[i + k];
+        for (; i < n; ++i) acc[0] += static_cast<double>(d[i]) * d[i];
     }
+    double sq = 0.0;
+    for (double a : acc) sq += a;
     const double norm = std::sqrt(sq);
     const double factor = max_norm / (norm + 1e-6);
     if (factor < 1.0) {

@@ -41,14 +41,18 @@ void SGD::step() {
         if (mu == 0.0f) {
             for (std::size_t j = 0; j < n; ++j) w[j] -= lr * (g[j] + wd * w[j]);
         } else {
+            // Branches hoisted out of the loops, so each one vectorizes.
             const bool first = steps_[i] == 0 || momentum_[i].size() != n;
             if (first) momentum_[i] = Array::from_shape(p.shape());
             float* buf = momentum_[i].data();
-            for (std::size_t j = 0; j < n; ++j) {
-                const float d = g[j] + wd * w[j];
-                buf[j] = first ? d : mu * buf[j] + damp * d;
-                w[j] -= lr * (options_.nesterov ? d + mu * buf[j] : buf[j]);
-            }
+            if (first)
+                for (std::size_t j = 0; j < n; ++j) buf[j] = g[j] + wd * w[j];
+            else
+                for (std::size_t j = 0; j < n; ++j) buf[j] = mu * buf[j] + damp * (g[j] + wd * w[j]);
+            if (options_.nesterov)
+                for (std::size_t j = 0; j < n; ++j) w[j] -= lr * ((g[j] + wd * w[j]) + mu * buf[j]);
+            else
+                for (std::size_t j = 0; j < n; ++j) w[j] -= lr * buf[j];
         }
         ++steps_[i];
     }

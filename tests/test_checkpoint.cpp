@@ -282,10 +282,12 @@ TEST_CASE("Checkpoint: a parameter that never had a gradient keeps its fresh opt
     check_same(Snapshot(a, &adam), Snapshot(b, &adam_b));
 }
 
-TEST_CASE("Checkpoint: a missing file is refused naming the path") {
+TEST_CASE("Checkpoint: a missing file or a directory is refused naming the path") {
     Mlp m(1);
     const std::string path = temp_path("does-not-exist.npz");
     check_refused(path, m, nullptr, {"checkpoint '" + path + "'", "cannot open", "No such file"});
+    const std::string dir = fs::path(path).parent_path().string();
+    check_refused(dir, m, nullptr, {"checkpoint '" + dir + "'", "Is a directory"});
 }
 
 TEST_CASE("Checkpoint: a truncated file is refused and nothing changes") {
