@@ -1,0 +1,282 @@
+#include <cmath>
+#include <vector>
+
+#include "helpers.hpp"
+#include "layers/distributions.hpp"
+
+using namespace tg;
+using tgtest::check_gradients;
+using tgtest::random_tensor;
+
+namespace {
+
+bool all_finite(const Array& a) {
+    for (float v : a)
+        if (!std::isfinite(v)) return false;
+    return true;
+}
+
+// The Concrete log-density straight from Maddison et al. eq. 11, in double:
+// log((K-1)!) + (K-1) log tau + sum_k [log pi_k - (tau+1) log y_k] - K log sum_i pi_i y_i^-tau.
+double concrete_log_density(const std::vector<double>& logits, const std::vector<double>& y, double tau) {
+    const double k = double(logits.size());
+    double s = 0.0, lp = std::lgamma(k) + (k - 1.0) * std::log(tau);
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+        s += std::exp(logits[i]) * std::pow(y[i], -tau);
+        lp += logits[i] - (tau + 1.0) * std::log(y[i]);
+    }
+    return lp - k * std::log(s);
+}
+
+// The binary Concrete density tau a x^(-tau-1) (1-x)^(-tau-1) / (a x^-tau + (1-x)^-tau)^2.
+double binary_concrete_density(double logit, double x, double tau) {
+    const double a = std::exp(logit);
+    const double d = a * std::pow(x, -tau) + std::pow(1.0 - x, -tau);
+    return tau * a * std::pow(x, -tau - 1.0) * std::pow(1.0 - x, -tau - 1.0) / (d * d);
+}
+
+Tensor row(const std::vector<double>& v, bool requires_grad = false) {
+    Array a = Array::from_shape({v.size()});
+    for (std::size_t i = 0; i < v.size(); ++i) a(i) = float(v[i]);
+    return Tensor(std::move(a), requires_grad);
+}
+
+}  // namespace
+
+TEST_CASE("Categorical: log_prob, entropy and KL match hand-computed values") {
+    dist::Categorical p(Tensor(Array{{0.0f, std::log(3.0f)}, {2.0f, 2.0f}}));  // (1/4, 3/4) and (1/2, 1/2)
+    const Array lp = p.log_prob(Tensor(Array{{0.0f, 1.0f}, {1.0f, 0.0f}})).value();
+    REQUIRE(lp.shape() == Array::shape_type{2});
+    CHECK(lp(0) == doctest::Approx(std::log(0.75)));
+    CHECK(lp(1) == doctest::Approx(std::log(0.5)));
+    const Array h = p.entropy().value();
+    CHECK(h(0) == doctest::Approx(-(0.25 * std::log(0.25) + 0.75 * std::log(0.75))));
+    CHECK(h(1) == doctest::Approx(std::log(2.0)));
+    dist::Categorical uniform(Tensor::zeros({2, 2}));
+    const Array kl = kl_divergence(p, uniform).value();
+    CHECK(kl(0) == doctest::Approx(0.25 * std::log(0.5) + 0.75 * std::log(1.5)));
+    CHECK(kl(1) == doctest::Approx(0.0).epsilon(1e-7));
+    CHECK(p.probs().value()(0, 1) == doctest::Approx(0.75));
+    CHECK(p.num_classes() == 2);
+}
+
+TEST_CASE("Categorical: gradients of log_prob, entropy and KL with respect to the logits") {
+    Tensor a = random_tensor({3, 4}, 1, -2.0f, 2.0f), b = random_tensor({3, 4}, 2, -2.0f, 2.0f);
+    const Tensor value = one_hot(xt::xarray<std::size_t>{0, 3, 1}, 4);
+    check_gradients([&](const std::vector<Tensor>& in) { return dist::Categorical(in[0]).log_prob(value); }, {a});
+    check_gradients([](const std::vector<Tensor>& in) { return dist::Categorical(in[0]).entropy(); }, {a});
+    check_gradients(
+        [](const std::vector<Tensor>& in) {
+            return kl_divergence(dist::Categorical(in[0]), dist::Categorical(in[1]));
+        },
+        {a, b});
+}
+
+TEST_CASE("Categorical: samples are one-hot with the softmax frequencies; logits +-255 give no NaN") {
+    Generator gen(3);
+    const std::size_t n = 40000;
+    Array l = Array::from_shape({n, 3});
+    for (std::size_t r = 0; r < n; ++r) l(r, 0) = 0.5f, l(r, 1) = -1.0f, l(r, 2) = 0.0f;
+    dist::Categorical c{Tensor(l)};
+    const Array s = c.sample(&gen).value();
+    const Array p = c.probs().value();
+    for (std::size_t k = 0; k < 3; ++k) {
+        double count = 0.0;
+        for (std::size_t r = 0; r < n; ++r) count += s(r, k);
+        CHECK(std::abs(count / n - p(0, k)) < 4.0 * std::sqrt(p(0, k) * (1.0 - p(0, k)) / n));
+    }
+    Tensor big(Array{{255.0f, -255.0f, 0.0f}}, true);
+    dist::Categorical e(big);
+    Tensor total = sum(e.entropy()) + sum(e.log_prob(Tensor(Array{{0.0f, 1.0f, 0.0f}}))) +
+                   sum(kl_divergence(e, dist::Categorical(Tensor(Array{{-255.0f, 255.0f, 0.0f}}))));
+    CHECK(std::isfinite(total.item()));
+    total.backward();
+    CHECK(all_finite(big.grad()));
+    CHECK(e.log_prob(Tensor(Array{{0.0f, 1.0f, 0.0f}})).item() == doctest::Approx(-510.0f));
+}
+
+TEST_CASE("Bernoulli: log_prob, entropy and KL match hand values, with gradients") {
+    dist::Bernoulli b(Tensor(Array{0.0f, std::log(3.0f)}));  // p = 1/2 and 3/4
+    const Array lp = b.log_prob(Tensor(Array{1.0f, 0.0f})).value();
+    CHECK(lp(0) == doctest::Approx(std::log(0.5)));
+    CHECK(lp(1) == doctest::Approx(std::log(0.25)));
+    const Array h = b.entropy().value();
+    CHECK(h(0) == doctest::Approx(std::log(2.0)));
+    CHECK(h(1) == doctest::Approx(-(0.25 * std::log(0.25) + 0.75 * std::log(0.75))));
+    const Array kl = kl_divergence(b, dist::Bernoulli(Tensor::zeros({2}))).value();
+    CHECK(kl(0) == doctest::Approx(0.0).epsilon(1e-7));
+    CHECK(kl(1) == doctest::Approx(0.25 * std::log(0.5) + 0.75 * std::log(1.5)));
+
+    Tensor x = random_tensor({5}, 4, -3.0f, 3.0f), y = random_tensor({5}, 5, -3.0f, 3.0f);
+    const Tensor v(Array{1.0f, 0.0f, 0.0f, 1.0f, 1.0f});
+    check_gradients([&](const std::vector<Tensor>& in) { return dist::Bernoulli(in[0]).log_prob(v); }, {x});
+    check_gradients([](const std::vector<Tensor>& in) { return dist::Bernoulli(in[0]).entropy(); }, {x});
+    check_gradients(
+        [](const std::vector<Tensor>& in) { return kl_divergence(dist::Bernoulli(in[0]), dist::Bernoulli(in[1])); },
+        {x, y});
+}
+
+TEST_CASE("Bernoulli: samples are {0,1} with P(1) = sigmoid(logits); logits +-255 give no NaN") {
+    Generator gen(6);
+    const std::size_t n = 40000;
+    const Array s = dist::Bernoulli(Tensor::full({n}, 1.2f)).sample(&gen).value();
+    double ones = 0.0;
+    for (float v : s) {
+        REQUIRE((v == 0.0f || v == 1.0f));
+        ones += v;
+    }
+    const double p = 1.0 / (1.0 + std::exp(-1.2));
+    CHECK(std::abs(ones / n - p) < 4.0 * std::sqrt(p * (1.0 - p) / n));
+
+    Tensor big(Array{255.0f, -255.0f}, true);
+    dist::Bernoulli e(big);
+    Tensor total = sum(e.entropy()) + sum(e.log_prob(Tensor(Array{0.0f, 0.0f}))) +
+                   sum(kl_divergence(e, dist::Bernoulli(Tensor(Array{-255.0f, 255.0f}))));
+    CHECK(total.item() == doctest::Approx(0.0f - 255.0f + 510.0f));  // entropy + log_prob + KL
+    total.backward();
+    CHECK(all_finite(big.grad()));
+}
+
+TEST_CASE("Relaxed: RelaxedBernoulli log_prob integrates to 1 over (0,1) and matches its CDF") {
+    // Trapezoid rule in s = logit(x), dx = x (1 - x) ds, over s in [-10, 10]; the mass there
+    // is sigmoid(10 tau - a) - sigmoid(-10 tau - a) by the CDF sigmoid(tau logit(x) - a).
+    const double h = 0.005, s_max = 10.0;
+    const std::size_t m = std::size_t(2.0 * s_max / h) + 1;
+    Array x = Array::from_shape({m});
+    for (std::size_t i = 0; i < m; ++i) x(i) = float(1.0 / (1.0 + std::exp(-(-s_max + double(i) * h))));
+    for (float tau : {0.5f, 1.0f, 2.0f})
+        for (float a : {-1.0f, 0.7f}) {
+            CAPTURE(tau);
+            CAPTURE(a);
+            const Array lp = dist::RelaxedBernoulli(Tensor::full({m}, a), tau).log_prob(Tensor(x)).value();
+            REQUIRE(all_finite(lp));
+            double integral = 0.0;
+            for (std::size_t i = 0; i < m; ++i) {
+                const double xi = x(i);
+                const double f = std::exp(double(lp(i))) * xi * (1.0 - xi);
+                integral += (i == 0 || i + 1 == m ? 0.5 : 1.0) * f * h;
+            }
+            auto cdf = [&](double s) { return 1.0 / (1.0 + std::exp(-(tau * s - a))); };
+            const double mass = cdf(s_max) - cdf(-s_max);
+            CHECK(integral == doctest::Approx(mass).epsilon(2e-4));
+            if (tau >= 2.0f) CHECK(integral == doctest::Approx(1.0).epsilon(1e-4));
+            // and pointwise against the density formula
+            for (std::size_t i = 100; i < m; i += 700)
+                CHECK(std::exp(double(lp(i))) ==
+                      doctest::Approx(binary_concrete_density(a, double(x(i)), tau)).epsilon(1e-4));
+        }
+}
+
+TEST_CASE("Concrete: log_prob matches the density formula for K=2 and K=3 at hand-picked points") {
+    struct Case {
+        std::vector<double> logits, y;
+        double tau;
+    };
+    const std::vector<Case> cases = {
+        {{0.2, -0.5}, {0.3, 0.7}, 0.5},
+        {{0.2, -0.5}, {0.9, 0.1}, 2.0 / 3.0},
+        {{1.0, 0.0, -1.0}, {0.2, 0.5, 0.3}, 2.0 / 3.0},
+        {{1.0, 0.0, -1.0}, {0.01, 0.01, 0.98}, 0.5},
+        {{0.0, 3.0, 0.5}, {0.6, 0.3, 0.1}, 1.0},
+        {{0.0, 3.0, 0.5}, {0.6, 0.3, 0.1}, 2.0},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.tau);
+        const float lp = dist::RelaxedOneHotCategorical(row(c.logits), float(c.tau)).log_prob(row(c.y)).item();
+        CHECK(lp == doctest::Approx(concrete_log_density(c.logits, c.y, c.tau)).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("Relaxed: the two-class Concrete density equals the binary Concrete density") {
+    for (double tau : {0.3, 1.0, 2.5})
+        for (double x : {0.05, 0.4, 0.93}) {
+            const float two_class =
+                dist::RelaxedOneHotCategorical(row({1.3, 0.4}), float(tau)).log_prob(row({x, 1.0 - x})).item();
+            const float binary = dist::RelaxedBernoulli(row({0.9}), float(tau)).log_prob(row({x})).item();
+            CHECK(two_class == doctest::Approx(binary).epsilon(1e-5));
+            CHECK(binary == doctest::Approx(std::log(binary_concrete_density(0.9, x, tau))).epsilon(1e-5));
+        }
+}
+
+TEST_CASE("Concrete: ExpConcrete matches the direct density where both are finite, and stays finite at tau = 0.05") {
+    Generator gen(7);
+    const std::vector<double> logits{0.5, -0.2, 1.0, 0.0};
+    {
+        dist::RelaxedOneHotCategorical d(row(logits), 0.7f);
+        const Tensor z = d.rsample_log(&gen);  // [4]
+        std::vector<double> y;
+        double sum_z = 0.0;
+        for (float v : z.value()) y.push_back(std::exp(double(v))), sum_z += v;
+        // p_Z(z) = p_Y(exp z) prod_k y_k
+        CHECK(d.log_prob_log(z).item() == doctest::Approx(concrete_log_density(logits, y, 0.7) + sum_z).epsilon(1e-5));
+    }
+    const std::size_t n = 2000;
+    Array l = Array::from_shape({n, 4});
+    for (std::size_t r = 0; r < n; ++r)
+        for (std::size_t k = 0; k < 4; ++k) l(r, k) = float(logits[k]);
+    dist::RelaxedOneHotCategorical cold(Tensor(l), 0.05f);
+    const Tensor z = cold.rsample_log(&gen);
+    REQUIRE(all_finite(z.value()));
+    const Array log_density = cold.log_prob_log(z).value();
+    CHECK(all_finite(log_density));
+    // the simplex form underflows: some entries of exp(z) are exactly 0 in float
+    const Array direct = cold.log_prob(exp(z)).value();
+    std::size_t underflowed = 0;
+    for (float v : direct) underflowed += !std::isfinite(v);
+    CHECK(underflowed > 0);
+}
+
+TEST_CASE("Relaxed: rsample_log is the log of rsample, and samples lie on the simplex") {
+    Tensor logits = random_tensor({6, 3}, 8, -1.0f, 1.0f, false);
+    Generator a(9), b(9);
+    dist::RelaxedOneHotCategorical d(logits, 0.6f);
+    const Array y = d.rsample(&a).value();
+    const Array z = d.rsample_log(&b).value();
+    CHECK(xt::allclose(xt::exp(z), y, 1e-4, 1e-6));
+    dist::RelaxedBernoulli rb(logits, 0.6f);
+    const Array x = rb.rsample(&a).value();
+    CHECK(xt::all(x > 0.0f && x < 1.0f));
+}
+
+TEST_CASE("Relaxed: gradients of the relaxed log-densities with respect to logits and value") {
+    Tensor logits = random_tensor({2, 3}, 10, -1.0f, 1.0f);
+    Tensor y(Array{{0.2f, 0.5f, 0.3f}, {0.6f, 0.1f, 0.3f}}, true);
+    Tensor z(Array(xt::log(y.value())), true);
+    for (float tau : {0.5f, 1.5f}) {
+        CAPTURE(tau);
+        check_gradients(
+            [tau](const std::vector<Tensor>& in) { return dist::RelaxedOneHotCategorical(in[0], tau).log_prob(in[1]); },
+            {logits, y}, {1e-3f, 2e-3f, 1e-2f});
+        check_gradients(
+            [tau](const std::vector<Tensor>& in) {
+                return dist::RelaxedOneHotCategorical(in[0], tau).log_prob_log(in[1]);
+            },
+            {logits, z});
+        Tensor x(Array{{0.2f, 0.7f, 0.5f}, {0.9f, 0.05f, 0.4f}}, true);
+        check_gradients(
+            [tau](const std::vector<Tensor>& in) { return dist::RelaxedBernoulli(in[0], tau).log_prob(in[1]); },
+            {logits, x}, {1e-3f, 2e-3f, 1e-2f});
+    }
+    Tensor noise_free = random_tensor({2, 3}, 11, -1.0f, 1.0f);
+    check_gradients(
+        [](const std::vector<Tensor>& in) {
+            Generator g(12);
+            return dist::RelaxedOneHotCategorical(in[0], 0.8f).rsample_log(&g);
+        },
+        {noise_free});
+}
+
+TEST_CASE("Relaxed: bad temperatures, mismatched class axes and null logits are clear errors") {
+    CHECK_THROWS_WITH_AS(dist::RelaxedOneHotCategorical(Tensor::zeros({3}), 0.0f),
+                         doctest::Contains("RelaxedOneHotCategorical: the temperature"), std::invalid_argument);
+    CHECK_THROWS_AS(dist::RelaxedBernoulli(Tensor::zeros({3}), -2.0f), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(dist::Categorical(Tensor::zeros({2, 3})).log_prob(Tensor::zeros({2, 4})),
+                         "Categorical::log_prob: value of shape (2, 4) does not end in the 3 classes of logits of "
+                         "shape (2, 3)",
+                         std::invalid_argument);
+    const Tensor null_logits;
+    CHECK_THROWS_WITH_AS(dist::Categorical{null_logits}, doctest::Contains("null"), std::invalid_argument);
+    CHECK_THROWS_AS(dist::Categorical(Tensor::scalar(1.0f)), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(kl_divergence(dist::Categorical(Tensor::zeros({2, 3})), dist::Categorical(Tensor::zeros({3}))),
+                         doctest::Contains("kl_divergence"), std::invalid_argument);
+}
