@@ -22,7 +22,7 @@ std::string shape_str(const Array::shape_type& shape) {
     return out.str();
 }
 
-Tensor::Tensor(Array value, bool requires_grad) : impl_(std::make_shared<TensorImpl>()) {
+Tensor::Tensor(Array value, bool requires_grad) : impl_(std::allocate_shared<TensorImpl>(CachingAllocator<TensorImpl>())) {
     impl_->value = std::move(value);
     impl_->requires_grad = requires_grad;
 }
@@ -145,11 +145,15 @@ bool any_requires_grad(std::initializer_list<const Tensor*> inputs) {
     return false;
 }
 
+bool needs_recording(const Tensor* begin, const Tensor* end) {
+    if (!grad_mode) return false;
+    for (const Tensor* t = begin; t != end; ++t)
+        if (t->defined() && t->impl()->requires_grad) return true;
+    return false;
+}
+
 Tensor record(const char* name, Array value, std::vector<Tensor> inputs, BackwardFn backward) {
-    bool needed = false;
-    if (grad_mode)
-        for (const Tensor& t : inputs)
-            if (t.defined() && t.requires_grad()) { needed = true; break; }
+    const bool needed = needs_recording(inputs.data(), inputs.data() + inputs.size());
     Tensor out(std::move(value), needed);
     if (needed) current_tape().push(Node{name, std::move(inputs), out, std::move(backward)});
     return out;

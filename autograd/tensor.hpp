@@ -10,9 +10,12 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "autograd/allocator.hpp"
+
 namespace tg {
 
-using Array = xt::xarray<float>;
+// Row-major float arrays whose storage comes from the per-thread block cache.
+using Array = xt::xarray<float, xt::layout_type::row_major, CachingAllocator<float>>;
 using Shape = std::vector<std::size_t>;
 
 class Tensor;
@@ -122,7 +125,15 @@ bool grad_enabled();
 
 // The one way an op (the library's or a user's) enters the tape: wraps `value` as the
 // output and, if grad mode is on and any input requires grad, records `backward`.
+bool needs_recording(const Tensor* begin, const Tensor* end);  // grad mode on and an input requires grad
 Tensor record(const char* name, Array value, std::vector<Tensor> inputs, BackwardFn backward);
+// The same for a braced list of inputs: when nothing is recorded, neither the input list nor
+// the std::function is built (most of an op's cost under NoGradGuard).
+template <class F>
+Tensor record(const char* name, Array value, std::initializer_list<Tensor> inputs, F&& backward) {
+    if (!needs_recording(inputs.begin(), inputs.end())) return Tensor(std::move(value));
+    return record(name, std::move(value), std::vector<Tensor>(inputs), BackwardFn(std::forward<F>(backward)));
+}
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
 
 // "(2, 3)" for messages.
