@@ -1,0 +1,173 @@
+// Structured output prediction on MNIST (Jang, Gu and Poole 2017, section 4.1): predict the
+// lower 14 rows of a binarized digit from the upper 14 through two layers of discrete
+// stochastic units. The program examples/structured_output.cpp is a thin main() over this
+// library, which the tests call directly.
+#pragma once
+
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "autograd/random.hpp"
+#include "autograd/tensor.hpp"
+#include "examples/mnist.hpp"
+#include "layers/linear.hpp"
+#include "layers/module.hpp"
+
+namespace tg::structured {
+
+enum class Latent { bernoulli, categorical };
+// gs: relaxed samples (Binary Concrete / Gumbel-Softmax); st_gs: their straight-through
+// version (discrete forward, relaxed gradient); st: plain straight-through (a discrete
+// sample forward, the gradient of the probabilities backward); sf: score function
+// (REINFORCE) with a moving-average baseline.
+enum class Estimator { gs, st_gs, st, sf };
+
+Latent parse_latent(const std::string& name);  // "bernoulli", "categorical"
+Estimator parse_estimator(const std::string& name);  // "gs", "st-gs", "st", "sf"
+const char* latent_name(Latent latent);
+const char* estimator_name(Estimator estimator);
+
+constexpr std::size_t classes = 10;  // of each categorical variable
+
+// Everything the command line sets, with the defaults of the program.
+struct Config {
+    std::string data_dir = "data/mnist";
+    Latent latent = Latent::bernoulli;
+    Estimator estimator = Estimator::gs;
+    mnist::Binarization binarization = mnist::Binarization::fixed;
+    std::string optimizer = "adam";  // or "sgd"
+    float lr = 1e-3f;
+    float momentum = 0.9f;  // SGD only
+    std::size_t batch_size = 100;
+    std::size_t epochs = 10;
+    std::size_t max_steps = 0;  // 0: no limit
+    std::size_t hidden = 200;
+    float tau = 1.0f;  // tau = max(tau_min, tau * exp(-anneal_rate * step)), updated every anneal_every steps
+    float tau_min = 0.5f;
+    float anneal_rate = 1e-5f;
+    std::size_t anneal_every = 1000;
+    std::size_t samples = 1;         // m of the training objective
+    std::size_t eval_samples = 1000; // m of the test NLL; 0 skips it
+    std::size_t val_samples = 10;    // m of the per-epoch validation NLL; 0 skips it
+    std::uint64_t seed = 0;
+    int threads = 1;
+    std::string out;  // empty: runs/<latent>-<estimator>
+    bool resume = false;
+
+    // Not flags: for tests on small synthetic data.
+    std::size_t validation_size = mnist::validation_size;
+    bool progress_tty = false;                              // draw a progress bar (stderr is a terminal)
+    volatile std::sig_atomic_t* stop_requested = nullptr;  // set by a signal handler: checkpoint and stop
+
+    std::string out_dir() const;  // out, or its default
+};
+
+// A flag the user got wrong: the program exits with status 2.
+class UsageError : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+// Checks the values of the flags; throws UsageError naming the flag.
+void validate(const Config& config);
+
+// The command line: a Config, or the exit status when the program should stop now (0 after
+// --help, 2 after an error, whose one-line message went to err).
+struct ParsedArgs {
+    std::optional<Config> config;
+    int exit_status = 0;
+};
+ParsedArgs parse_command_line(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+// ---- The model ---------------------------------------------------------------------------
+
+// 392 -> Linear -> hidden stochastic units -> Linear -> hidden stochastic units -> Linear -> 392
+// Bernoulli logits. Categorical units are hidden / 10 variables of 10 classes (one-hot).
+class Model : public nn::Module {
+public:
+    Model(Latent latent, std::size_t hidden, Generator& init);
+
+    Latent latent() const { return latent_; }
+    std::size_t hidden() const { return hidden_; }
+
+    std::shared_ptr<nn::Linear> fc1, fc2, fc3;
+
+private:
+    Latent latent_;
+    std::size_t hidden_;
+};
+
+struct TrainOptions {
+    Estimator estimator = Estimator::gs;
+    float tau = 1.0f;
+    std::size_t samples = 1;
+    float baseline_decay = 0.9f;  // sf: b := decay b + (1 - decay) mean(f)
+};
+
+// The training objective on one batch, recorded on the tape, and the figure to report: the
+// batch mean of the per-example loss f (the NLL of the lower half given the sampled units;
+// with samples m > 1, -log-mean-exp of the m likelihoods). For sf the objective is the
+// surrogate mean(f + stop_grad(f - b) log q(h)); baseline is read and then updated.
+struct Loss {
+    Tensor objective;
+    double nll = 0.0;
+};
+Loss training_loss(const Model& model, const Tensor& upper, const Tensor& lower, const TrainOptions& options,
+                   Generator& gen, float& baseline);
+
+// Plain straight-through: forward a discrete sample (Bernoulli(sigmoid(a)) per unit, or a
+// one-hot Categorical(softmax(a)) per group of `classes` along the last axis when classes > 1),
+// backward the gradient of the probabilities.
+Tensor straight_through_sample(const Tensor& logits, std::size_t classes, Generator& gen);
+
+// ---- Evaluation on raw arrays ------------------------------------------------------------
+
+struct EvalRng;  // the evaluation's random numbers (structured_output_lib.cpp)
+
+// The test NLL with m discrete samples per image: mean over images of
+// -log((1/m) sum_i p(lower | h_i)). No tape: GEMMs straight into reused buffers, the first
+// layer's logits once per image, chunks of images x samples as one batch.
+class Evaluator {
+public:
+    // Mean NLL in nats over the rows of upper/lower [n, 392]; per_image (if given) gets each.
+    double nll(const Model& model, const Array& upper, const Array& lower, std::size_t m, std::uint64_t seed,
+               std::vector<double>* per_image = nullptr);
+    // Pixel probabilities of the lower half given k discrete samples of the units, for each
+    // image: [n * k, 392], the k rows of image i together.
+    Array lower_probabilities(const Model& model, const Array& upper, std::size_t k, std::uint64_t seed);
+
+private:
+    void forward(const Model& model, const float* upper, std::size_t images, std::size_t m, EvalRng& rng);
+    std::vector<float> a1_, h1_, a2_, h2_, logits_;
+};
+
+// ---- The program -------------------------------------------------------------------------
+
+// One row of metrics.csv.
+struct EpochMetrics {
+    std::size_t epoch = 0;  // from 1
+    std::size_t step = 0;   // training steps done at its end
+    double train_loss = 0.0;
+    double val_nll = 0.0;  // NaN when not measured
+    float tau = 0.0f, lr = 0.0f;
+    double train_seconds = 0.0, val_seconds = 0.0;
+};
+
+// Trains, writes metrics.csv, checkpoint.npz, completions.png and curves.png into the output
+// directory, evaluates, and prints the per-epoch lines and the final machine-readable lines
+// to out (progress on err). Returns the exit status: 0, or 3 when a non-finite loss or
+// gradient stopped training, or 130 after stop_requested. Throws UsageError for flags that
+// do not fit the data or checkpoint, other exceptions for files.
+int run(const Config& config, std::ostream& out, std::ostream& err);
+
+// metrics.csv back as rows (for resuming and tests).
+std::vector<EpochMetrics> read_metrics(const std::string& path);
+
+}  // namespace tg::structured
