@@ -22,10 +22,13 @@
 #include "autograd/nn_kernels.hpp"
 #include "autograd/ops.hpp"
 #include "examples/images.hpp"
+#include "layers/distributions.hpp"
+#include "layers/estimators.hpp"
 #include "layers/gumbel.hpp"
 #include "optim/adam.hpp"
 #include "optim/checkpoint.hpp"
 #include "optim/sgd.hpp"
+#include "optim/temperature.hpp"
 
 namespace tg::structured {
 
@@ -217,49 +220,6 @@ Model::Model(Latent latent, std::size_t hidden, Generator& init) : latent_(laten
     fc3 = register_module("fc3", std::make_shared<nn::Linear>(hidden, mnist::half_pixels, options));
 }
 
-Tensor straight_through_sample(const Tensor& logits, std::size_t k, Generator& gen) {
-    const char* op = "straight_through_sample";
-    Array p = logits.value();
-    Array h = Array::from_shape(p.shape());
-    if (k <= 1) {
-        xt::noalias(p) = 1.0f / (1.0f + xt::exp(-p));
-        for (std::size_t i = 0; i < p.size(); ++i) h.data()[i] = gen.uniform() < p.data()[i] ? 1.0f : 0.0f;
-    } else {
-        detail::require(logits.dim() >= 1 && logits.shape().back() % k == 0, op,
-                        "the last axis must hold groups of " + std::to_string(k) + " classes", logits.shape());
-        p.reshape({p.size() / k, k});
-        detail::softmax_inplace(p, 1);
-        std::fill(h.begin(), h.end(), 0.0f);
-        for (std::size_t g = 0; g < p.size() / k; ++g) {
-            // inverse CDF: the first class whose cumulative probability passes u
-            const float* pg = p.data() + g * k;
-            const float u = gen.uniform();
-            std::size_t pick = 0;
-            float cum = 0.0f;
-            for (std::size_t j = 0; j < k; ++j) {
-                if (pg[j] > 0.0f) pick = j;  // the last possible class, should rounding leave u above the sum
-                cum += pg[j];
-                if (u < cum) break;
-            }
-            h.data()[g * k + pick] = 1.0f;
-        }
-    }
-    return record(op, std::move(h), {logits}, [k, p = std::move(p)](const std::vector<Tensor>& in, const Tensor& out) {
-        float beta;
-        Array& dx = detail::grad_for_accumulate(in[0], beta);
-        if (k > 1) {
-            detail::softmax_backward(p, out.grad(), 1, 1.0f, beta, dx);
-            return;
-        }
-        const float* g = out.grad().data();
-        float* d = dx.data();
-        for (std::size_t i = 0; i < dx.size(); ++i) {
-            const float v = g[i] * p.data()[i] * (1.0f - p.data()[i]);
-            d[i] = beta == 0.0f ? v : d[i] + v;
-        }
-    });
-}
-
 namespace {
 
 // Groups of `classes` along the last axis of [rows, hidden]: [rows, hidden / classes, classes].
@@ -267,7 +227,7 @@ Shape grouped(const Tensor& a) { return {a.shape()[0], a.shape()[1] / classes, c
 Shape flat(const Tensor& a) { return {a.shape()[0], a.shape()[1]}; }
 
 // One layer of stochastic units from its logits [rows, hidden]. For sf the sample is discrete
-// and carries no gradient; log_q (rows) receives sum over units of log q(h | logits).
+// and carries no gradient; log_q [rows] receives sum over units of log q(h | logits).
 Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator estimator, float tau, Generator& gen,
                         Tensor* log_q) {
     const bool bernoulli = latent == Latent::bernoulli;
@@ -278,22 +238,20 @@ Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator estimator
         if (bernoulli) return binary_concrete(logits, tau, hard, &gen);
         return reshape(gumbel_softmax(reshape(logits, grouped(logits)), tau, hard, &gen, -1), flat(logits));
     }
-    case Estimator::st: return straight_through_sample(logits, bernoulli ? 1 : classes, gen);
+    case Estimator::st:
+        if (bernoulli) return straight_through_bernoulli(logits, &gen);
+        return reshape(straight_through_categorical(reshape(logits, grouped(logits)), &gen, -1), flat(logits));
     case Estimator::sf: {
-        const Tensor plain(logits.value());
-        Tensor h;
         if (bernoulli) {
-            h = bernoulli_sample(plain, &gen);
-        } else {
-            Array one_hot = gumbel_max(reshape(plain, grouped(plain)), &gen, -1).value();
-            one_hot.reshape({logits.shape()[0], logits.shape()[1]});
-            h = Tensor(std::move(one_hot));
+            const dist::Bernoulli q(logits);
+            Tensor h = q.sample(&gen);
+            *log_q = sum(q.log_prob(h), 1);
+            return h;
         }
-        if (bernoulli)
-            *log_q = -sum(binary_cross_entropy_with_logits(logits, h, Reduction::none), 1);
-        else
-            *log_q = sum(mul(reshape(log_softmax(reshape(logits, grouped(logits)), -1), flat(logits)), h), 1);
-        return h;
+        const dist::Categorical q(reshape(logits, grouped(logits)));
+        const Tensor h = q.sample(&gen);  // one-hot [rows, groups, classes]
+        *log_q = sum(q.log_prob(h), 1);
+        return reshape(h, flat(logits));
     }
     }
     throw std::logic_error("stochastic_units: unknown estimator");
@@ -302,7 +260,9 @@ Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator estimator
 }  // namespace
 
 Loss training_loss(const Model& model, const Tensor& upper, const Tensor& lower, const TrainOptions& options,
-                   Generator& gen, float& baseline) {
+                   Generator& gen, nn::Reinforce* reinforce) {
+    const bool sf = options.estimator == Estimator::sf;
+    if (sf && !reinforce) throw std::invalid_argument("training_loss: the score function needs a Reinforce baseline");
     const std::size_t batch = upper.shape()[0], m = options.samples;
     Tensor x = upper, y = lower;
     if (m > 1) {  // the batch m times over, sample-major: row s * batch + i is image i
@@ -314,35 +274,27 @@ Loss training_loss(const Model& model, const Tensor& upper, const Tensor& lower,
         x = Tensor(std::move(xs));
         y = Tensor(std::move(ys));
     }
-    const bool sf = options.estimator == Estimator::sf;
     Tensor log_q1, log_q2;
     Tensor h1 = stochastic_units(model.fc1->forward(x), model.latent(), options.estimator, options.tau, gen, &log_q1);
     Tensor h2 = stochastic_units(model.fc2->forward(h1), model.latent(), options.estimator, options.tau, gen, &log_q2);
     Tensor logits = model.fc3->forward(h2);
 
-    const float inv_batch = 1.0f / static_cast<float>(batch);
-    if (m == 1 && !sf) {  // the common case in one fused node
-        Tensor objective = mul(binary_cross_entropy_with_logits(logits, y, Reduction::sum), inv_batch);
+    if (m == 1 && !sf) {  // the common case: one fused node, summed over pixels and the batch
+        Tensor objective = mul(binary_cross_entropy_with_logits(logits, y, Reduction::sum), 1.0f / batch);
         return {objective, static_cast<double>(objective.item())};
     }
-    // f: the per-example loss [batch]
-    Tensor nll_rows = sum(binary_cross_entropy_with_logits(logits, y, Reduction::none), 1);
-    Tensor f = nll_rows;
-    if (m > 1)
-        f = add(neg(logsumexp(neg(reshape(nll_rows, {m, batch})), 0)), std::log(static_cast<float>(m)));
+    // f [batch]: each example's loss, -log p(lower | h), or -log((1/m) sum_s p(lower | h_s))
+    Tensor f = sum(binary_cross_entropy_with_logits(logits, y, Reduction::none), 1);
+    if (m > 1) f = neg(log_mean_exp(neg(reshape(f, {m, batch})), 0));
     double mean_f = 0.0;
     for (float v : f.value()) mean_f += v;
     mean_f /= static_cast<double>(batch);
-    Tensor objective = mul(sum(f), inv_batch);
-    if (sf) {
-        // surrogate f + stop_grad(f - b) log q(h): its gradient is the score-function estimate
-        Tensor log_q = add(log_q1, log_q2);
-        if (m > 1) log_q = sum(reshape(log_q, {m, batch}), 0);
-        if (std::isnan(baseline)) baseline = static_cast<float>(mean_f);
-        const Tensor advantage(Array(f.value() - baseline));
-        objective = add(objective, mul(sum(mul(advantage, log_q)), inv_batch));
-        baseline = options.baseline_decay * baseline + (1.0f - options.baseline_decay) * static_cast<float>(mean_f);
-    }
+    if (!sf) return {mean(f), mean_f};
+    // the surrogate f + stop_grad(f - b) log q(h), with log q of all m samples of an example
+    Tensor log_q = add(log_q1, log_q2);
+    if (m > 1) log_q = sum(reshape(log_q, {m, batch}), 0);
+    Tensor objective = mean(reinforce->surrogate(f, log_q));
+    reinforce->update(f);
     return {objective, mean_f};
 }
 
@@ -555,10 +507,10 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t purpose) {
 }
 enum SeedPurpose : std::uint64_t { init_seed = 1, batch_seed, noise_seed, binarize_seed, eval_seed, picture_seed };
 
-float tau_at(const Config& c, std::size_t step) {
-    if (c.anneal_rate <= 0.0f) return c.tau;
-    const std::size_t t = step / c.anneal_every * c.anneal_every;
-    return std::max(c.tau_min, c.tau * static_cast<float>(std::exp(-static_cast<double>(c.anneal_rate) * t)));
+std::unique_ptr<optim::TemperatureSchedule> temperature_schedule(const Config& c) {
+    if (c.anneal_rate <= 0.0f) return std::make_unique<optim::ConstantTemperature>(c.tau);
+    return std::make_unique<optim::ExponentialTemperature>(c.tau, c.anneal_rate, c.tau_min,
+                                                           static_cast<std::int64_t>(c.anneal_every));
 }
 
 std::string fmt(const char* format, double v) {
@@ -700,7 +652,7 @@ struct RunState {
     std::size_t epoch = 0;  // epochs completed
     std::size_t step = 0;
     float tau = 1.0f;
-    float baseline = std::numeric_limits<float>::quiet_NaN();  // sf: unset until the first batch
+    float baseline = std::numeric_limits<float>::quiet_NaN();  // of sf's Reinforce; NaN: not set yet
     double epoch_loss = 0.0;  // sum of the batch losses of the current epoch so far
     std::size_t epoch_batches = 0;
     double epoch_seconds = 0.0;
@@ -869,19 +821,27 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
     mnist::BatchIterator batches(data.train.size(), bo);
     Generator noise(derive_seed(c.seed, noise_seed)), binarize(derive_seed(c.seed, binarize_seed));
     RunState st;
-    st.tau = tau_at(c, 0);
+    const std::unique_ptr<optim::TemperatureSchedule> temperature = temperature_schedule(c);
+    st.tau = temperature->at(0);
+    nn::Reinforce reinforce(0.9f);
 
     if (c.resume) {
         const Checkpoint ck = Checkpoint::load(ckpt_path);
         check_config_codes(ck.get_ints("run.config"), c, ckpt_path);
         load_state_dict(ck, model, optimizer.get());
         restore_run(ck, st, noise, binarize, batches);
+        if (!std::isnan(st.baseline)) reinforce.set_baseline(st.baseline);
         out << "resumed from " << ckpt_path << ": epoch " << st.epoch << ", step " << st.step << "\n";
     }
     // Nothing in the directory changes before the first epoch ends: a run that fails early
     // leaves the previous run's files as they were.
     fs::create_directories(dir);
-    auto save = [&] { save_checkpoint(ckpt_path, model, optimizer.get(), run_checkpoint(c, st, noise, binarize, batches)); };
+    auto save = [&] {
+        // the baseline stays unset (NaN) until the score function's first batch
+        st.baseline = c.estimator == Estimator::sf && st.step > 0 ? reinforce.baseline()
+                                                                  : std::numeric_limits<float>::quiet_NaN();
+        save_checkpoint(ckpt_path, model, optimizer.get(), run_checkpoint(c, st, noise, binarize, batches));
+    };
 
     Evaluator evaluator;
     Progress progress(err, c.progress_tty);
@@ -915,9 +875,9 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
                 mnist::binarize_sample(upper.value(), binarize);
                 mnist::binarize_sample(lower.value(), binarize);
             }
-            st.tau = tau_at(c, st.step);
+            st.tau = temperature->at(static_cast<std::int64_t>(st.step));
             to.tau = st.tau;
-            const Loss loss = training_loss(model, upper, lower, to, noise, st.baseline);
+            const Loss loss = training_loss(model, upper, lower, to, noise, &reinforce);
             if (!std::isfinite(loss.objective.item()) || !std::isfinite(loss.nll)) {
                 progress.clear();
                 err << "structured_output: non-finite loss at step " << st.step + 1 << " (epoch " << st.epoch + 1

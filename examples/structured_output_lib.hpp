@@ -18,6 +18,7 @@
 #include "autograd/tensor.hpp"
 #include "examples/mnist.hpp"
 #include "layers/linear.hpp"
+#include "layers/estimators.hpp"
 #include "layers/module.hpp"
 
 namespace tg::structured {
@@ -108,24 +109,19 @@ struct TrainOptions {
     Estimator estimator = Estimator::gs;
     float tau = 1.0f;
     std::size_t samples = 1;
-    float baseline_decay = 0.9f;  // sf: b := decay b + (1 - decay) mean(f)
 };
 
 // The training objective on one batch, recorded on the tape, and the figure to report: the
 // batch mean of the per-example loss f (the NLL of the lower half given the sampled units;
 // with samples m > 1, -log-mean-exp of the m likelihoods). For sf the objective is the
-// surrogate mean(f + stop_grad(f - b) log q(h)); baseline is read and then updated.
+// surrogate mean(f + stop_grad(f - b) log q(h)) with reinforce's baseline b, which is then
+// updated (reinforce may be nullptr for the other estimators).
 struct Loss {
     Tensor objective;
     double nll = 0.0;
 };
 Loss training_loss(const Model& model, const Tensor& upper, const Tensor& lower, const TrainOptions& options,
-                   Generator& gen, float& baseline);
-
-// Plain straight-through: forward a discrete sample (Bernoulli(sigmoid(a)) per unit, or a
-// one-hot Categorical(softmax(a)) per group of `classes` along the last axis when classes > 1),
-// backward the gradient of the probabilities.
-Tensor straight_through_sample(const Tensor& logits, std::size_t classes, Generator& gen);
+                   Generator& gen, nn::Reinforce* reinforce = nullptr);
 
 // ---- Evaluation on raw arrays ------------------------------------------------------------
 

@@ -247,45 +247,6 @@ TEST_CASE("StructuredOutput: with certain units the NLL is the Bernoulli likelih
     }
 }
 
-TEST_CASE("StructuredOutput: plain straight-through forwards samples and backpropagates the probabilities") {
-    Generator gen(1);
-    SUBCASE("bernoulli") {
-        Tensor a = tgtest::random_tensor({6, 8}, 2, -2.0f, 2.0f);
-        const Tensor w = tgtest::random_tensor({6, 8}, 3, -1.0f, 1.0f, false);
-        const Tensor h = straight_through_sample(a, 1, gen);
-        for (float v : h.value()) CHECK((v == 0.0f || v == 1.0f));
-        sum(mul(h, w)).backward();
-        const Array st_grad = a.grad();
-        a.zero_grad();
-        sum(mul(sigmoid(a), w)).backward();
-        for (std::size_t i = 0; i < st_grad.size(); ++i) CHECK(st_grad.data()[i] == doctest::Approx(a.grad().data()[i]));
-    }
-    SUBCASE("categorical") {
-        Tensor a = tgtest::random_tensor({4, 20}, 4, -2.0f, 2.0f);
-        const Tensor w = tgtest::random_tensor({4, 20}, 5, -1.0f, 1.0f, false);
-        const Tensor h = straight_through_sample(a, 10, gen);
-        for (std::size_t g = 0; g < 8; ++g) {
-            float total = 0.0f;
-            for (std::size_t j = 0; j < 10; ++j) total += h.value().data()[g * 10 + j];
-            CHECK(total == 1.0f);
-        }
-        sum(mul(h, w)).backward();
-        const Array st_grad = a.grad();
-        a.zero_grad();
-        sum(mul(reshape(softmax(reshape(a, {4, 2, 10}), -1), {4, 20}), w)).backward();
-        for (std::size_t i = 0; i < st_grad.size(); ++i) CHECK(st_grad.data()[i] == doctest::Approx(a.grad().data()[i]));
-    }
-    SUBCASE("the sample frequencies follow the probabilities") {
-        const Tensor a(Array{{1.0f, -1.0f, 0.0f}});
-        double ones[3] = {0, 0, 0};
-        for (int i = 0; i < 20000; ++i) {
-            const Array h = straight_through_sample(a, 1, gen).value();
-            for (int j = 0; j < 3; ++j) ones[j] += h(0, j) / 20000.0;
-        }
-        for (int j = 0; j < 3; ++j) CHECK(ones[j] == doctest::Approx(1.0 / (1.0 + std::exp(-a.value()(0, j)))).epsilon(0.03));
-    }
-}
-
 TEST_CASE("StructuredOutput: every latent kind and estimator lowers the loss on a fixed batch") {
     Array upper, lower;
     {
@@ -307,10 +268,10 @@ TEST_CASE("StructuredOutput: every latent kind and estimator lowers the loss on 
                 TrainOptions options;
                 options.estimator = estimator;
                 options.samples = samples;
-                float baseline = std::nanf("");
+                nn::Reinforce reinforce;
                 double first = 0.0, last = 0.0;
                 for (int step = 0; step < 60; ++step) {
-                    const Loss loss = training_loss(model, x, y, options, gen, baseline);
+                    const Loss loss = training_loss(model, x, y, options, gen, &reinforce);
                     REQUIRE(std::isfinite(loss.nll));
                     if (step == 0) first = loss.nll;
                     last = loss.nll;
@@ -320,7 +281,7 @@ TEST_CASE("StructuredOutput: every latent kind and estimator lowers the loss on 
                 }
                 // the score function learns the encoder more slowly (its gradients are noisier)
                 CHECK(last < (estimator == Estimator::sf ? 0.8 : 0.7) * first);
-                if (estimator == Estimator::sf) CHECK(std::isfinite(baseline));
+                if (estimator == Estimator::sf) CHECK(reinforce.baseline() > 0.0f);
             }
 }
 
@@ -348,8 +309,10 @@ TEST_CASE("StructuredOutput: the score-function gradient is unbiased: it matches
     TrainOptions options;
     options.estimator = Estimator::sf;
     Generator gen(9);
-    float baseline = static_cast<float>(expected_loss()) + 3.0f;  // any baseline keeps it unbiased
-    for (std::size_t b = 0; b < batches; ++b) training_loss(model, Tensor(xs), Tensor(ys), options, gen, baseline).objective.backward();
+    nn::Reinforce reinforce;
+    reinforce.set_baseline(static_cast<float>(expected_loss()) + 3.0f);  // any baseline keeps it unbiased
+    for (std::size_t b = 0; b < batches; ++b)
+        training_loss(model, Tensor(xs), Tensor(ys), options, gen, &reinforce).objective.backward();
     for (const auto& fc : {model.fc1, model.fc2, model.fc3})
         for (std::size_t j = 0; j < fc->out_features() && j < 2; ++j) {
             float& bias = fc->bias.value()(j);
