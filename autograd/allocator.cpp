@@ -43,6 +43,7 @@ struct Cache {
 // allocated or freed after the cache is gone go straight to malloc.
 enum class CacheState { unused, alive, dead };
 thread_local CacheState cache_state = CacheState::unused;
+thread_local std::size_t system_allocation_count = 0;
 Cache::~Cache() {
     release();
     cache_state = CacheState::dead;
@@ -72,6 +73,7 @@ void* cached_alloc(std::size_t bytes) {
     }
     void* p = nullptr;
     if (posix_memalign(&p, alignment, rounded) != 0) throw std::bad_alloc();
+    ++system_allocation_count;
     return p;
 }
 
@@ -96,6 +98,7 @@ void cached_free(void* p, std::size_t bytes) noexcept {
 }  // namespace detail
 
 std::size_t cached_bytes() { return cache_state == CacheState::alive ? cache().bytes : 0; }
+std::size_t system_allocations() { return system_allocation_count; }
 void release_cached_memory() {
     if (cache_state == CacheState::alive) cache().release();
 }

@@ -16,6 +16,8 @@ void cached_free(void* p, std::size_t bytes) noexcept;
 // Bytes held in this thread's cache (freed, ready for reuse), and a way to give them back.
 std::size_t cached_bytes();
 void release_cached_memory();
+// Blocks this thread has taken from the system so far: flat from step to step in a steady loop.
+std::size_t system_allocations();
 
 template <class T>
 struct CachingAllocator {

@@ -1,3 +1,5 @@
+#include <xtensor/xnoalias.hpp>
+
 #include "helpers.hpp"
 
 using namespace tg;
@@ -133,4 +135,21 @@ TEST_CASE("Engine: mismatched shapes name the op and both shapes") {
     CHECK_THROWS_WITH_AS(add(a, b), "add: shapes (2, 3) and (4,) cannot be broadcast together",
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(matmul(a, a), doctest::Contains("matmul"), std::invalid_argument);
+}
+
+TEST_CASE("Engine: a steady training loop takes no new memory from the system") {
+    Tensor x = random_tensor({8, 5}, 1, -1.0f, 1.0f, false), t = random_tensor({8, 3}, 2, 0.0f, 1.0f, false);
+    Tensor w1 = random_tensor({6, 5}, 3), b1 = random_tensor({6}, 4), w2 = random_tensor({3, 6}, 5);
+    auto step = [&] {
+        for (Tensor* p : {&w1, &b1, &w2}) p->zero_grad();
+        Tensor loss = binary_cross_entropy_with_logits(linear(sigmoid(linear(x, w1, b1)), w2), t);
+        loss.backward();
+        for (Tensor* p : {&w1, &b1, &w2}) xt::noalias(p->value()) -= 0.1f * p->grad();
+    };
+    step();
+    step();
+    const std::size_t before = system_allocations();
+    for (int i = 0; i < 20; ++i) step();
+    CHECK(system_allocations() == before);
+    CHECK(cached_bytes() > 0);
 }
