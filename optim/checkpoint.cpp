@@ -55,7 +55,7 @@ std::string npy_bytes(DType dtype, const Shape& shape, const void* data, std::si
     out += static_cast<char>(header.size() & 0xff);
     out += static_cast<char>(header.size() >> 8);
     out += header;
-    out.append(static_cast<const char*>(data), nbytes);
+    if (nbytes) out.append(static_cast<const char*>(data), nbytes);
     return out;
 }
 
@@ -480,16 +480,18 @@ Checkpoint Checkpoint::load(const std::string& path) {
         Entry& e = ck.slot(name);
         e.dtype = h.dtype;
         e.shape = h.shape;
+        void* dst;
         if (h.dtype == DType::float32) {
             e.f32 = Array::from_shape(h.shape);
-            std::memcpy(e.f32.data(), raw, have);
+            dst = e.f32.data();
         } else if (h.dtype == DType::int64) {
             e.i64.resize(n);
-            std::memcpy(e.i64.data(), raw, have);
+            dst = e.i64.data();
         } else {
             e.u64.resize(n);
-            std::memcpy(e.u64.data(), raw, have);
+            dst = e.u64.data();
         }
+        if (have) std::memcpy(dst, raw, have);  // an empty array may have a null data pointer
     }
     return ck;
 }

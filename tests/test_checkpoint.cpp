@@ -43,7 +43,7 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 }
 
 bool bitwise_equal(const Array& a, const Array& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    return a.shape() == b.shape() && (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // A .npy file with the header text given (padded as numpy pads it) and raw data.
