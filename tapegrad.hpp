@@ -7,6 +7,8 @@
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
 #include "layers/activation.hpp"
+#include "layers/distributions.hpp"
+#include "layers/estimators.hpp"
 #include "layers/gumbel.hpp"
 #include "layers/linear.hpp"
 #include "layers/module.hpp"
@@ -16,3 +18,4 @@
 #include "optim/lr_schedule.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/sgd.hpp"
+#include "optim/temperature.hpp"

@@ -1,6 +1,7 @@
 #include <cmath>
 #include <vector>
 
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xview.hpp>
 
 #include "helpers.hpp"
@@ -321,4 +322,54 @@ TEST_CASE("Concrete: eval mode gives {0,1} samples with P(1) = sigmoid(logits)")
     }
     const double p = 1.0 / (1.0 + std::exp(0.4));
     CHECK(std::abs(ones / double(n) - p) < 4.0 * std::sqrt(p * (1.0 - p) / double(n)));
+}
+
+namespace {
+
+// The README's example: a model with a discrete bottleneck of one 4-way categorical variable.
+struct DiscreteAutoencoder : nn::Module {
+    std::shared_ptr<nn::Linear> encoder, decoder;
+    std::shared_ptr<nn::GumbelSoftmax> latent;
+
+    explicit DiscreteAutoencoder(Generator* gen) {
+        nn::LinearOptions init;
+        init.generator = gen;
+        nn::GumbelSoftmaxOptions gumbel;
+        gumbel.tau = 1.0f;
+        gumbel.generator = gen;
+        encoder = register_module("encoder", std::make_shared<nn::Linear>(4, 4, init));
+        latent = register_module("latent", std::make_shared<nn::GumbelSoftmax>(gumbel));
+        decoder = register_module("decoder", std::make_shared<nn::Linear>(4, 4, init));
+    }
+    Tensor forward(const Tensor& x) { return decoder->forward(latent->forward(encoder->forward(x))); }
+};
+
+}  // namespace
+
+TEST_CASE("Gumbel: an autoencoder with a GumbelSoftmax bottleneck learns to pass 4 classes through it") {
+    Generator gen(2017);
+    DiscreteAutoencoder model(&gen);
+    optim::Adam adam(model.parameters(), {0.05f});
+    const optim::ExponentialTemperature schedule(1.0f, 2e-3f, 0.5f, 50);
+    auto batch = [&](std::size_t n, std::vector<std::size_t>& labels) {
+        labels.resize(n);
+        for (auto& c : labels) c = gen.below(4);
+        return one_hot(xt::adapt(labels, {n}), 4);
+    };
+    std::vector<std::size_t> labels;
+    for (int step = 0; step < 400; ++step) {
+        model.latent->set_tau(schedule.at(step));
+        const Tensor x = batch(64, labels);
+        adam.zero_grad();
+        cross_entropy(model.forward(x), labels).backward();
+        adam.step();
+    }
+    model.eval();  // discrete one-hot codes now
+    const Tensor x = batch(1000, labels);
+    const xt::xarray<std::size_t> predicted = argmax(model.forward(x));
+    std::size_t correct = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) correct += predicted(i) == labels[i];
+    CAPTURE(correct);
+    CHECK(correct > 950);
+    CHECK(model.latent->tau() == 0.5f);
 }
