@@ -141,6 +141,12 @@ TEST_CASE("Gumbel: straight-through output is exactly one-hot and its gradient i
     hard.backward(seed);
     CHECK(logits.grad() == soft_grad);
     CHECK(xt::amax(xt::abs(soft_grad))() > 0.0f);
+    // along another axis: each column one-hot, at the argmax of the relaxed column
+    const Tensor soft0 = gumbel_softmax_with_noise(logits, noise, 0.7f, false, 0);
+    const Tensor hard0 = gumbel_softmax_with_noise(logits, noise, 0.7f, true, 0);
+    const xt::xarray<std::size_t> winners = argmax(soft0, 0);
+    for (std::size_t c = 0; c < 5; ++c)
+        for (std::size_t r = 0; r < 6; ++r) CHECK(hard0.value()(r, c) == (r == winners(c) ? 1.0f : 0.0f));
 }
 
 TEST_CASE("Gumbel: gradcheck of the relaxed sample with fixed noise, over tau and axes") {
