@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 #include <xsimd/xsimd.hpp>
@@ -367,6 +368,10 @@ Tensor one_hot(const xt::xarray<std::size_t>& indices, std::size_t num_classes) 
         out.data()[s * num_classes + c] = 1.0f;
     }
     return Tensor(std::move(out));
+}
+
+Tensor one_hot(const std::vector<std::size_t>& labels, std::size_t num_classes) {
+    return one_hot(xt::xarray<std::size_t>(xt::adapt(labels, {labels.size()})), num_classes);
 }
 
 }  // namespace tg

@@ -90,5 +90,6 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::size_t>& label
 xt::xarray<std::size_t> argmax(const Tensor& a, int axis = -1);
 // A new trailing axis of num_classes holding a 1 at each index.
 Tensor one_hot(const xt::xarray<std::size_t>& indices, std::size_t num_classes);
+Tensor one_hot(const std::vector<std::size_t>& labels, std::size_t num_classes);  // [n, num_classes]
 
 }  // namespace tg

@@ -176,3 +176,12 @@ TEST_CASE("NN: errors name the op and the shapes") {
                          std::out_of_range);
     CHECK_THROWS_AS(argmax(Tensor::ones({2, 0})), std::invalid_argument);
 }
+
+TEST_CASE("NN: one_hot of a label vector") {
+    const tg::Tensor t = tg::one_hot(std::vector<std::size_t>{2, 0}, 3);
+    CHECK(t.shape() == tg::Array::shape_type{2, 3});
+    CHECK(t.value()(0, 2) == 1.0f);
+    CHECK(t.value()(1, 0) == 1.0f);
+    CHECK(tg::sum(t).item() == 2.0f);
+    CHECK_THROWS_AS(tg::one_hot(std::vector<std::size_t>{3}, 3), std::out_of_range);
+}
