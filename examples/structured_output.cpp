@@ -3,7 +3,6 @@
 //
 //     scripts/fetch-mnist && build/examples/structured_output --epochs 10
 //     build/examples/structured_output --help
-#include <malloc.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -48,11 +47,6 @@ extern "C" void on_signal(int sig) {
 int main(int argc, char** argv) {
     use_avx512_blas_kernels(argv);
     try {
-        // Keep freed buffers instead of returning them to the OS (STACK-NOTES: blocks of
-        // ~300 KB or more would be faulted in again on every step).
-        mallopt(M_MMAP_THRESHOLD, 64 << 20);
-        mallopt(M_TRIM_THRESHOLD, 256 << 20);
-
         tg::structured::ParsedArgs args = tg::structured::parse_command_line(argc, argv, std::cout, std::cerr);
         if (!args.config) return args.exit_status;
         tg::structured::Config& config = *args.config;

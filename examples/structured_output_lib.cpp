@@ -300,25 +300,49 @@ Loss training_loss(const Model& model, const Tensor& upper, const Tensor& lower,
 
 // ---- Evaluation --------------------------------------------------------------------------
 
-// xoshiro256**, inline: evaluation with m = 1000 draws billions of numbers.
+// xoshiro256** in SIMD lanes (independent streams, one per 64-bit lane), inline: evaluation
+// with m = 1000 draws billions of numbers. Each draw gives one 24-bit uniform per float lane.
 struct EvalRng {
-    std::uint64_t s[4];
+    using Words = xsimd::batch<std::uint64_t>;
+    using Batch = xsimd::batch<float>;
+    static_assert(Words::size * 2 == Batch::size, "two 32-bit halves per 64-bit lane");
+    Words s0, s1, s2, s3;
+
     explicit EvalRng(std::uint64_t seed) {
         Generator g(seed);
-        for (auto& w : s) w = g.next_u64();
+        alignas(64) std::uint64_t w[4][Words::size];
+        for (auto& row : w)
+            for (auto& v : row) v = g.next_u64();
+        s0 = Words::load_aligned(w[0]), s1 = Words::load_aligned(w[1]);
+        s2 = Words::load_aligned(w[2]), s3 = Words::load_aligned(w[3]);
     }
-    static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-    std::uint64_t next() {
-        const std::uint64_t result = rotl(s[1] * 5, 7) * 9;
-        const std::uint64_t t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = rotl(s[3], 45);
-        return result;
+    static Words rotl(const Words& x, int k) { return (x << k) | (x >> (64 - k)); }
+    // Uniforms k * 2^-24, k < 2^24, in every float lane.
+    Batch uniform() {
+        const Words x = s1 + (s1 << 2);  // s1 * 5
+        const Words r = rotl(x, 7);
+        const Words result = r + (r << 3);  // * 9
+        const Words t = s1 << 17;
+        s2 ^= s0;
+        s3 ^= s1;
+        s1 ^= s2;
+        s0 ^= s3;
+        s2 ^= t;
+        s3 = rotl(s3, 45);
+        const auto high = xsimd::bitwise_cast<xsimd::batch<std::int32_t>>(result) >> 8;  // arithmetic: sign bits
+        return xsimd::to_float(high & xsimd::batch<std::int32_t>(0xFFFFFF)) * Batch(0x1p-24f);
     }
+    float uniform_scalar() {  // one lane's worth, for the few categorical draws
+        if (used_ == Batch::size) {
+            uniform().store_aligned(buffer_);
+            used_ = 0;
+        }
+        return buffer_[used_++];
+    }
+
+private:
+    alignas(64) float buffer_[Batch::size] = {};
+    std::size_t used_ = Batch::size;
 };
 
 namespace {
@@ -384,24 +408,27 @@ void unit_weights(float* a, const float* b, std::size_t n, bool bernoulli) {
 }
 
 // `repeat` rows of samples into h from one row of weights w: Bernoulli units 1 with probability
-// w (24-bit uniforms, two per 64-bit draw), or a one-hot per group of classes by inverse CDF.
+// w (a 24-bit uniform below w), or a one-hot per group of classes by inverse CDF.
 void sample_units(const float* w, std::size_t n, bool bernoulli, std::size_t repeat, float* h, EvalRng& rng) {
+    const Batch one(1.0f), zero(0.0f);
     for (std::size_t s = 0; s < repeat; ++s, h += n) {
         if (bernoulli) {
             std::size_t j = 0;
-            for (; j + 2 <= n; j += 2) {
-                const std::uint64_t bits = rng.next();
-                h[j] = static_cast<float>(bits >> 40) < w[j] * 0x1p24f ? 1.0f : 0.0f;
-                h[j + 1] = static_cast<float>((bits >> 16) & 0xFFFFFF) < w[j + 1] * 0x1p24f ? 1.0f : 0.0f;
+            for (; j + lanes <= n; j += lanes)
+                xsimd::select(rng.uniform() < Batch::load_unaligned(w + j), one, zero).store_unaligned(h + j);
+            if (j < n) {
+                alignas(64) float t[lanes] = {};
+                std::copy(w + j, w + n, t);
+                xsimd::select(rng.uniform() < Batch::load_aligned(t), one, zero).store_aligned(t);
+                std::copy(t, t + (n - j), h + j);
             }
-            if (j < n) h[j] = static_cast<float>(rng.next() >> 40) < w[j] * 0x1p24f ? 1.0f : 0.0f;
             continue;
         }
         std::fill(h, h + n, 0.0f);
         for (std::size_t g = 0; g < n; g += classes) {
             float total = 0.0f;
             for (std::size_t j = 0; j < classes; ++j) total += w[g + j];
-            const float u = static_cast<float>(rng.next() >> 40) * 0x1p-24f * total;
+            const float u = rng.uniform_scalar() * total;
             std::size_t pick = 0;
             float cum = 0.0f;
             for (std::size_t j = 0; j < classes; ++j) {
@@ -426,7 +453,8 @@ std::size_t chunk_images(std::size_t m) { return std::max<std::size_t>(1, 2000 /
 
 }  // namespace
 
-void Evaluator::forward(const Model& model, const float* upper, std::size_t images, std::size_t m, EvalRng& rng) {
+void Evaluator::forward(const Model& model, const float* upper, std::size_t stride, std::size_t images, std::size_t m,
+                        EvalRng& rng) {
     const std::size_t H = model.hidden(), rows = images * m;
     const bool bernoulli = model.latent() == Latent::bernoulli;
     a1_.resize(images * H);
@@ -435,7 +463,8 @@ void Evaluator::forward(const Model& model, const float* upper, std::size_t imag
     h2_.resize(rows * H);
     logits_.resize(rows * mnist::half_pixels);
     // the first layer's logits once per image, then m samples of each
-    gemm_weights(*model.fc1, upper, images, a1_.data());
+    detail::gemm(false, true, images, H, mnist::half_pixels, 1.0f, upper, stride, model.fc1->weight.value().data(),
+                 mnist::half_pixels, 0.0f, a1_.data(), H);
     for (std::size_t i = 0; i < images; ++i) {
         unit_weights(a1_.data() + i * H, model.fc1->bias.value().data(), H, bernoulli);
         sample_units(a1_.data() + i * H, H, bernoulli, m, h1_.data() + i * m * H, rng);
@@ -452,21 +481,36 @@ double Evaluator::nll(const Model& model, const Array& upper, const Array& lower
                       std::vector<double>* per_image) {
     check_halves(upper, "upper");
     check_halves(lower, "lower");
-    if (lower.shape() != upper.shape() || upper.shape()[0] == 0 || m == 0)
-        throw std::invalid_argument("Evaluator::nll: needs as many upper as lower halves, at least one, and m >= 1; "
-                                    "got " + shape_str(upper.shape()) + " and " + shape_str(lower.shape()) +
-                                    ", m = " + std::to_string(m));
-    const std::size_t n = upper.shape()[0], P = mnist::half_pixels, chunk = chunk_images(m);
+    if (lower.shape() != upper.shape())
+        throw std::invalid_argument("Evaluator::nll: upper " + shape_str(upper.shape()) + " and lower " +
+                                    shape_str(lower.shape()) + " halves differ in shape");
+    return nll_rows(model, upper.data(), lower.data(), mnist::half_pixels, upper.shape()[0], m, seed, per_image);
+}
+
+double Evaluator::nll(const Model& model, const Array& images, std::size_t m, std::uint64_t seed,
+                      std::vector<double>* per_image) {
+    if (images.dimension() != 2 || images.shape()[1] != mnist::image_pixels)
+        throw std::invalid_argument("Evaluator::nll: images must be [n, 784], got " + shape_str(images.shape()));
+    return nll_rows(model, images.data(), images.data() + mnist::half_pixels, mnist::image_pixels, images.shape()[0], m,
+                    seed, per_image);
+}
+
+double Evaluator::nll_rows(const Model& model, const float* upper, const float* lower, std::size_t stride,
+                           std::size_t n, std::size_t m, std::uint64_t seed, std::vector<double>* per_image) {
+    if (n == 0 || m == 0)
+        throw std::invalid_argument("Evaluator::nll: needs at least one image and m >= 1, got " + std::to_string(n) +
+                                    " images and m = " + std::to_string(m));
+    const std::size_t P = mnist::half_pixels, chunk = chunk_images(m);
     EvalRng rng(seed);
     const float* b3 = model.fc3->bias.value().data();
-    std::vector<double> ll(std::min(chunk, n) * m);
+    std::vector<double> ll(m);
     if (per_image) per_image->assign(n, 0.0);
     double total = 0.0;
     for (std::size_t i0 = 0; i0 < n; i0 += chunk) {
         const std::size_t c = std::min(chunk, n - i0);
-        forward(model, upper.data() + i0 * P, c, m, rng);
+        forward(model, upper + i0 * stride, stride, c, m, rng);
         for (std::size_t i = 0; i < c; ++i) {
-            const float* x = lower.data() + (i0 + i) * P;
+            const float* x = lower + (i0 + i) * stride;
             double mx = -std::numeric_limits<double>::infinity();
             for (std::size_t s = 0; s < m; ++s) {
                 ll[s] = log_likelihood(logits_.data() + (i * m + s) * P, b3, x, P);
@@ -490,7 +534,7 @@ Array Evaluator::lower_probabilities(const Model& model, const Array& upper, std
     EvalRng rng(seed);
     for (std::size_t i0 = 0; i0 < n; i0 += chunk) {
         const std::size_t c = std::min(chunk, n - i0);
-        forward(model, upper.data() + i0 * P, c, k, rng);
+        forward(model, upper.data() + i0 * P, P, c, k, rng);
         for (std::size_t r = 0; r < c * k; ++r) map_row(logits_.data() + r * P, model.fc3->bias.value().data(), P, sigmoid);
         std::copy(logits_.data(), logits_.data() + c * k * P, out.data() + i0 * k * P);
     }
@@ -798,9 +842,6 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
     if (c.batch_size > data.train.size())
         throw UsageError("--batch-size " + std::to_string(c.batch_size) + " is larger than the training set (" +
                          std::to_string(data.train.size()) + " images)");
-    Array val_upper, val_lower, test_upper, test_lower;
-    mnist::halves(data.validation.images, val_upper, val_lower);
-    mnist::halves(data.test.images, test_upper, test_lower);
 
     Generator init(derive_seed(c.seed, init_seed));
     Model model(c.latent, c.hidden, init);
@@ -917,7 +958,7 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
         e.val_nll = std::numeric_limits<double>::quiet_NaN();
         const auto val_start = Clock::now();
         if (c.val_samples > 0)
-            e.val_nll = evaluator.nll(model, val_upper, val_lower, c.val_samples,
+            e.val_nll = evaluator.nll(model, data.validation.images, c.val_samples,
                                       derive_seed(c.seed, eval_seed) + st.epoch);
         e.val_seconds = std::chrono::duration<double>(Clock::now() - val_start).count();
         e.tau = st.tau;
@@ -949,10 +990,10 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
     std::optional<double> test_nll;
     if (c.eval_samples > 0) {
         const auto t0 = Clock::now();
-        test_nll = evaluator.nll(model, test_upper, test_lower, c.eval_samples, derive_seed(c.seed, eval_seed) - 1);
+        test_nll = evaluator.nll(model, data.test.images, c.eval_samples, derive_seed(c.seed, eval_seed) - 1);
         const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         out << "test NLL " << fmt("%.3f", *test_nll) << " nats (m = " << c.eval_samples << ", "
-            << test_upper.shape()[0] << " images, " << fmt("%.1f", seconds) << " s)\n";
+            << data.test.size() << " images, " << fmt("%.1f", seconds) << " s)\n";
     }
     out << "outputs in " << dir << ": metrics.csv, checkpoint.npz, completions.png, curves.png\n";
     out << "train_steps_per_s=" << fmt("%.2f", steps_per_s) << "\n";

@@ -135,12 +135,19 @@ public:
     // Mean NLL in nats over the rows of upper/lower [n, 392]; per_image (if given) gets each.
     double nll(const Model& model, const Array& upper, const Array& lower, std::size_t m, std::uint64_t seed,
                std::vector<double>* per_image = nullptr);
+    // The same on whole images [n, 784] (rows 0-13 given, 14-27 predicted), without copying halves.
+    double nll(const Model& model, const Array& images, std::size_t m, std::uint64_t seed,
+               std::vector<double>* per_image = nullptr);
     // Pixel probabilities of the lower half given k discrete samples of the units, for each
     // image: [n * k, 392], the k rows of image i together.
     Array lower_probabilities(const Model& model, const Array& upper, std::size_t k, std::uint64_t seed);
 
 private:
-    void forward(const Model& model, const float* upper, std::size_t images, std::size_t m, EvalRng& rng);
+    // Rows of upper halves `stride` floats apart; leaves images * m rows of logits without fc3's bias.
+    void forward(const Model& model, const float* upper, std::size_t stride, std::size_t images, std::size_t m,
+                 EvalRng& rng);
+    double nll_rows(const Model& model, const float* upper, const float* lower, std::size_t stride, std::size_t n,
+                    std::size_t m, std::uint64_t seed, std::vector<double>* per_image);
     std::vector<float> a1_, h1_, a2_, h2_, logits_;
 };
 
