@@ -56,7 +56,7 @@ struct Config {
     std::size_t anneal_every = 1000;
     std::size_t samples = 1;         // m of the training objective
     std::size_t eval_samples = 1000; // m of the test NLL; 0 skips it
-    std::size_t val_samples = 10;    // m of the per-epoch validation NLL; 0 skips it
+    std::size_t val_samples = 5;     // m of the per-epoch validation NLL; 0 skips it
     std::uint64_t seed = 0;
     int threads = 1;
     std::string out;  // empty: runs/<latent>-<estimator>
