@@ -996,7 +996,10 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
         out << "test NLL " << fmt("%.3f", *test_nll) << " nats (m = " << c.eval_samples << ", "
             << data.test.size() << " images, " << fmt("%.1f", seconds) << " s)\n";
     }
-    out << "outputs in " << dir << ": metrics.csv, checkpoint.npz, completions.png, curves.png\n";
+    out << "outputs in " << dir << ":";
+    for (const char* name : {"metrics.csv", "checkpoint.npz", "completions.png", "curves.png"})
+        if (fs::exists(fs::path(dir) / name)) out << " " << name;
+    out << "\n";
     out << "train_steps_per_s=" << fmt("%.2f", steps_per_s) << "\n";
     if (test_nll) out << "test_nll=" << fmt("%.4f", *test_nll) << "\n";
     out << std::flush;
