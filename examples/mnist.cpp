@@ -41,6 +41,9 @@ class Source {
 public:
     virtual ~Source() = default;
     virtual std::size_t read(std::uint8_t* dst, std::size_t n) = 0;
+    // Bytes left to read if known without reading them (a buffer, an uncompressed file), else
+    // SIZE_MAX (a gzip stream).
+    virtual std::size_t remaining() const = 0;
 };
 
 class MemorySource : public Source {
@@ -53,6 +56,7 @@ public:
         left_ -= n;
         return n;
     }
+    std::size_t remaining() const override { return left_; }
 
 private:
     const std::uint8_t* bytes_;
@@ -70,6 +74,8 @@ public:
         file_ = gzopen(path.c_str(), "rb");
         if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
         gzbuffer(file_, 1 << 17);
+        size_ = fs::file_size(path, ec);
+        if (ec) size_ = SIZE_MAX;
     }
     ~GzSource() override { gzclose(file_); }
     GzSource(const GzSource&) = delete;
@@ -92,10 +98,17 @@ public:
         }
         return total;
     }
+    std::size_t remaining() const override {
+        // gzdirect is reliable once something has been read: true for a file that is not gzip.
+        if (size_ == SIZE_MAX || !gzdirect(file_)) return SIZE_MAX;
+        const z_off_t at = gztell(file_);
+        return at < 0 || static_cast<std::size_t>(at) > size_ ? SIZE_MAX : size_ - static_cast<std::size_t>(at);
+    }
 
 private:
     std::string path_;
     gzFile file_ = nullptr;
+    std::size_t size_ = SIZE_MAX;
 };
 
 Idx parse(Source& src, const std::string& name, int expected_ndim) {
@@ -136,8 +149,13 @@ Idx parse(Source& src, const std::string& name, int expected_ndim) {
         total *= d;
     }
 
-    // Grows as bytes arrive, so a header claiming more than the file holds costs no memory.
-    idx.data.reserve(std::min<std::size_t>(total, std::size_t{1} << 26));
+    // A header claiming more than the source holds is refused before anything is allocated;
+    // a gzip stream's length is unknown, so its buffer grows as bytes arrive instead.
+    const std::size_t left = src.remaining();
+    if (left != SIZE_MAX && left < total)
+        fail(name, "truncated data: expected " + std::to_string(total) + " bytes after the header (" +
+                       dims_str(idx.dims) + "), found " + std::to_string(left));
+    idx.data.reserve(left != SIZE_MAX ? total : std::min<std::size_t>(total, std::size_t{1} << 22));
     while (idx.data.size() < total) {
         const std::size_t have = idx.data.size();
         const std::size_t chunk = std::min<std::size_t>(total - have, std::size_t{1} << 22);

@@ -415,9 +415,10 @@ void Checkpoint::save(const std::string& path) const {
     write_atomically(path, zip_entries(files, "checkpoint '" + path + "'"));
 }
 
-Checkpoint Checkpoint::load(const std::string& path) {
-    const std::string where = "checkpoint '" + path + "'";
-    const std::string bytes = read_file(path);
+Checkpoint Checkpoint::load(const std::string& path) { return load_bytes(read_file(path), path); }
+
+Checkpoint Checkpoint::load_bytes(const std::string& bytes, const std::string& name) {
+    const std::string where = "checkpoint '" + name + "'";
     // libzip would take zero bytes for a new, empty archive; a saved one is never empty.
     if (bytes.empty()) throw CheckpointError(where + ": not a readable zip archive: the file is empty");
     zip_error_t err;

@@ -50,6 +50,8 @@ public:
     // Reads every entry in full (zip CRCs checked) and parses its .npy header; throws
     // CheckpointError naming the file and entry on any defect.
     static Checkpoint load(const std::string& path);
+    // The same on the bytes of a file already in memory; `name` stands for the path in messages.
+    static Checkpoint load_bytes(const std::string& bytes, const std::string& name);
 
 private:
     struct Entry {
