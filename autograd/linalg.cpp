@@ -35,7 +35,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     if (ws.size() != 2 || xs.size() < 1 || xs.back() != ws[1])
         throw std::invalid_argument("linear: input " + shape_str(xs) + " does not fit weight " + shape_str(ws) +
                                     " (the weight is [out, in], the input [..., in])");
-    const std::size_t in_f = ws[1], out_f = ws[0], rows = x.size() / in_f;
+    const std::size_t in_f = ws[1], out_f = ws[0];
+    std::size_t rows = 1;  // not x.size() / in_f, which divides by zero when in_f is 0
+    for (std::size_t i = 0; i + 1 < xs.size(); ++i) rows *= xs[i];
     if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != out_f))
         throw std::invalid_argument("linear: bias of shape " + shape_str(bias.shape()) + " does not fit weight " +
                                     shape_str(ws) + " (expected (" + std::to_string(out_f) + ",))");

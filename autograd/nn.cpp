@@ -266,7 +266,11 @@ Tensor logsumexp(const Tensor& a, int axis, bool keepdims) {
 
 namespace {
 
-float reduce_loss(const Array& per_element, Reduction reduction) {
+float reduce_loss(const Array& per_element, Reduction reduction, const char* op, const Array::shape_type& shape) {
+    // As mean() does: the mean of nothing is refused, not a silent NaN.
+    if (reduction == Reduction::mean && per_element.size() == 0)
+        throw std::invalid_argument(std::string(op) + ": cannot average the loss of an empty tensor of shape " +
+                                    shape_str(shape) + " (use Reduction::sum or none)");
     double s = 0.0;
     for (float l : per_element) s += l;
     if (reduction == Reduction::mean) s /= static_cast<double>(per_element.size());
@@ -289,7 +293,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
     const float* tp = t.data();
     float* lp = loss.data();
     for (std::size_t k = 0; k < loss.size(); ++k) lp[k] += std::max(xp[k], 0.0f) - xp[k] * tp[k];
-    Array value = reduction == Reduction::none ? std::move(loss) : Array(reduce_loss(loss, reduction));
+    Array value = reduction == Reduction::none ? std::move(loss) : Array(reduce_loss(loss, reduction, "binary_cross_entropy_with_logits", logits.shape()));
     const float scale = reduction == Reduction::mean ? 1.0f / static_cast<float>(x.size()) : 1.0f;
     return record("binary_cross_entropy_with_logits", std::move(value), {logits, targets},
                   [reduction, scale](const std::vector<Tensor>& in, const Tensor& out) {
@@ -330,7 +334,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::size_t>& label
     detail::log_softmax_inplace(log_p, 1);
     Array loss = Array::from_shape({n});
     for (std::size_t r = 0; r < n; ++r) loss(r) = -log_p(r, labels[r]);
-    Array value = reduction == Reduction::none ? std::move(loss) : Array(reduce_loss(loss, reduction));
+    Array value = reduction == Reduction::none ? std::move(loss) : Array(reduce_loss(loss, reduction, op, logits.shape()));
     const float scale = reduction == Reduction::mean ? 1.0f / static_cast<float>(n) : 1.0f;
     return record("cross_entropy", std::move(value), {logits},
                   [labels, reduction, scale, k](const std::vector<Tensor>& in, const Tensor& out) {

@@ -1,5 +1,8 @@
 #include "autograd/tensor.hpp"
 
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 
@@ -12,7 +15,66 @@ namespace {
 thread_local Tape default_tape;
 thread_local Tape* active_tape = &default_tape;
 thread_local bool grad_mode = true;
+thread_local bool anomaly_mode = false;
+
+// The first non-finite element of a, as "nan at index 3", or "" if there is none.
+std::string first_non_finite(const Array& a) {
+    if (all_finite(a)) return "";
+    const float* p = a.data();
+    std::size_t i = 0;
+    while (std::isfinite(p[i])) ++i;
+    return std::string(std::isnan(p[i]) ? "nan" : p[i] > 0 ? "inf" : "-inf") + " at index " + std::to_string(i);
+}
+
+void check_output(const char* name, const Array& value, const Tensor* begin, const Tensor* end) {
+    const std::string bad = first_non_finite(value);
+    if (bad.empty()) return;
+    std::string msg = std::string("anomaly: ") + name + " produced " + bad + " of its output of shape " +
+                      shape_str(value.shape());
+    // A non-finite input was made outside the checks (a leaf, or before they were on).
+    for (const Tensor* t = begin; t != end; ++t) {
+        if (!t->defined()) continue;
+        const std::string in_bad = first_non_finite(t->value());
+        if (!in_bad.empty())
+            throw AnomalyError(msg + "; its input " + std::to_string(t - begin) + " of shape " +
+                               shape_str(t->shape()) + " already held " + in_bad);
+    }
+    throw AnomalyError(msg + " from finite inputs");
+}
+
+// After node k's backward: each gradient it added to must still be finite.
+void check_gradients(const Node& node, std::size_t k, std::size_t count) {
+    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+        const Tensor& t = node.inputs[i];
+        if (!t.defined() || !t.impl()->has_grad) continue;
+        const std::string bad = first_non_finite(t.impl()->grad);
+        if (!bad.empty())
+            throw AnomalyError(std::string("anomaly: the backward of ") + node.name + " (op " + std::to_string(k + 1) +
+                               " of " + std::to_string(count) + " on the tape) produced " + bad +
+                               " in the gradient of its input " + std::to_string(i) + " of shape " +
+                               shape_str(t.shape()));
+    }
+}
 }  // namespace
+
+bool all_finite(const Array& a) {
+    // An exponent of all ones is an infinity or a NaN. Integer ORs vectorize; float compares
+    // in a reduction would not without -ffast-math.
+    const float* p = a.data();
+    const std::size_t n = a.size();
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, p + i, sizeof bits);
+        bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad == 0;
+}
+
+void set_anomaly_detection(bool on) { anomaly_mode = on; }
+bool anomaly_detection() { return anomaly_mode; }
+AnomalyGuard::AnomalyGuard(bool on) : previous_(anomaly_mode) { anomaly_mode = on; }
+AnomalyGuard::~AnomalyGuard() { anomaly_mode = previous_; }
 
 std::string shape_str(const Array::shape_type& shape) {
     std::ostringstream out;
@@ -121,14 +183,26 @@ void Tensor::backward(const Array& seed, bool retain_tape) const {
     if (!impl_->requires_grad)
         throw std::logic_error("backward: the output does not require grad (no input of it did, or it was "
                                "computed under NoGradGuard)");
+    if (anomaly_mode && !all_finite(seed))
+        throw AnomalyError("anomaly: the backward seed holds " + first_non_finite(seed));
     accumulate_grad(seed, "backward (seed)");
-    current_tape().backward();
+    try {
+        current_tape().backward();
+    } catch (...) {  // a failed step must not leave its nodes for the next one
+        if (!retain_tape) current_tape().clear();
+        throw;
+    }
     if (!retain_tape) current_tape().clear();
 }
 
 void Tape::backward() {
-    for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it)
-        if (it->output.impl()->has_grad) it->backward(it->inputs, it->output);
+    const std::size_t count = nodes_.size();
+    for (std::size_t k = count; k-- > 0;) {
+        const Node& node = nodes_[k];
+        if (!node.output.impl()->has_grad) continue;
+        node.backward(node.inputs, node.output);
+        if (anomaly_mode) check_gradients(node, k, count);
+    }
 }
 
 Tape& current_tape() { return *active_tape; }
@@ -152,7 +226,15 @@ bool needs_recording(const Tensor* begin, const Tensor* end) {
     return false;
 }
 
+namespace detail {
+Tensor unrecorded(const char* name, Array value, const Tensor* begin, const Tensor* end) {
+    if (anomaly_mode) check_output(name, value, begin, end);
+    return Tensor(std::move(value));
+}
+}  // namespace detail
+
 Tensor record(const char* name, Array value, std::vector<Tensor> inputs, BackwardFn backward) {
+    if (anomaly_mode) check_output(name, value, inputs.data(), inputs.data() + inputs.size());
     const bool needed = needs_recording(inputs.data(), inputs.data() + inputs.size());
     Tensor out(std::move(value), needed);
     if (needed) current_tape().push(Node{name, std::move(inputs), out, std::move(backward)});

@@ -5,6 +5,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -129,12 +130,41 @@ bool needs_recording(const Tensor* begin, const Tensor* end);  // grad mode on a
 Tensor record(const char* name, Array value, std::vector<Tensor> inputs, BackwardFn backward);
 // The same for a braced list of inputs: when nothing is recorded, neither the input list nor
 // the std::function is built (most of an op's cost under NoGradGuard).
+namespace detail {
+Tensor unrecorded(const char* name, Array value, const Tensor* begin, const Tensor* end);  // checks anomalies
+}
 template <class F>
 Tensor record(const char* name, Array value, std::initializer_list<Tensor> inputs, F&& backward) {
-    if (!needs_recording(inputs.begin(), inputs.end())) return Tensor(std::move(value));
+    if (!needs_recording(inputs.begin(), inputs.end())) return detail::unrecorded(name, std::move(value), inputs.begin(), inputs.end());
     return record(name, std::move(value), std::vector<Tensor>(inputs), BackwardFn(std::forward<F>(backward)));
 }
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
+
+// ---- Anomaly detection: which op made the first NaN or infinity.
+// While on (on this thread), record() checks every op's output value, and backward checks the
+// seed and, after each node, the gradient of each of its inputs; the first non-finite value
+// throws AnomalyError naming the op, the input (for a gradient) and the shape. Off, it costs
+// one branch per op; on, a pass over every value and gradient. Intentional infinities (an
+// -inf mask before a softmax) are reported too.
+class AnomalyError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+void set_anomaly_detection(bool on);
+bool anomaly_detection();
+class AnomalyGuard {  // anomaly detection on (or off) while alive, then as it was
+public:
+    explicit AnomalyGuard(bool on = true);
+    ~AnomalyGuard();
+    AnomalyGuard(const AnomalyGuard&) = delete;
+    AnomalyGuard& operator=(const AnomalyGuard&) = delete;
+
+private:
+    bool previous_;
+};
+
+// No NaN and no infinity in a.
+bool all_finite(const Array& a);
 
 // "(2, 3)" for messages.
 std::string shape_str(const Array::shape_type& shape);

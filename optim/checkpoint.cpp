@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
@@ -244,6 +245,20 @@ std::string zip_entries(const std::vector<std::pair<std::string, std::string>>& 
 
 std::string errno_text() { return std::strerror(errno); }
 
+// Temporary files of earlier saves to the same path that were killed before their rename
+// (PATH.tmp.XXXXXX, mkstemp's pattern): never read, removed once a save has succeeded.
+void remove_stale_temporaries(const std::string& dir, const std::string& file) {
+    const std::string prefix = file + ".tmp.";
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() == prefix.size() + 6 && name.compare(0, prefix.size(), prefix) == 0) {
+            std::error_code ignored;
+            std::filesystem::remove(it->path(), ignored);
+        }
+    }
+}
+
 // Temporary file in the target's directory, fsync, rename over the target, fsync the
 // directory: a crash leaves either the old file or the new one, never a torn one.
 void write_atomically(const std::string& path, const std::string& bytes) {
@@ -283,6 +298,7 @@ void write_atomically(const std::string& path, const std::string& bytes) {
         ::fsync(dfd);
         ::close(dfd);
     }
+    remove_stale_temporaries(dir, path.substr(slash == std::string::npos ? 0 : slash + 1));
 }
 
 std::size_t item_size(DType d) { return d == DType::float32 ? 4 : 8; }

@@ -46,6 +46,7 @@ public:
     void get_generator(const std::string& name, Generator& g) const;
 
     // Atomic: written to a temporary file in the same directory, synced, renamed over path.
+    // Temporary files left by saves killed midway (path.tmp.XXXXXX) are removed afterwards.
     void save(const std::string& path) const;
     // Reads every entry in full (zip CRCs checked) and parses its .npy header; throws
     // CheckpointError naming the file and entry on any defect.

@@ -10,12 +10,6 @@ using tgtest::random_tensor;
 
 namespace {
 
-bool all_finite(const Array& a) {
-    for (float v : a)
-        if (!std::isfinite(v)) return false;
-    return true;
-}
-
 // The Concrete log-density straight from Maddison et al. eq. 11, in double:
 // log((K-1)!) + (K-1) log tau + sum_k [log pi_k - (tau+1) log y_k] - K log sum_i pi_i y_i^-tau.
 double concrete_log_density(const std::vector<double>& logits, const std::vector<double>& y, double tau) {

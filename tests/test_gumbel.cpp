@@ -13,12 +13,6 @@ using tgtest::random_tensor;
 
 namespace {
 
-bool all_finite(const Array& a) {
-    for (float v : a)
-        if (!std::isfinite(v)) return false;
-    return true;
-}
-
 // n rows, each a copy of the given logits.
 Tensor repeated_rows(const std::vector<float>& logits, std::size_t n, bool requires_grad = false) {
     Array a = Array::from_shape({n, logits.size()});

@@ -7,14 +7,6 @@ using namespace tg;
 using tgtest::check_gradients;
 using tgtest::random_tensor;
 
-namespace {
-bool all_finite(const Array& a) {
-    for (float v : a)
-        if (!std::isfinite(v)) return false;
-    return true;
-}
-}  // namespace
-
 TEST_CASE("NN: softmax, log_softmax and logsumexp match hand-computed values") {
     Tensor x(Array{{0.0f, std::log(3.0f)}, {1.0f, 1.0f}});
     const Array y = softmax(x).value();

@@ -1,0 +1,403 @@
+// Faults: killed checkpoint writes, damaged or foreign checkpoints, empty and mismatched
+// tensors, and non-finite values caught by anomaly detection.
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <xtensor/xbuilder.hpp>
+
+#include "helpers.hpp"
+
+using namespace tg;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A directory of its own under the build tree, removed with its contents at the end.
+struct TempDir {
+    fs::path path;
+    explicit TempDir(const std::string& name)
+        : path(fs::path(TAPEGRAD_BINARY_DIR) / "test-tmp" / (std::to_string(::getpid()) + "-" + name)) {
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        fs::remove_all(path, ignored);
+    }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+    std::vector<std::string> names() const {
+        std::vector<std::string> out;
+        for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
+        return out;
+    }
+};
+
+std::string read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+bool bitwise_equal(const Array& a, const Array& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::vector<Array> values_of(const nn::Module& m) {
+    std::vector<Array> out;
+    for (const Tensor& p : m.parameters()) out.push_back(p.value());
+    return out;
+}
+
+bool same_values(const nn::Module& m, const std::vector<Array>& values) {
+    const auto params = m.parameters();
+    if (params.size() != values.size()) return false;
+    for (std::size_t i = 0; i < values.size(); ++i)
+        if (!bitwise_equal(params[i].value(), values[i])) return false;
+    return true;
+}
+
+std::shared_ptr<nn::Sequential> mlp(std::size_t in, std::size_t hidden, std::size_t out, std::uint64_t seed) {
+    Generator g(seed);
+    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Layer>>{
+        std::make_shared<nn::Linear>(in, hidden, nn::LinearOptions{true, &g}), std::make_shared<nn::Tanh>(),
+        std::make_shared<nn::Linear>(hidden, out, nn::LinearOptions{true, &g})});
+}
+
+// The message of the exception f throws as E ("" if it throws nothing).
+template <class E, class F>
+std::string message_of(F&& f) {
+    try {
+        f();
+    } catch (const E& e) {
+        return e.what();
+    }
+    return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+// ---- checkpoints ---------------------------------------------------------------------------
+
+TEST_CASE("Faults: a checkpoint write killed at any moment leaves the previous checkpoint loadable") {
+    const TempDir dir("killed-writes");
+    const std::string path = dir.file("ck.npz");
+    // 8 MB: a save takes long enough that kills land inside the write, the sync and the rename.
+    Array big = Array::from_shape({2048, 1024});
+    const auto save_filled = [&](float v) {
+        big.fill(v);
+        Checkpoint ck;
+        ck.put("big", big);
+        ck.put_int("version", static_cast<std::int64_t>(v));
+        ck.save(path);
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    save_filled(0.0f);
+    const auto save_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+
+    Generator rng(7);
+    std::int64_t last_version = 0;
+    int kills_with_temporary = 0;
+    for (int kill = 0; kill < 8; ++kill) {
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {  // saves newer versions until killed; never returns into doctest
+            for (int v = static_cast<int>(last_version) + 1;; ++v) save_filled(static_cast<float>(v));
+        }
+        // Anywhere within the first few saves of the child.
+        const auto delay = static_cast<long>(rng.uniform() * 4.0f * static_cast<float>(save_us + 1000));
+        std::this_thread::sleep_for(std::chrono::microseconds(delay));
+        REQUIRE(::kill(child, SIGKILL) == 0);
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        CHECK(WIFSIGNALED(status));
+
+        for (const std::string& name : dir.names()) kills_with_temporary += contains(name, ".tmp.");
+        const Checkpoint loaded = Checkpoint::load(path);  // throws if the file is torn
+        const std::int64_t version = loaded.get_int("version");
+        CAPTURE(kill);
+        CAPTURE(delay);
+        CHECK(version >= last_version);  // never an older file, never a mix
+        const Array& got = loaded.get("big");
+        REQUIRE(got.size() == 2048u * 1024u);
+        CHECK(std::all_of(got.begin(), got.end(), [&](float x) { return x == static_cast<float>(version); }));
+        last_version = version;
+    }
+    MESSAGE("save takes " << save_us << " us; " << kills_with_temporary
+                          << " kill checks found a temporary file left by a killed save; last version " << last_version);
+
+    // A stale temporary file is never taken for the checkpoint, and the next save removes it.
+    write_bytes(path + ".tmp.AbC123", "torn");
+    CHECK(Checkpoint::load(path).get_int("version") == last_version);
+    save_filled(1000.0f);
+    for (const std::string& name : dir.names()) CHECK_MESSAGE(!contains(name, ".tmp."), name);
+    CHECK(Checkpoint::load(path).get_int("version") == 1000);
+}
+
+TEST_CASE("Checkpoint: every single flipped byte is refused with CheckpointError or loads the saved values") {
+    const TempDir dir("flips");
+    const std::string path = dir.file("ck.npz");
+    auto saved = mlp(2, 3, 1, 1);
+    optim::Adam adam(saved->parameters());
+    save_checkpoint(path, *saved, &adam);
+    const std::string good = read_bytes(path);
+    const auto saved_values = values_of(*saved);
+
+    auto model = mlp(2, 3, 1, 2);
+    optim::Adam model_adam(model->parameters());
+    const auto before = values_of(*model);
+    int refused = 0, loaded = 0;
+    for (std::size_t i = 0; i < good.size(); ++i) {
+        std::string bad = good;
+        bad[i] = static_cast<char>(bad[i] ^ (1 << (i % 8)));
+        write_bytes(path, bad);
+        try {
+            load_checkpoint(path, *model, &model_adam);
+            ++loaded;  // a byte nothing depends on (a timestamp): the values must be the saved ones
+            CHECK_MESSAGE(same_values(*model, saved_values), "byte " << i);
+            for (std::size_t k = 0; k < before.size(); ++k) model->parameters()[k].value() = before[k];
+        } catch (const CheckpointError&) {
+            ++refused;
+            CHECK_MESSAGE(same_values(*model, before), "byte " << i);
+        }
+    }
+    MESSAGE(good.size() << " bytes: " << refused << " flips refused, " << loaded << " harmless");
+    CHECK(refused > static_cast<int>(good.size()) * 3 / 4);
+}
+
+TEST_CASE("Checkpoint: a checkpoint of another model kind is refused naming the entry; nothing changes") {
+    const TempDir dir("other-kind");
+    const std::string path = dir.file("ck.npz");
+    auto small = mlp(4, 8, 2, 1);
+    optim::Adam small_adam(small->parameters());
+    save_checkpoint(path, *small, &small_adam);
+
+    // Same names, other shapes: a wider hidden layer.
+    auto wide = mlp(4, 16, 2, 2);
+    optim::Adam wide_adam(wide->parameters());
+    const auto wide_before = values_of(*wide);
+    std::string msg = message_of<CheckpointError>([&] { load_checkpoint(path, *wide, &wide_adam); });
+    CHECK(contains(msg, "entry 'model.0.weight': shape (16, 4) expected, got (8, 4)"));
+    CHECK(same_values(*wide, wide_before));
+    CHECK(wide_adam.steps() == std::vector<std::int64_t>(4, 0));
+
+    // Other names: one linear layer instead of a chain.
+    Generator g(3);
+    nn::Linear single(4, 2, {true, &g});
+    const auto single_before = values_of(single);
+    msg = message_of<CheckpointError>([&] { load_checkpoint(path, single); });
+    CHECK(contains(msg, "entry 'model.weight' is missing"));
+    CHECK(same_values(single, single_before));
+
+    // A deeper chain: the file lacks its last layer.
+    Generator h(4);
+    nn::Sequential deeper{std::make_shared<nn::Linear>(4, 8, nn::LinearOptions{true, &h}), std::make_shared<nn::Tanh>(),
+                          std::make_shared<nn::Linear>(8, 2, nn::LinearOptions{true, &h}), std::make_shared<nn::Tanh>(),
+                          std::make_shared<nn::Linear>(2, 2, nn::LinearOptions{true, &h})};
+    const auto deeper_before = values_of(deeper);
+    msg = message_of<CheckpointError>([&] { load_checkpoint(path, deeper); });
+    CHECK(contains(msg, "entry 'model.4.weight' is missing"));
+    CHECK(same_values(deeper, deeper_before));
+}
+
+// ---- tensor ops on empty, mismatched and out-of-range arguments ---------------------------
+
+TEST_CASE("Faults: matmul and linear with an inner size of 0 give zeros, and zero gradients") {
+    Tensor a(Array::from_shape({2, 0}), true), b(Array::from_shape({0, 3}), true);
+    Tensor c = matmul(a, b);
+    REQUIRE(c.shape() == Array::shape_type{2, 3});
+    CHECK(std::all_of(c.value().begin(), c.value().end(), [](float x) { return x == 0.0f; }));
+    sum(c).backward();
+    CHECK(a.grad().shape() == a.shape());
+    CHECK(b.grad().shape() == b.shape());
+
+    // No rows: the weight's gradient sums over nothing.
+    Tensor x(Array::from_shape({0, 3}), true);
+    Tensor w = tgtest::random_tensor({2, 3}, 1), bias = tgtest::random_tensor({2}, 2);
+    w.accumulate_grad(Array(xt::full_like(w.value(), std::numeric_limits<float>::quiet_NaN())), "test");
+    w.zero_grad();  // its stale buffer stays for the next gradient to overwrite
+    Tensor y = linear(x, w, bias);
+    CHECK(y.shape() == Array::shape_type{0, 2});
+    sum(y).backward();
+    CHECK(std::all_of(w.grad().begin(), w.grad().end(), [](float v) { return v == 0.0f; }));
+    CHECK(std::all_of(bias.grad().begin(), bias.grad().end(), [](float v) { return v == 0.0f; }));
+    Tensor m(Array::from_shape({0, 4}), true), k = tgtest::random_tensor({4, 3}, 3);
+    k.accumulate_grad(Array(xt::full_like(k.value(), std::numeric_limits<float>::quiet_NaN())), "test");
+    k.zero_grad();  // its stale buffer stays for the next gradient to overwrite
+    sum(matmul(m, k)).backward();
+    CHECK(std::all_of(k.grad().begin(), k.grad().end(), [](float v) { return v == 0.0f; }));
+
+    // No input features.
+    Tensor x0(Array::from_shape({3, 0}), true), w0(Array::from_shape({2, 0}), true);
+    Tensor y0 = linear(x0, w0, bias);
+    REQUIRE(y0.shape() == Array::shape_type{3, 2});
+    for (std::size_t r = 0; r < 3; ++r)
+        for (std::size_t j = 0; j < 2; ++j) CHECK(y0.value()(r, j) == bias.value()(j));
+}
+
+TEST_CASE("Faults: ops on empty tensors give empty results or errors naming the op") {
+    const Tensor e(Array::from_shape({0, 3}), true);
+    CHECK(add(e, e).shape() == e.shape());
+    CHECK(exp(e).shape() == e.shape());
+    CHECK(sum(e, 0).shape() == Array::shape_type{3});
+    CHECK(sum(e).item() == 0.0f);
+    CHECK(reshape(e, {3, 0}).shape() == Array::shape_type{3, 0});
+    CHECK(transpose(e).shape() == Array::shape_type{3, 0});
+    CHECK(concat({e, e}, 0).shape() == Array::shape_type{0, 3});
+    // A softmax over an empty axis is empty; the log of an empty sum is -inf.
+    CHECK(softmax(e, 0).shape() == e.shape());
+    CHECK(log_softmax(e, 0).shape() == e.shape());
+    CHECK(softmax(e, 1).shape() == e.shape());
+    const Tensor lse = logsumexp(e, 0);
+    REQUIRE(lse.shape() == Array::shape_type{3});
+    CHECK(std::all_of(lse.value().begin(), lse.value().end(), [](float v) { return std::isinf(v) && v < 0; }));
+    sum(softmax(e, 0)).backward();
+    CHECK(e.grad().shape() == e.shape());
+    // What has no value over nothing is refused.
+    CHECK_THROWS_WITH_AS(max(e, 0), doctest::Contains("max: axis 0 has length 0"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(mean(e), doctest::Contains("mean: cannot average an empty tensor"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(argmax(e, 0), doctest::Contains("argmax"), std::invalid_argument);
+    // A loss over nothing sums to 0; its mean is refused rather than a silent NaN.
+    const Tensor no_targets(Array::from_shape({0, 3}));
+    CHECK(binary_cross_entropy_with_logits(e, no_targets, Reduction::sum).item() == 0.0f);
+    CHECK_THROWS_WITH_AS(binary_cross_entropy_with_logits(e, no_targets),
+                         "binary_cross_entropy_with_logits: cannot average the loss of an empty tensor of shape (0, 3) "
+                         "(use Reduction::sum or none)",
+                         std::invalid_argument);
+    CHECK(cross_entropy(e, {}, Reduction::sum).item() == 0.0f);
+    CHECK_THROWS_WITH_AS(cross_entropy(e, {}), doctest::Contains("cross_entropy: cannot average the loss of an empty"),
+                         std::invalid_argument);
+}
+
+TEST_CASE("Faults: bad axes and mismatched shapes throw naming the op and the shapes") {
+    const Tensor a = tgtest::random_tensor({2, 3}, 1), b = tgtest::random_tensor({4, 5}, 2);
+    const auto throws = [](auto f, const std::string& part) {
+        const std::string msg = message_of<std::exception>(f);
+        CHECK_MESSAGE(contains(msg, part), "message: " << msg);
+    };
+    throws([&] { add(a, b); }, "add: shapes (2, 3) and (4, 5)");
+    throws([&] { matmul(a, b); }, "matmul: needs [m,k] x [k,n], got (2, 3) x (4, 5)");
+    throws([&] { linear(a, b); }, "linear: input (2, 3) does not fit weight (4, 5)");
+    throws([&] { reshape(a, {4, 2}); }, "reshape");
+    throws([&] { reshape(a, {4, 2}); }, "(2, 3)");
+    throws([&] { sum(a, 2); }, "(2, 3)");
+    throws([&] { softmax(a, -3); }, "softmax");
+    throws([&] { max(a, 5); }, "max");
+    throws([&] { slice(a, 1, 2, 7); }, "slice");
+    throws([&] { concat({a, b}, 0); }, "concat");
+    throws([&] { stack({a, b}, 0); }, "stack");
+    throws([&] { transpose(a, {0, 0}); }, "transpose");
+    throws([&] { binary_cross_entropy_with_logits(a, b); }, "binary_cross_entropy_with_logits");
+    throws([&] { cross_entropy(a, {0, 7}); }, "cross_entropy");
+    throws([&] { tg::where(Array::from_shape({3, 3}), a, a); }, "where");
+    throws([&] { one_hot(xt::xarray<std::size_t>{0, 4}, 3); }, "one_hot");
+    throws([&] { a.backward(); }, "(2, 3)");
+}
+
+// ---- non-finite values ---------------------------------------------------------------------
+
+TEST_CASE("Faults: all_finite finds a NaN or an infinity anywhere") {
+    Array a = xt::zeros<float>({1000});
+    CHECK(all_finite(a));
+    CHECK(all_finite(Array::from_shape({0})));
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity()}) {
+        for (std::size_t at : {0, 499, 999}) {
+            Array b = a;
+            b(at) = bad;
+            CHECK_FALSE(all_finite(b));
+        }
+    }
+    a(3) = std::numeric_limits<float>::max();
+    a(4) = std::numeric_limits<float>::denorm_min();
+    CHECK(all_finite(a));
+}
+
+TEST_CASE("Faults: anomaly detection names the op that makes a forward -inf or NaN") {
+    const Tensor x(Array{1.0f, 0.0f, 2.0f}, true);
+    {
+        const Tensor quiet = log(x);  // off by default: the -inf goes through
+        CHECK(std::isinf(quiet.value()(1)));
+    }
+    AnomalyGuard on;
+    CHECK(anomaly_detection());
+    std::string msg = message_of<AnomalyError>([&] { log(x); });
+    CHECK(contains(msg, "anomaly: log produced -inf at index 1 of its output of shape (3,) from finite inputs"));
+
+    // 0/0, and under NoGradGuard too (nothing is recorded, the value is still checked).
+    const Tensor zeros(Array{0.0f, 0.0f}, false);
+    msg = message_of<AnomalyError>([&] {
+        NoGradGuard no_grad;
+        div(zeros, zeros);
+    });
+    CHECK(contains(msg, "anomaly: div produced nan at index 0"));
+
+    // A non-finite leaf is blamed on the input, not on the op.
+    const Tensor leaf(Array{1.0f, std::numeric_limits<float>::infinity()}, true);
+    msg = message_of<AnomalyError>([&] { exp(leaf); });
+    CHECK(contains(msg, "exp produced inf at index 1"));
+    CHECK(contains(msg, "its input 0 of shape (2,) already held inf at index 1"));
+}
+
+TEST_CASE("Faults: anomaly detection names the op and input whose backward makes a NaN") {
+    // sqrt(x) * 0 is finite; its gradient at 0 is 0 * 1/(2 sqrt 0) = 0 * inf = nan.
+    Tensor x(Array{4.0f, 0.0f}, true);
+    Tensor w(Array{1.0f, 1.0f}, true);
+    {
+        sum(sqrt(x) * 0.0f + w).backward();  // off: the NaN reaches x's gradient silently
+        CHECK(std::isnan(x.grad()(1)));
+        CHECK(current_tape().size() == 0);
+    }
+    x.zero_grad();
+    w.zero_grad();
+    AnomalyGuard on;
+    Tensor loss = sum(mul(sqrt(x), 0.0f) + w);
+    const std::string msg = message_of<AnomalyError>([&] { loss.backward(); });
+    CHECK(contains(msg, "anomaly: the backward of sqrt (op 1 of 4 on the tape) produced nan at index 1 in the "
+                        "gradient of its input 0 of shape (2,)"));
+    CHECK(current_tape().size() == 0);  // a failed backward leaves no nodes for the next step
+
+    // The next step runs normally once the input is fixed.
+    x.value()(1) = 1.0f;
+    x.zero_grad();
+    sum(sqrt(x)).backward();
+    CHECK(x.grad()(1) == doctest::Approx(0.5f));
+
+    Tensor y(Array{1.0f, 2.0f}, true);
+    Tensor z = y * 2.0f;
+    CHECK(contains(message_of<AnomalyError>([&] { z.backward(Array{1.0f, std::nanf("")}); }),
+                   "anomaly: the backward seed holds nan at index 1"));
+}
+
+TEST_CASE("Faults: AnomalyGuard restores the previous setting") {
+    CHECK_FALSE(anomaly_detection());
+    {
+        AnomalyGuard on;
+        CHECK(anomaly_detection());
+        {
+            AnomalyGuard off(false);
+            CHECK_FALSE(anomaly_detection());
+            const Tensor x(Array{0.0f}, true);
+            CHECK(std::isinf(log(x).value()(0)));
+        }
+        CHECK(anomaly_detection());
+    }
+    CHECK_FALSE(anomaly_detection());
+    set_anomaly_detection(true);
+    CHECK(anomaly_detection());
+    set_anomaly_detection(false);
+}
