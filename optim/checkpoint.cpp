@@ -461,30 +461,29 @@ Checkpoint Checkpoint::load_bytes(const std::string& bytes, const std::string& n
 
         zip_file_t* zf = zip_fopen_index(za.get(), static_cast<zip_uint64_t>(i), 0);
         if (!zf) throw CheckpointError(at + ": cannot open: " + zip_strerror(za.get()));
+        // The recorded size is only a claim, which a damaged file can inflate to gigabytes: the
+        // buffer grows as bytes arrive. Read to the end: libzip checks the CRC on reaching it.
+        const zip_uint64_t claimed = st.size;
         std::string data;
-        data.resize(static_cast<std::size_t>(st.size));
-        std::size_t done = 0;
-        // Read to the end (one read past the data): libzip checks the CRC on reaching it.
+        data.reserve(std::min<zip_uint64_t>(claimed, bytes.size()));  // exact for stored entries
+        char chunk[1 << 16];
         while (true) {
-            char* dst = done < data.size() ? &data[done] : nullptr;
-            char spare;
-            const zip_uint64_t want = done < data.size() ? data.size() - done : 1;
-            const zip_int64_t n = zip_fread(zf, dst ? dst : &spare, want);
+            const zip_int64_t n = zip_fread(zf, chunk, sizeof chunk);
             if (n < 0) {
                 const std::string msg = at + ": " + zip_error_strerror(zip_file_get_error(zf));
                 zip_fclose(zf);
                 throw CheckpointError(msg);
             }
             if (n == 0) break;
-            if (!dst) {
+            data.append(chunk, static_cast<std::size_t>(n));
+            if (data.size() > claimed) {
                 zip_fclose(zf);
                 throw CheckpointError(at + ": holds more data than its recorded size");
             }
-            done += static_cast<std::size_t>(n);
         }
         zip_fclose(zf);
-        if (done != data.size())
-            throw CheckpointError(at + ": " + std::to_string(done) + " bytes read, " + std::to_string(data.size()) +
+        if (data.size() != claimed)
+            throw CheckpointError(at + ": " + std::to_string(data.size()) + " bytes read, " + std::to_string(claimed) +
                                   " expected");
 
         const NpyHeader h = parse_npy_header(data, at);

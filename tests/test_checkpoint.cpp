@@ -235,7 +235,7 @@ TEST_CASE("Checkpoint: the file is a zip of stored .npy v1.0 entries that numpy 
     CHECK(values[5] == 6.0f);
 }
 
-TEST_CASE("Checkpoint: model and Adam state round-trip bitwise; training resumes with identical numbers") {
+TEST_CASE("Checkpoint: model and Adam state round-trip bitwise, training resumes with identical numbers") {
     optim::AdamOptions o;
     o.lr = 0.01f;
     o.weight_decay = 0.01f;
@@ -255,7 +255,7 @@ TEST_CASE("Checkpoint: model and Adam state round-trip bitwise; training resumes
     check_same(Snapshot(fresh, nullptr), Snapshot(s.model, nullptr));
 }
 
-TEST_CASE("Checkpoint: SGD momentum state round-trips; training resumes with identical numbers") {
+TEST_CASE("Checkpoint: SGD momentum state round-trips, training resumes with identical numbers") {
     optim::SGDOptions o;
     o.lr = 0.05f;
     o.momentum = 0.9f;
@@ -302,7 +302,7 @@ TEST_CASE("Checkpoint: a truncated file is refused and nothing changes") {
     }
 }
 
-TEST_CASE("Checkpoint: a flipped byte in an entry's data is caught by its CRC; nothing changes") {
+TEST_CASE("Checkpoint: a flipped byte in an entry's data is caught by its CRC, nothing changes") {
     Saved s("corrupt.npz");
     std::string bytes = read_bytes(s.path);
     // Flip a byte of model.body.0.weight's float data, past its .npy header.
@@ -316,7 +316,7 @@ TEST_CASE("Checkpoint: a flipped byte in an entry's data is caught by its CRC; n
     check_refused(s.path, m, &adam, {"checkpoint '" + s.path + "'", "entry 'model.body.0.weight.npy'", "CRC error"});
 }
 
-TEST_CASE("Checkpoint: a checkpoint of another model (missing or extra names) is refused; nothing changes") {
+TEST_CASE("Checkpoint: a checkpoint of another model (missing or extra names) is refused, nothing changes") {
     Saved s("other-model.npz");
     struct Smaller : Mlp {
         Smaller() : Mlp(3) {}
@@ -348,7 +348,7 @@ TEST_CASE("Checkpoint: a checkpoint of another model (missing or extra names) is
     check_refused(s.path, we, &adam, {"checkpoint '" + s.path + "'", "entry 'model.gate' is missing"});
 }
 
-TEST_CASE("Checkpoint: a shape mismatch names the file, the entry, expected and got; nothing changes") {
+TEST_CASE("Checkpoint: a shape mismatch names the file, the entry, expected and got, nothing changes") {
     Saved s("shapes.npz");
     Mlp wider(3, 6);  // hidden 6 instead of 5
     optim::Adam adam(wider.parameters());
@@ -357,7 +357,7 @@ TEST_CASE("Checkpoint: a shape mismatch names the file, the entry, expected and 
     check_refused(s.path, wider, nullptr, {"shape (6, 3) expected, got (5, 3)"});
 }
 
-TEST_CASE("Checkpoint: optimizer state of another kind, or none, is refused; nothing changes") {
+TEST_CASE("Checkpoint: optimizer state of another kind, or none, is refused, nothing changes") {
     Saved s("kinds.npz");
     Mlp m(3);
     optim::SGDOptions o;
@@ -412,7 +412,7 @@ TEST_CASE("Checkpoint: damaged .npy entries are refused with the entry named") {
     CHECK(Checkpoint::load(path).shape("a") == Shape{2});
 }
 
-TEST_CASE("Checkpoint: extra entries round-trip; reserved prefixes are refused") {
+TEST_CASE("Checkpoint: extra entries round-trip, reserved prefixes are refused") {
     const std::string path = temp_path("extras.npz");
     Mlp m(1);
     Generator g(123);

@@ -66,7 +66,7 @@ TEST_CASE("Categorical: gradients of log_prob, entropy and KL with respect to th
         {a, b});
 }
 
-TEST_CASE("Categorical: samples are one-hot with the softmax frequencies; logits +-255 give no NaN") {
+TEST_CASE("Categorical: samples are one-hot with the softmax frequencies, logits +-255 give no NaN") {
     Generator gen(3);
     const std::size_t n = 40000;
     Array l = Array::from_shape({n, 3});
@@ -110,7 +110,7 @@ TEST_CASE("Bernoulli: log_prob, entropy and KL match hand values, with gradients
         {x, y});
 }
 
-TEST_CASE("Bernoulli: samples are {0,1} with P(1) = sigmoid(logits); logits +-255 give no NaN") {
+TEST_CASE("Bernoulli: samples are {0,1} with P(1) = sigmoid(logits), logits +-255 give no NaN") {
     Generator gen(6);
     const std::size_t n = 40000;
     const Array s = dist::Bernoulli(Tensor::full({n}, 1.2f)).sample(&gen).value();

@@ -157,7 +157,7 @@ TEST_CASE("REINFORCE: the Bernoulli score-function gradient is unbiased (exact s
     }
 }
 
-TEST_CASE("REINFORCE: surrogate value and gradients; the baseline is a moving average") {
+TEST_CASE("REINFORCE: surrogate value and gradients, the baseline is a moving average") {
     Tensor f(Array{2.0f, 4.0f}, true), log_q(Array{-1.0f, -0.5f}, true);
     Tensor s = score_function_surrogate(f, log_q, 1.0f);
     CHECK(s.value() == Array{2.0f + 1.0f * -1.0f, 4.0f + 3.0f * -0.5f});

@@ -9,11 +9,14 @@
 #include <limits>
 #include <thread>
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zip.h>
 
 #include <xtensor/xbuilder.hpp>
 
+#include "examples/mnist.hpp"
 #include "helpers.hpp"
 
 using namespace tg;
@@ -52,7 +55,8 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 }
 
 bool bitwise_equal(const Array& a, const Array& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    // memcmp must not see the null data pointer of an empty array, even for 0 bytes
+    return a.shape() == b.shape() && (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 std::vector<Array> values_of(const nn::Module& m) {
@@ -179,7 +183,7 @@ TEST_CASE("Checkpoint: every single flipped byte is refused with CheckpointError
     CHECK(refused > static_cast<int>(good.size()) * 3 / 4);
 }
 
-TEST_CASE("Checkpoint: a checkpoint of another model kind is refused naming the entry; nothing changes") {
+TEST_CASE("Checkpoint: a checkpoint of another model kind is refused naming the entry, nothing changes") {
     const TempDir dir("other-kind");
     const std::string path = dir.file("ck.npz");
     auto small = mlp(4, 8, 2, 1);
@@ -212,6 +216,80 @@ TEST_CASE("Checkpoint: a checkpoint of another model kind is refused naming the 
     msg = message_of<CheckpointError>([&] { load_checkpoint(path, deeper); });
     CHECK(contains(msg, "entry 'model.4.weight' is missing"));
     CHECK(same_values(deeper, deeper_before));
+}
+
+TEST_CASE("Checkpoint: an entry whose recorded size claims gigabytes is refused without allocating them") {
+    const TempDir dir("huge-claim");
+    const std::string path = dir.file("ck.npz");
+    auto model = mlp(2, 3, 1, 1);
+    save_checkpoint(path, *model);
+    // The same entries deflated, then every entry's uncompressed size (local and central
+    // headers) set to 3.75 GiB: the CRC still matches the real data.
+    const Checkpoint good = Checkpoint::load(path);
+    {
+        int err = 0;
+        zip_t* za = zip_open(path.c_str(), ZIP_TRUNCATE, &err);
+        REQUIRE(za != nullptr);
+        std::vector<std::string> keep;
+        for (const std::string& name : good.names()) {
+            Checkpoint one;
+            one.put(name, good.get(name));
+            one.save(dir.file("one.npz"));
+            zip_t* src = zip_open(dir.file("one.npz").c_str(), ZIP_RDONLY, &err);
+            zip_stat_t st;
+            zip_stat_index(src, 0, 0, &st);
+            std::string data(st.size, '\0');
+            zip_file_t* f = zip_fopen_index(src, 0, 0);
+            zip_fread(f, data.data(), data.size());
+            zip_fclose(f);
+            zip_discard(src);
+            keep.push_back(std::move(data));
+            zip_source_t* s = zip_source_buffer(za, keep.back().data(), keep.back().size(), 0);
+            const zip_int64_t idx = zip_file_add(za, (name + ".npy").c_str(), s, 0);
+            REQUIRE(idx >= 0);
+            zip_set_file_compression(za, static_cast<zip_uint64_t>(idx), ZIP_CM_DEFLATE, 0);
+        }
+        REQUIRE(zip_close(za) == 0);
+    }
+    std::remove(dir.file("one.npz").c_str());
+    std::string bytes = read_bytes(path);
+    int patched = 0;
+    for (const auto& [signature, offset] : {std::pair<std::string, std::size_t>{"PK\x03\x04", 22}, {"PK\x01\x02", 24}}) {
+        for (std::size_t at = bytes.find(signature); at != std::string::npos; at = bytes.find(signature, at + 4)) {
+            const char claim[4] = {0, 0, 0, '\xF0'};  // 0xF0000000, little-endian
+            std::memcpy(&bytes[at + offset], claim, 4);
+            ++patched;
+        }
+    }
+    REQUIRE(patched == 2 * static_cast<int>(good.size()));
+    write_bytes(path, bytes);
+
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_SELF, &before);
+    auto other = mlp(2, 3, 1, 2);
+    const auto values = values_of(*other);
+    const std::string msg = message_of<CheckpointError>([&] { load_checkpoint(path, *other); });
+    ::getrusage(RUSAGE_SELF, &after);
+    INFO(msg);
+    CHECK(contains(msg, "bytes read, 4026531840 expected"));
+    CHECK(same_values(*other, values));
+    CHECK(after.ru_maxrss - before.ru_maxrss < 100 * 1024);  // kilobytes: far below the claim
+}
+
+// ---- IDX files ------------------------------------------------------------------------------
+
+TEST_CASE("Faults: an IDX header claiming more data than the file holds is refused before reading") {
+    // MNIST's training header (60000 images of 28x28, 47 MB) over 10 bytes of data.
+    std::vector<std::uint8_t> bytes = {0, 0, 8, 3, 0, 0, 0xEA, 0x60, 0, 0, 0, 28, 0, 0, 0, 28};
+    bytes.resize(bytes.size() + 10, 7);
+    std::string msg = message_of<std::runtime_error>([&] { mnist::parse_idx(bytes.data(), bytes.size(), "lying", 3); });
+    CHECK(msg == "mnist: lying: truncated data: expected 47040000 bytes after the header (60000x28x28), found 10");
+
+    const TempDir dir("idx-claim");
+    const std::string path = dir.file("train-images-idx3-ubyte");
+    write_bytes(path, std::string(bytes.begin(), bytes.end()));
+    msg = message_of<std::runtime_error>([&] { mnist::read_idx(path, 3); });
+    CHECK(contains(msg, path + ": truncated data: expected 47040000 bytes after the header (60000x28x28), found 10"));
 }
 
 // ---- tensor ops on empty, mismatched and out-of-range arguments ---------------------------

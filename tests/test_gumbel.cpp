@@ -208,7 +208,7 @@ TEST_CASE("Gumbel: eval mode gives exact one-hot samples, the argmax of the trai
     CHECK(sample.value() == one_hot(argmax(relaxed), 6).value());
 }
 
-TEST_CASE("Gumbel: same seed, same samples; the default generator follows manual_seed") {
+TEST_CASE("Gumbel: same seed, same samples, the default generator follows manual_seed") {
     Tensor logits = random_tensor({8, 3}, 23);
     Generator g1(5), g2(5);
     nn::GumbelSoftmaxOptions o1, o2;
@@ -224,7 +224,7 @@ TEST_CASE("Gumbel: same seed, same samples; the default generator follows manual
     CHECK(d(logits).value() == first);
 }
 
-TEST_CASE("Gumbel: straight-through layer forwards one-hot and passes gradients; set_tau anneals") {
+TEST_CASE("Gumbel: straight-through layer forwards one-hot and passes gradients, set_tau anneals") {
     nn::GumbelSoftmaxOptions opt;
     opt.hard = true;
     nn::GumbelSoftmax layer(opt);
@@ -269,7 +269,7 @@ TEST_CASE("Concrete: binary concrete follows its CDF P(Y <= x) = sigmoid(tau log
     }
 }
 
-TEST_CASE("Concrete: gradcheck of binary concrete with fixed noise; hard is {0,1} with the relaxed gradient") {
+TEST_CASE("Concrete: gradcheck of binary concrete with fixed noise, hard is {0,1} with the relaxed gradient") {
     Tensor logits = random_tensor({3, 4}, 32, -2.0f, 2.0f);
     const Array noise = Generator(33).logistic({3, 4});
     for (float tau : {0.5f, 1.0f, 2.0f}) {

@@ -147,7 +147,7 @@ TEST_CASE("Linear: shapes and PyTorch's default init U(-1/sqrt(in), 1/sqrt(in))"
     CHECK(sq / fc.weight.size() == doctest::Approx(1.0 / 48).epsilon(0.05));  // variance of U(-b, b) = b^2/3
 }
 
-TEST_CASE("Linear: the same seed gives the same weights; the default generator is used without one") {
+TEST_CASE("Linear: the same seed gives the same weights, the default generator is used without one") {
     Generator g1(11), g2(11);
     nn::Linear a(3, 4, {true, &g1}), b(3, 4, {true, &g2});
     CHECK(a.weight.value() == b.weight.value());
@@ -179,7 +179,7 @@ TEST_CASE("Linear: forward is x W^T + b, and gradients pass the finite-differenc
     check_gradients([&](const std::vector<Tensor>& in) { return fc.forward(in[0]); }, {x, fc.weight, fc.bias});
 }
 
-TEST_CASE("Linear: without bias there is one parameter; zero sizes are refused") {
+TEST_CASE("Linear: without bias there is one parameter, zero sizes are refused") {
     Generator g(1);
     nn::Linear fc(3, 2, {false, &g});
     CHECK_FALSE(fc.bias.defined());
@@ -208,7 +208,7 @@ TEST_CASE("Sequential: children are named 0, 1, ... and forward chains them") {
     CHECK_FALSE(l2->is_training());
 }
 
-TEST_CASE("Sequential: an empty one passes the input through; a null layer is refused") {
+TEST_CASE("Sequential: an empty one passes the input through, a null layer is refused") {
     nn::Sequential seq;
     Tensor x = Tensor::ones({2});
     CHECK(seq(x).same(x));
