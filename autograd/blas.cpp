@@ -13,6 +13,7 @@ void set_num_threads(int n) {
     openblas_set_num_threads(n);
 }
 int num_threads() { return openblas_get_num_threads(); }
+const char* blas_core() { return openblas_get_corename(); }
 
 namespace detail {
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
