@@ -30,6 +30,13 @@ Array::shape_type broadcast_shapes(const Array::shape_type& a, const Array::shap
     return out;
 }
 
+Array::shape_type reduced_shape(const Array::shape_type& shape, std::size_t axis, bool keepdims) {
+    Array::shape_type out = shape;
+    if (keepdims) out[axis] = 1;
+    else out.erase(out.begin() + static_cast<std::ptrdiff_t>(axis));
+    return out;
+}
+
 Array sum_to(const Array& g, const Array::shape_type& shape) {
     if (g.shape() == shape) return g;
     if (shape.size() > g.dimension())

@@ -19,6 +19,9 @@ std::size_t normalize_axis(int axis, const Array::shape_type& shape, const char*
 // The NumPy broadcast of two shapes, or an error naming the op and both shapes.
 Array::shape_type broadcast_shapes(const Array::shape_type& a, const Array::shape_type& b, const char* op);
 
+// The shape after reducing `axis`: kept with length 1 (keepdims) or removed.
+Array::shape_type reduced_shape(const Array::shape_type& shape, std::size_t axis, bool keepdims);
+
 // Sums a broadcast gradient back down to `shape` (leading axes and axes of length 1).
 Array sum_to(const Array& g, const Array::shape_type& shape);
 

@@ -206,13 +206,6 @@ void argmax_along(const Array& a, std::size_t axis, std::size_t* out) {
 
 namespace {
 
-Array::shape_type reduced_shape(const Array::shape_type& shape, std::size_t axis, bool keepdims) {
-    Array::shape_type out = shape;
-    if (keepdims) out[axis] = 1;
-    else out.erase(out.begin() + static_cast<std::ptrdiff_t>(axis));
-    return out;
-}
-
 void require_nonempty_axis(const Tensor& a, std::size_t axis, const char* op) {
     detail::require(a.shape()[axis] > 0, op, "the reduced axis " + std::to_string(axis) + " is empty", a.shape());
 }
@@ -251,7 +244,7 @@ Tensor log_softmax(const Tensor& logits, int axis) {
 
 Tensor logsumexp(const Tensor& a, int axis, bool keepdims) {
     const std::size_t ax = detail::normalize_axis(axis, a.shape(), "logsumexp");
-    Array out = Array::from_shape(reduced_shape(a.shape(), ax, keepdims));
+    Array out = Array::from_shape(detail::reduced_shape(a.shape(), ax, keepdims));
     detail::logsumexp_along(a.value(), ax, out.data());
     return record("logsumexp", std::move(out), {a}, [ax](const std::vector<Tensor>& in, const Tensor& o) {
         // dx = g * exp(x - logsumexp(x)): the softmax weights times the slice's gradient
@@ -355,7 +348,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::size_t>& label
 xt::xarray<std::size_t> argmax(const Tensor& a, int axis) {
     const std::size_t ax = detail::normalize_axis(axis, a.shape(), "argmax");
     require_nonempty_axis(a, ax, "argmax");
-    xt::xarray<std::size_t> out = xt::xarray<std::size_t>::from_shape(reduced_shape(a.shape(), ax, false));
+    xt::xarray<std::size_t> out = xt::xarray<std::size_t>::from_shape(detail::reduced_shape(a.shape(), ax, false));
     detail::argmax_along(a.value(), ax, out.data());
     return out;
 }

@@ -11,16 +11,10 @@
 namespace tg {
 
 using detail::AxisView;
+using detail::reduced_shape;
 using In = const std::vector<Tensor>&;
 
 namespace {
-
-Array::shape_type reduced_shape(const Array::shape_type& shape, std::size_t axis, bool keepdims) {
-    Array::shape_type out = shape;
-    if (keepdims) out[axis] = 1;
-    else out.erase(out.begin() + static_cast<std::ptrdiff_t>(axis));
-    return out;
-}
 
 // A contiguous row's sum and maximum in 8 independent lanes: one chain of dependent adds
 // would stall on latency and stay scalar (float addition is not reassociated for us).

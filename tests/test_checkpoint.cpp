@@ -10,6 +10,10 @@
 using namespace tg;
 namespace fs = std::filesystem;
 
+using tgtest::read_bytes;
+using tgtest::write_bytes;
+using tgtest::bitwise_equal;
+
 namespace {
 
 // Removed when the test process ends.
@@ -30,20 +34,6 @@ std::string temp_path(const std::string& name) {
     fs::remove(p);
     files.paths.push_back(p.string());
     return p.string();
-}
-
-std::string read_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-bool bitwise_equal(const Array& a, const Array& b) {
-    return a.shape() == b.shape() && (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // A .npy file with the header text given (padded as numpy pads it) and raw data.

@@ -22,42 +22,12 @@
 using namespace tg;
 namespace fs = std::filesystem;
 
+using tgtest::TempDir;
+using tgtest::read_bytes;
+using tgtest::write_bytes;
+using tgtest::bitwise_equal;
+
 namespace {
-
-// A directory of its own under the build tree, removed with its contents at the end.
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& name)
-        : path(fs::path(TAPEGRAD_BINARY_DIR) / "test-tmp" / (std::to_string(::getpid()) + "-" + name)) {
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    std::vector<std::string> names() const {
-        std::vector<std::string> out;
-        for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-        return out;
-    }
-};
-
-std::string read_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-bool bitwise_equal(const Array& a, const Array& b) {
-    // memcmp must not see the null data pointer of an empty array, even for 0 bytes
-    return a.shape() == b.shape() && (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
 
 std::vector<Array> values_of(const nn::Module& m) {
     std::vector<Array> out;

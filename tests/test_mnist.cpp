@@ -13,23 +13,9 @@ using namespace tg;
 using namespace tg::mnist;
 namespace fs = std::filesystem;
 
-namespace {
+using tgtest::TempDir;
 
-// A fresh directory under the system's temp dir, removed with everything in it.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("tapegrad-mnist-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+namespace {
 
 Idx image_idx(std::size_t n, std::size_t rows = 28, std::size_t cols = 28) {
     Idx idx{{n, rows, cols}, std::vector<std::uint8_t>(n * rows * cols)};

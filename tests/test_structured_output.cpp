@@ -18,22 +18,9 @@ using namespace tg;
 using namespace tg::structured;
 namespace fs = std::filesystem;
 
-namespace {
+using tgtest::TempDir;
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("tapegrad-structured-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+namespace {
 
 // Digits that are 4 prototypes (random blobs, one per label mod 4) with 3% of the pixels
 // flipped: the lower half is predictable from the upper one.
