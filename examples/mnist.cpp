@@ -155,10 +155,11 @@ Idx parse(Source& src, const std::string& name, int expected_ndim) {
     if (left != SIZE_MAX && left < total)
         fail(name, "truncated data: expected " + std::to_string(total) + " bytes after the header (" +
                        dims_str(idx.dims) + "), found " + std::to_string(left));
-    idx.data.reserve(left != SIZE_MAX ? total : std::min<std::size_t>(total, std::size_t{1} << 22));
+    idx.data.reserve(left != SIZE_MAX ? total : std::min<std::size_t>(total, std::size_t{1} << 16));
     while (idx.data.size() < total) {
         const std::size_t have = idx.data.size();
-        const std::size_t chunk = std::min<std::size_t>(total - have, std::size_t{1} << 22);
+        // Doubling chunks: a short stream behind a large claim costs little, a long one few reads.
+        const std::size_t chunk = std::min<std::size_t>(total - have, std::max<std::size_t>(have, std::size_t{1} << 16));
         idx.data.resize(have + chunk);
         const std::size_t got = src.read(idx.data.data() + have, chunk);
         if (got < chunk)
