@@ -131,11 +131,13 @@ Tensor record(const char* name, Array value, std::vector<Tensor> inputs, Backwar
 // The same for a braced list of inputs: when nothing is recorded, neither the input list nor
 // the std::function is built (most of an op's cost under NoGradGuard).
 namespace detail {
-Tensor unrecorded(const char* name, Array value, const Tensor* begin, const Tensor* end);  // checks anomalies
-}
+// An output nothing records, checked for non-finite values when anomaly detection is on.
+Tensor unrecorded(const char* name, Array value, const Tensor* begin, const Tensor* end);
+}  // namespace detail
 template <class F>
 Tensor record(const char* name, Array value, std::initializer_list<Tensor> inputs, F&& backward) {
-    if (!needs_recording(inputs.begin(), inputs.end())) return detail::unrecorded(name, std::move(value), inputs.begin(), inputs.end());
+    if (!needs_recording(inputs.begin(), inputs.end()))
+        return detail::unrecorded(name, std::move(value), inputs.begin(), inputs.end());
     return record(name, std::move(value), std::vector<Tensor>(inputs), BackwardFn(std::forward<F>(backward)));
 }
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
