@@ -36,7 +36,7 @@ protected:
     std::vector<Array>& state_buffer(const std::string& name) override;
 
 private:
-    void update(float* w, const float* g, float* m, float* v, std::size_t n, float step_size, float sqrt_bc2,
+    void update(float* w, const float* g, float* m, float* v, std::size_t n, float step_size, float inv_sqrt_bc2,
                 float shrink, float l2) const;
     AdamOptions options_;
     bool decoupled_;
