@@ -13,6 +13,7 @@
 #include "autograd/detail.hpp"
 #include "autograd/nn_kernels.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/simd.hpp"
 
 namespace tg {
 
@@ -135,8 +136,9 @@ void logsumexp_along(const Array& a, std::size_t axis, float* out) {
     for (std::size_t s = 0; s < shift.size(); ++s) out[s] = shift[s] + std::log(out[s]);
 }
 
-void softmax_inplace(Array& a, std::size_t axis) {
-    const AxisView v = axis_view(a.shape(), axis);
+void softmax_inplace(Array& a, std::size_t axis) { softmax_inplace(a, axis_view(a.shape(), axis)); }
+
+void softmax_inplace(Array& a, const AxisView& v) {
     std::vector<float> sums = subtract_max(a, v);
     xt::noalias(a) = xt::exp(a);
     slice_sums(a.data(), v, sums.data());
@@ -156,8 +158,11 @@ void log_softmax_inplace(Array& a, std::size_t axis) {
 }
 
 void softmax_backward(const Array& y, const Array& g, std::size_t axis, float scale, float beta, Array& dx) {
+    softmax_backward(y, g, axis_view(y.shape(), axis), scale, beta, dx);
+}
+
+void softmax_backward(const Array& y, const Array& g, const AxisView& v, float scale, float beta, Array& dx) {
     // y * (g - sum(g * y)) = g y - y sum(g y)
-    const AxisView v = axis_view(y.shape(), axis);
     Array gy_fresh;
     Array& gy = beta == 0.0f ? dx : gy_fresh;  // dx itself is the scratch unless it holds a gradient
     if (beta != 0.0f) gy = Array::from_shape(y.shape());
@@ -189,8 +194,9 @@ void softmax_backward(const Array& y, const Array& g, std::size_t axis, float sc
     }
 }
 
-void argmax_along(const Array& a, std::size_t axis, std::size_t* out) {
-    const AxisView v = axis_view(a.shape(), axis);
+void argmax_along(const Array& a, std::size_t axis, std::size_t* out) { argmax_along(a, axis_view(a.shape(), axis), out); }
+
+void argmax_along(const Array& a, const AxisView& v, std::size_t* out) {
     const float* d = a.data();
     for (std::size_t o = 0; o < v.outer; ++o)
         for (std::size_t i = 0; i < v.inner; ++i) {
@@ -273,39 +279,68 @@ float reduce_loss(const Array& per_element, Reduction reduction, const char* op,
 }  // namespace
 
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction reduction) {
+    const char* op = "binary_cross_entropy_with_logits";
     if (logits.shape() != targets.shape())
         throw std::invalid_argument("binary_cross_entropy_with_logits: logits " + shape_str(logits.shape()) +
                                     " and targets " + shape_str(targets.shape()) + " must have the same shape");
-    const Array& x = logits.value();
-    const Array& t = targets.value();
-    // log(1 + exp(x)) - x t, written so that exp never overflows. In stages: xtensor does not
-    // vectorize the whole expression at once (it ran 15x slower).
-    Array loss = xt::exp(-xt::abs(x));
-    xt::noalias(loss) = xt::log1p(loss);
-    const float* xp = x.data();
-    const float* tp = t.data();
-    float* lp = loss.data();
-    for (std::size_t k = 0; k < loss.size(); ++k) lp[k] += std::max(xp[k], 0.0f) - xp[k] * tp[k];
-    Array value = reduction == Reduction::none ? std::move(loss) : Array(reduce_loss(loss, reduction, "binary_cross_entropy_with_logits", logits.shape()));
-    const float scale = reduction == Reduction::mean ? 1.0f / static_cast<float>(x.size()) : 1.0f;
-    return record("binary_cross_entropy_with_logits", std::move(value), {logits, targets},
-                  [reduction, scale](const std::vector<Tensor>& in, const Tensor& out) {
-                      const char* op = "binary_cross_entropy_with_logits";
-                      const Array& x = in[0].value();
+    const std::size_t n = logits.size();
+    // As mean() does: the mean of nothing is refused, not a silent NaN.
+    if (reduction == Reduction::mean && n == 0)
+        throw std::invalid_argument(std::string(op) + ": cannot average the loss of an empty tensor of shape " +
+                                    shape_str(logits.shape()) + " (use Reduction::sum or none)");
+    const float* xp = logits.value().data();
+    const float* tp = targets.value().data();
+    // One pass: the loss log(1 + exp(x)) - x t = max(x, 0) - x t + log1p(exp(-|x|)), written so
+    // that exp never overflows, and, when the logits need a gradient, sigmoid(x) - t from the
+    // same exp (kept for the backward: it would cost the exp again).
+    const bool each = reduction == Reduction::none;
+    const bool keep_dx = grad_enabled() && logits.requires_grad();
+    Array loss = Array::from_shape(each ? logits.shape() : Array::shape_type{});
+    Array dx = keep_dx ? Array::from_shape(logits.shape()) : Array();
+    double total = 0.0;
+    simd::Batch acc(0.0f);
+    const simd::Batch zero(0.0f), one(1.0f);
+    for (std::size_t i = 0, blocks = 0; i < n; i += simd::lanes) {
+        const std::size_t c = std::min(simd::lanes, n - i);
+        const simd::Batch x = simd::load(xp + i, c), t = simd::load(tp + i, c);
+        const simd::Batch e = xsimd::exp(-xsimd::abs(x));
+        const simd::Batch l = xsimd::max(x, zero) - x * t + xsimd::log1p(e);
+        if (each) simd::store(loss.data() + i, c, l);
+        else if (c == simd::lanes) acc += l;
+        else total += simd::sum(l, c);
+        if (keep_dx) simd::store(dx.data() + i, c, xsimd::select(x >= zero, one, e) / (one + e) - t);
+        if (++blocks % 64 == 0) total += xsimd::hadd(acc), acc = zero;  // float lanes sum a few hundred terms at most
+    }
+    if (!each) {
+        total += xsimd::hadd(acc);
+        if (reduction == Reduction::mean) total /= static_cast<double>(n);
+        loss() = static_cast<float>(total);
+    }
+    const float scale = reduction == Reduction::mean ? 1.0f / static_cast<float>(n) : 1.0f;
+    return record(op, std::move(loss), {logits, targets},
+                  [each, scale, op, dx = std::move(dx)](const std::vector<Tensor>& in, const Tensor& out) {
                       const float* g = out.grad().data();
-                      const bool each = reduction == Reduction::none;  // else one scalar gradient
-                      if (in[0].requires_grad()) {
-                          // (sigmoid(x) - t) g; 1 / (1 + exp(-x)) is exact at both ends in float
-                          // (exp overflows to inf and gives 0)
-                          Array dx = 1.0f / (1.0f + xt::exp(-x));
-                          const float* tp = in[1].value().data();
-                          float* d = dx.data();
-                          for (std::size_t k = 0; k < dx.size(); ++k) d[k] = (d[k] - tp[k]) * g[each ? k : 0] * scale;
-                          in[0].accumulate_grad(std::move(dx), op);
+                      const std::size_t n = in[0].size();
+                      if (in[0].requires_grad()) {  // (sigmoid(x) - t) g
+                          float beta;
+                          Array& gx = detail::grad_for_accumulate(in[0], beta);
+                          float* d = gx.data();
+                          Array fresh;  // requires_grad was switched on after the forward
+                          if (dx.size() != n) fresh = 1.0f / (1.0f + xt::exp(-in[0].value())) - in[1].value();
+                          const float* s = dx.size() == n ? dx.data() : fresh.data();
+                          if (each) {
+                              if (beta == 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] = s[k] * g[k];
+                              else for (std::size_t k = 0; k < n; ++k) d[k] += s[k] * g[k];
+                          } else {
+                              const float gs = g[0] * scale;
+                              if (beta == 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] = s[k] * gs;
+                              else for (std::size_t k = 0; k < n; ++k) d[k] += s[k] * gs;
+                          }
                       }
                       if (in[1].requires_grad()) {  // -x g
-                          Array dt = Array::from_shape(x.shape());
-                          for (std::size_t k = 0; k < dt.size(); ++k) dt.data()[k] = -x.data()[k] * g[each ? k : 0] * scale;
+                          const float* x = in[0].value().data();
+                          Array dt = Array::from_shape(in[0].shape());
+                          for (std::size_t k = 0; k < n; ++k) dt.data()[k] = -x[k] * g[each ? k : 0] * scale;
                           in[1].accumulate_grad(std::move(dt), op);
                       }
                   });

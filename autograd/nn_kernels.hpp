@@ -25,14 +25,19 @@ void multiply_per_slice(float* d, const AxisView& v, const float* s);
 void logsumexp_along(const Array& a, std::size_t axis, float* out);
 
 // a := softmax(a) along axis, stable for entries of any size (the slice maximum is subtracted).
+// The AxisView overloads take any [outer, n, inner] view of the data, such as groups of
+// classes along the last axis ({size / classes, classes, 1}).
 void softmax_inplace(Array& a, std::size_t axis);
+void softmax_inplace(Array& a, const AxisView& v);
 // a := log_softmax(a) along axis.
 void log_softmax_inplace(Array& a, std::size_t axis);
 
 // dx := beta * dx + scale * y * (g - sum_axis(g * y)): the softmax backward through its output y.
 void softmax_backward(const Array& y, const Array& g, std::size_t axis, float scale, float beta, Array& dx);
+void softmax_backward(const Array& y, const Array& g, const AxisView& v, float scale, float beta, Array& dx);
 
 // Index of the largest entry of each slice (the first on ties) at o * inner + i.
 void argmax_along(const Array& a, std::size_t axis, std::size_t* out);
+void argmax_along(const Array& a, const AxisView& v, std::size_t* out);
 
 }  // namespace tg::detail

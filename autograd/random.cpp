@@ -59,8 +59,25 @@ std::uint64_t Generator::below(std::uint64_t n) {
 
 Array Generator::uniform_open(const Shape& shape) {
     Array a = Array::from_shape(shape);
-    for (float& v : a) v = uniform_open();
+    fill_uniform_open(a.data(), a.size());
     return a;
+}
+
+void Generator::fill_uniform_open(float* out, std::size_t n) {
+    std::uint64_t s0 = s_[0], s1 = s_[1], s2 = s_[2], s3 = s_[3];
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t result = rotl(s1 * 5, 7) * 9;
+        const std::uint64_t t = s1 << 17;
+        s2 ^= s0;
+        s3 ^= s1;
+        s1 ^= s2;
+        s0 ^= s3;
+        s2 ^= t;
+        s3 = rotl(s3, 45);
+        // as uniform_open(): the 23-bit integer converts exactly, and faster through int32
+        out[i] = (static_cast<float>(static_cast<std::int32_t>(result >> 41)) + 0.5f) * 0x1.0p-23f;
+    }
+    s_ = {s0, s1, s2, s3};
 }
 
 Array Generator::normal(const Shape& shape) {

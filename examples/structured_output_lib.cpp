@@ -238,7 +238,7 @@ Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator estimator
     case Estimator::st_gs: {
         const bool hard = estimator == Estimator::st_gs;
         if (bernoulli) return binary_concrete(logits, tau, hard, &gen);
-        return reshape(gumbel_softmax(reshape(logits, grouped(logits)), tau, hard, &gen, -1), flat(logits));
+        return grouped_gumbel_softmax(logits, classes, tau, hard, &gen);
     }
     case Estimator::st:
         if (bernoulli) return straight_through_bernoulli(logits, &gen);

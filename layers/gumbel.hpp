@@ -18,6 +18,13 @@ Tensor gumbel_softmax(const Tensor& logits, float tau, bool hard = false, Genera
 Tensor gumbel_softmax_with_noise(const Tensor& logits, const Array& gumbel_noise, float tau, bool hard = false,
                                  int axis = -1);
 
+// gumbel_softmax over consecutive groups of `classes` entries of the last axis: logits
+// [..., G * classes] sampled as G categorical variables, as if reshaped to [..., G, classes],
+// with the output in the logits' shape. The same numbers as reshape, gumbel_softmax, reshape
+// back, without the two copies (and two more in the backward).
+Tensor grouped_gumbel_softmax(const Tensor& logits, std::size_t classes, float tau, bool hard = false,
+                              Generator* gen = nullptr);
+
 // y = sigmoid((logits + log u - log(1 - u)) / tau): a relaxed Bernoulli(sigmoid(logits)) sample.
 // One tape node; the gradient is y (1 - y) / tau. hard: forward the exact {0,1} value
 // (1 where logits + noise > 0), backward the relaxed gradient.

@@ -1,0 +1,76 @@
+// The fused fast paths against the plain compositions they replace.
+#include <cmath>
+#include <vector>
+
+#include "helpers.hpp"
+#include "layers/gumbel.hpp"
+
+using namespace tg;
+using tgtest::check_gradients;
+using tgtest::random_tensor;
+
+TEST_CASE("Engine: fill_uniform_open gives the numbers of uniform_open, in order") {
+    Generator a(5), b(5);
+    std::vector<float> bulk(1001);
+    a.fill_uniform_open(bulk.data(), bulk.size());
+    for (float v : bulk) REQUIRE(v == b.uniform_open());
+    CHECK(a.next_u64() == b.next_u64());  // and leaves the generator where the scalar calls do
+}
+
+TEST_CASE("Gumbel: grouped_gumbel_softmax equals reshape, gumbel_softmax, reshape back") {
+    for (bool hard : {false, true}) {
+        Tensor logits = random_tensor({7, 30}, 21, -3.0f, 3.0f);
+        const Array seed = random_tensor({7, 30}, 23, -1.0f, 1.0f, false).value();
+        Generator a(22), b(22);
+        Tensor grouped = grouped_gumbel_softmax(logits, 10, 0.7f, hard, &a);
+        grouped.backward(seed);
+        const Array g1 = logits.grad();
+        logits.zero_grad();
+        Tensor reference = reshape(gumbel_softmax(reshape(logits, {7, 3, 10}), 0.7f, hard, &b), {7, 30});
+        CHECK(grouped.shape() == reference.shape());
+        CHECK(grouped.value() == reference.value());
+        reference.backward(seed);
+        CHECK(xt::allclose(g1, logits.grad(), 1e-6, 1e-7));
+    }
+}
+
+TEST_CASE("Gumbel: grouped_gumbel_softmax gradients and errors") {
+    check_gradients(
+        [&](const std::vector<Tensor>& in) {
+            Generator g(31);  // the same noise at every evaluation
+            return grouped_gumbel_softmax(in[0], 4, 0.8f, false, &g);
+        },
+        {random_tensor({3, 8}, 32)});
+    Tensor logits = random_tensor({2, 9}, 33);
+    CHECK_THROWS_WITH_AS(grouped_gumbel_softmax(logits, 4, 1.0f),
+                         "grouped_gumbel_softmax: the last axis must hold whole groups of 4 classes, got shape (2, 9)",
+                         std::invalid_argument);
+    CHECK_THROWS_AS(grouped_gumbel_softmax(logits, 3, 0.0f), std::invalid_argument);
+}
+
+TEST_CASE("Gumbel: binary_concrete from the generator matches the given-noise path") {
+    Tensor logits = random_tensor({5, 37}, 41, -4.0f, 4.0f);
+    for (bool hard : {false, true}) {
+        Generator a(42), b(42);
+        const Array y = binary_concrete(logits, 0.6f, hard, &a).value();
+        const Array expected = binary_concrete_with_noise(logits, b.logistic({5, 37}), 0.6f, hard).value();
+        CHECK(xt::allclose(y, expected, 1e-5, 1e-6));
+    }
+}
+
+TEST_CASE("Loss: BCE with logits keeps its gradient when requires_grad is switched on after the forward") {
+    Tensor x = random_tensor({4, 5}, 51, -3.0f, 3.0f, false);
+    Tensor t = random_tensor({4, 5}, 52, 0.0f, 1.0f, false);
+    Tensor w = random_tensor({4, 5}, 53);  // makes the loss recorded while x needs no gradient yet
+    Tensor loss = binary_cross_entropy_with_logits(x * w, t, Reduction::sum);
+    loss.backward();
+    CHECK(w.has_grad());
+    // and the fused gradient against finite differences, for each reduction
+    for (Reduction r : {Reduction::none, Reduction::sum, Reduction::mean})
+        check_gradients(
+            [&](const std::vector<Tensor>& in) {
+                Tensor l = binary_cross_entropy_with_logits(in[0], in[1], r);
+                return r == Reduction::none ? sum(l * l) : l;
+            },
+            {random_tensor({3, 19}, 54, -5.0f, 5.0f), random_tensor({3, 19}, 55, 0.0f, 1.0f)});
+}
