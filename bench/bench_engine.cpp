@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "autograd/detail.hpp"
 #include "tapegrad.hpp"
 
@@ -58,8 +60,11 @@ Tensor uniform_param(Generator& g, std::size_t rows, std::size_t cols) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
-    const int steps = argc > 2 ? std::atoi(argv[2]) : 500;
+    CLI::App app("tapegrad engine micro-benchmarks: tape cost per op, MLP step against its GEMMs");
+    int threads = 1, steps = 500;
+    app.add_option("threads", threads, "OpenBLAS threads")->check(CLI::Range(1, 256));
+    app.add_option("steps", steps, "timed MLP steps")->check(CLI::Range(1, 1000000));
+    CLI11_PARSE(app, argc, argv);
     set_num_threads(threads);
     std::printf("tapegrad engine bench, %d OpenBLAS thread(s), OpenBLAS core %s\n\n", threads, blas_core());
 

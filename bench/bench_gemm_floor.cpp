@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "autograd/blas.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/random.hpp"
@@ -16,8 +18,11 @@
 extern "C" char* openblas_get_corename(void);
 
 int main(int argc, char** argv) {
-    const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
-    const int reps = argc > 2 ? std::atoi(argv[2]) : 41;
+    CLI::App app("The GEMM floor of one structured-output training step (its eight GEMMs alone)");
+    int threads = 1, reps = 41;
+    app.add_option("threads", threads, "OpenBLAS threads")->check(CLI::Range(1, 256));
+    app.add_option("reps", reps, "timed blocks of 50 steps (the median is printed)")->check(CLI::Range(1, 1000000));
+    CLI11_PARSE(app, argc, argv);
     tg::set_num_threads(threads);
     const std::size_t n = 100, d = 392, h = 200;
     tg::Generator g(1);
