@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #include "autograd/detail.hpp"
+#include "examples/memory.hpp"
 #include "tapegrad.hpp"
 
 using namespace tg;
@@ -37,17 +38,6 @@ double time_per_call(F&& f, int reps, int inner) {
         t.push_back(std::chrono::duration<double>(clock_type::now() - t0).count() / inner);
     }
     return median(t);
-}
-
-long rss_kb() {
-    std::ifstream status("/proc/self/status");
-    std::string key;
-    long value = 0;
-    while (status >> key) {
-        if (key == "VmRSS:") { status >> value; return value; }
-        status.ignore(1 << 12, '\n');
-    }
-    return -1;
 }
 
 Tensor uniform_param(Generator& g, std::size_t rows, std::size_t cols) {
@@ -124,10 +114,10 @@ int main(int argc, char** argv) {
 
     const double t_gemm = time_per_call(gemms_only, 21, 50);
     for (int i = 0; i < 50; ++i) train_step();
-    const long rss0 = rss_kb();
+    const long rss0 = memory::rss_kb();
     const std::size_t heap0 = mallinfo2().uordblks;
     const double t_step = time_per_call(train_step, 21, std::max(1, steps / 21));
-    const long rss1 = rss_kb();
+    const long rss1 = memory::rss_kb();
     const std::size_t heap1 = mallinfo2().uordblks;
     const double flops = 2.0 * n * (d_in * h + h * h + h * d_out) * 3 - 2.0 * n * d_in * h;
     std::printf("MLP 392-200-200-392, batch 100 (sigmoid, BCE with logits, SGD):\n");

@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
     set_num_threads(argc > 3 ? std::atoi(argv[3]) : 1);
     Generator data_gen(7), init(1), noise(2);
     mnist::DataSet data;
-    data.images = Array::from_shape({5000, mnist::image_pixels});
-    for (float& v : data.images) v = data_gen.uniform() < 0.2f ? 1.0f : 0.0f;
+    data.pixels.resize(5000 * mnist::image_pixels);
+    for (std::uint8_t& b : data.pixels) b = data_gen.uniform() < 0.2f ? 255 : 0;  // binarized: 0 or 255
     data.labels.assign(5000, 0);
     structured::Model model(structured::parse_latent(latent), 200, init);
     optim::Adam adam(model.parameters());

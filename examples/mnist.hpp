@@ -1,6 +1,7 @@
-// MNIST for the examples: the IDX file format (raw or gzip), the data sets as float arrays,
-// binarization, the paper's splits and halves, and a shuffling batch iterator whose state
-// goes into checkpoints. Data comes from scripts/fetch-mnist.
+// MNIST for the examples: the IDX file format (raw or gzip), the data sets (pixels kept as
+// bytes, converted to float a batch at a time), binarization, the paper's splits and halves,
+// and a shuffling batch iterator whose state goes into checkpoints. Data comes from
+// scripts/fetch-mnist.
 //
 // Errors are exceptions: std::runtime_error for files (the message names the file, and what
 // was expected and found), std::invalid_argument / std::out_of_range for bad arguments.
@@ -53,18 +54,26 @@ std::string find_idx(const std::string& dir, const std::string& name);
 
 // ---- Data sets --------------------------------------------------------------------------
 
+// Pixels stay bytes, as in the files: a quarter of the memory of floats (the 60,000 training
+// images take 47 MB, not 188). Byte b stands for the intensity b / 255; binarized sets hold
+// 0 or 255, so that the same rule gives their floats 0 and 1 exactly. gather, gather_halves
+// and to_float make the floats the model sees, a batch or a chunk at a time.
 struct DataSet {
-    Array images;                      // [n, 784], pixel intensities in [0, 1] (0 or 1 once binarized)
+    std::vector<std::uint8_t> pixels;  // [n * 784], image after image, rows of 28
     std::vector<std::uint8_t> labels;  // [n], digits 0-9
     std::size_t size() const { return labels.size(); }
+    const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * image_pixels; }
 };
 
 // An images file (magic 0x00000803, 28x28 images) and its labels file (magic 0x00000801,
-// digits 0-9, as many as images). Intensities are byte / 255.
+// digits 0-9, as many as images). Pixels are the file's bytes.
 DataSet load_pair(const std::string& images_path, const std::string& labels_path);
 
 // Rows [begin, end) as a new data set.
 DataSet slice(const DataSet& data, std::size_t begin, std::size_t end);
+
+// n pixel bytes to floats b / 255 (0 and 255 give exactly 0 and 1).
+void to_float(const std::uint8_t* bytes, std::size_t n, float* out);
 
 // ---- Binarization -----------------------------------------------------------------------
 
@@ -78,11 +87,14 @@ enum class Binarization { fixed, threshold, dynamic, none };
 Binarization parse_binarization(const std::string& name);  // "fixed", "threshold", "dynamic", "none"
 const char* binarization_name(Binarization mode);
 
-// In place: each pixel becomes 1 with probability its intensity (uniform u < p), else 0.
-// Works on a whole set or on a gathered batch.
+// In place: each pixel becomes 1 with probability its intensity p (gen.uniform() < p), else
+// 0; one draw per pixel in order. On float images (a gathered batch) or on a data set's bytes
+// (which become 0 or 255; the same draws and comparisons, so the same samples as on floats).
 void binarize_sample(Array& images, Generator& gen);
-// In place: 1 where the intensity is above 0.5, else 0.
+void binarize_sample(DataSet& data, Generator& gen);
+// In place: 1 where the intensity is above 0.5, else 0 (255 for bytes: those above 127).
 void binarize_threshold(Array& images);
+void binarize_threshold(DataSet& data);
 
 // ---- The paper's data: train 50,000 / validation 10,000 / test 10,000 ------------------
 
@@ -106,8 +118,8 @@ Mnist load(const std::string& dir, const LoadOptions& options = {});
 // 14-27) into `lower` [n, 392]. Buffers of the right shape are reused, not reallocated.
 void halves(const Array& images, Array& upper, Array& lower);
 
-// The given rows of `data` into reused buffers: whole images [b, 784], or their halves
-// [b, 392] each. Throws std::out_of_range for a row past the end.
+// The given rows of `data` as floats (to_float) into reused buffers: whole images [b, 784],
+// or their halves [b, 392] each. Throws std::out_of_range for a row past the end.
 void gather(const DataSet& data, const std::vector<std::size_t>& rows, Array& images);
 void gather_halves(const DataSet& data, const std::vector<std::size_t>& rows, Array& upper, Array& lower);
 

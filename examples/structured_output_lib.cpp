@@ -22,6 +22,7 @@
 #include "autograd/nn_kernels.hpp"
 #include "autograd/ops.hpp"
 #include "examples/images.hpp"
+#include "examples/memory.hpp"
 #include "layers/distributions.hpp"
 #include "layers/estimators.hpp"
 #include "layers/gumbel.hpp"
@@ -479,6 +480,12 @@ void Evaluator::forward(const Model& model, const float* upper, std::size_t stri
     gemm_weights(*model.fc3, h2_.data(), rows, logits_.data());  // fc3's bias: added by the caller
 }
 
+struct Evaluator::Rows {
+    const float* upper = nullptr;  // [n, 392] each
+    const float* lower = nullptr;
+    const mnist::DataSet* data = nullptr;  // or whole images as bytes
+};
+
 double Evaluator::nll(const Model& model, const Array& upper, const Array& lower, std::size_t m, std::uint64_t seed,
                       std::vector<double>* per_image) {
     check_halves(upper, "upper");
@@ -486,19 +493,25 @@ double Evaluator::nll(const Model& model, const Array& upper, const Array& lower
     if (lower.shape() != upper.shape())
         throw std::invalid_argument("Evaluator::nll: upper " + shape_str(upper.shape()) + " and lower " +
                                     shape_str(lower.shape()) + " halves differ in shape");
-    return nll_rows(model, upper.data(), lower.data(), mnist::half_pixels, upper.shape()[0], m, seed, per_image);
+    Rows rows;
+    rows.upper = upper.data();
+    rows.lower = lower.data();
+    return nll_rows(model, rows, upper.shape()[0], m, seed, per_image);
 }
 
-double Evaluator::nll(const Model& model, const Array& images, std::size_t m, std::uint64_t seed,
+double Evaluator::nll(const Model& model, const mnist::DataSet& data, std::size_t m, std::uint64_t seed,
                       std::vector<double>* per_image) {
-    if (images.dimension() != 2 || images.shape()[1] != mnist::image_pixels)
-        throw std::invalid_argument("Evaluator::nll: images must be [n, 784], got " + shape_str(images.shape()));
-    return nll_rows(model, images.data(), images.data() + mnist::half_pixels, mnist::image_pixels, images.shape()[0], m,
-                    seed, per_image);
+    if (data.pixels.size() != data.size() * mnist::image_pixels)
+        throw std::invalid_argument("Evaluator::nll: a data set of " + std::to_string(data.size()) + " labels has " +
+                                    std::to_string(data.pixels.size()) + " pixel bytes, not " +
+                                    std::to_string(data.size() * mnist::image_pixels));
+    Rows rows;
+    rows.data = &data;
+    return nll_rows(model, rows, data.size(), m, seed, per_image);
 }
 
-double Evaluator::nll_rows(const Model& model, const float* upper, const float* lower, std::size_t stride,
-                           std::size_t n, std::size_t m, std::uint64_t seed, std::vector<double>* per_image) {
+double Evaluator::nll_rows(const Model& model, const Rows& rows, std::size_t n, std::size_t m, std::uint64_t seed,
+                           std::vector<double>* per_image) {
     if (n == 0 || m == 0)
         throw std::invalid_argument("Evaluator::nll: needs at least one image and m >= 1, got " + std::to_string(n) +
                                     " images and m = " + std::to_string(m));
@@ -510,9 +523,18 @@ double Evaluator::nll_rows(const Model& model, const float* upper, const float* 
     double total = 0.0;
     for (std::size_t i0 = 0; i0 < n; i0 += chunk) {
         const std::size_t c = std::min(chunk, n - i0);
-        forward(model, upper + i0 * stride, stride, c, m, rng);
+        const float *upper, *lower;
+        std::size_t stride = P;
+        if (rows.data) {  // whole images: rows 0-13 then 14-27
+            images_.resize(c * mnist::image_pixels);
+            mnist::to_float(rows.data->image(i0), c * mnist::image_pixels, images_.data());
+            upper = images_.data(), lower = images_.data() + P, stride = mnist::image_pixels;
+        } else {
+            upper = rows.upper + i0 * P, lower = rows.lower + i0 * P;
+        }
+        forward(model, upper, stride, c, m, rng);
         for (std::size_t i = 0; i < c; ++i) {
-            const float* x = lower + (i0 + i) * stride;
+            const float* x = lower + i * stride;
             double mx = -std::numeric_limits<double>::infinity();
             for (std::size_t s = 0; s < m; ++s) {
                 ll[s] = log_likelihood(logits_.data() + (i * m + s) * P, b3, x, P);
@@ -960,7 +982,7 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
         e.val_nll = std::numeric_limits<double>::quiet_NaN();
         const auto val_start = Clock::now();
         if (c.val_samples > 0)
-            e.val_nll = evaluator.nll(model, data.validation.images, c.val_samples,
+            e.val_nll = evaluator.nll(model, data.validation, c.val_samples,
                                       derive_seed(c.seed, eval_seed) + st.epoch);
         e.val_seconds = std::chrono::duration<double>(Clock::now() - val_start).count();
         e.tau = st.tau;
@@ -975,9 +997,11 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
         out << "epoch " << std::setw(3) << e.epoch << "  step " << std::setw(7) << e.step << "  train_loss "
             << fmt("%8.3f", e.train_loss) << "  val_nll " << fmt("%8.3f", e.val_nll) << "  tau "
             << fmt("%.4f", e.tau) << "  lr " << fmt("%g", e.lr) << "  " << fmt("%.1f", e.train_seconds) << " s (+"
-            << fmt("%.1f", e.val_seconds) << " s validation)" << std::endl;
+            << fmt("%.1f", e.val_seconds) << " s validation)  rss " << fmt("%.1f", memory::rss_kb() / 1024.0) << " MB"
+            << std::endl;
         write_metrics(metrics_path, st.history);
         save();
+        memory::release_free_heap();  // the checkpoint's buffers: RSS stays flat from epoch to epoch
     }
     if (!stopped && steps_here > 0 && st.epoch_batches > 0) save();  // stopped mid-epoch by --max-steps
     if (stopped) {
@@ -992,7 +1016,7 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
     std::optional<double> test_nll;
     if (c.eval_samples > 0) {
         const auto t0 = Clock::now();
-        test_nll = evaluator.nll(model, data.test.images, c.eval_samples, derive_seed(c.seed, eval_seed) - 1);
+        test_nll = evaluator.nll(model, data.test, c.eval_samples, derive_seed(c.seed, eval_seed) - 1);
         const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         out << "test NLL " << fmt("%.3f", *test_nll) << " nats (m = " << c.eval_samples << ", "
             << data.test.size() << " images, " << fmt("%.1f", seconds) << " s)\n";

@@ -129,14 +129,16 @@ struct EvalRng;  // the evaluation's random numbers (structured_output_lib.cpp)
 
 // The test NLL with m discrete samples per image: mean over images of
 // -log((1/m) sum_i p(lower | h_i)). No tape: GEMMs straight into reused buffers, the first
-// layer's logits once per image, chunks of images x samples as one batch.
+// layer's logits once per image, chunks of about 2000 rows (images x samples) as one batch.
+// The buffers hold one chunk, a few MB whatever n and m (m = 1000: 2 images, 10 MB).
 class Evaluator {
 public:
     // Mean NLL in nats over the rows of upper/lower [n, 392]; per_image (if given) gets each.
     double nll(const Model& model, const Array& upper, const Array& lower, std::size_t m, std::uint64_t seed,
                std::vector<double>* per_image = nullptr);
-    // The same on whole images [n, 784] (rows 0-13 given, 14-27 predicted), without copying halves.
-    double nll(const Model& model, const Array& images, std::size_t m, std::uint64_t seed,
+    // The same on the images of a data set (rows 0-13 given, 14-27 predicted), converted to
+    // float one chunk at a time: the same numbers as on its gathered halves.
+    double nll(const Model& model, const mnist::DataSet& data, std::size_t m, std::uint64_t seed,
                std::vector<double>* per_image = nullptr);
     // Pixel probabilities of the lower half given k discrete samples of the units, for each
     // image: [n * k, 392], the k rows of image i together.
@@ -146,9 +148,11 @@ private:
     // Rows of upper halves `stride` floats apart; leaves images * m rows of logits without fc3's bias.
     void forward(const Model& model, const float* upper, std::size_t stride, std::size_t images, std::size_t m,
                  EvalRng& rng);
-    double nll_rows(const Model& model, const float* upper, const float* lower, std::size_t stride, std::size_t n,
-                    std::size_t m, std::uint64_t seed, std::vector<double>* per_image);
+    struct Rows;  // where nll_rows reads the halves: float arrays, or a data set's bytes
+    double nll_rows(const Model& model, const Rows& rows, std::size_t n, std::size_t m, std::uint64_t seed,
+                    std::vector<double>* per_image);
     std::vector<float> a1_, h1_, a2_, h2_, logits_;
+    std::vector<float> images_;  // a chunk of a data set's images as floats
 };
 
 // ---- The program -------------------------------------------------------------------------

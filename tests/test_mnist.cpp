@@ -1,10 +1,13 @@
 // The MNIST data library on small synthetic IDX files written here (never the real download).
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include <unistd.h>
+
+#include <xtensor/xbuilder.hpp>
 
 #include "examples/mnist.hpp"
 #include "helpers.hpp"
@@ -27,6 +30,13 @@ Idx label_idx(std::size_t n) {
     Idx idx{{n}, std::vector<std::uint8_t>(n)};
     for (std::size_t i = 0; i < n; ++i) idx.data[i] = static_cast<std::uint8_t>(i % 10);
     return idx;
+}
+
+// A data set's pixels as floats [n, 784], as the model sees them.
+Array floats(const DataSet& set) {
+    Array a = Array::from_shape({set.size(), image_pixels});
+    to_float(set.pixels.data(), set.pixels.size(), a.data());
+    return a;
 }
 
 // A data directory with all four files: n_train training and n_test test images.
@@ -184,17 +194,19 @@ TEST_CASE("IDX: corrupt gzip data and bad writer arguments are refused") {
     CHECK(contains(error_of([&] { read_idx(dir.path.string()); }), "is a directory"));
 }
 
-TEST_CASE("MNIST: load_pair scales bytes to [0, 1] and keeps the labels") {
+TEST_CASE("MNIST: load_pair keeps the pixel bytes and labels, and to_float scales them to [0, 1]") {
     TempDir dir;
     write_idx(dir / "im", image_idx(4));
     write_idx(dir / "lb.gz", label_idx(4));
     const DataSet set = load_pair(dir / "im", dir / "lb.gz");
     REQUIRE(set.size() == 4);
-    CHECK(set.images.shape() == Array::shape_type{4, 784});
     const Idx raw = image_idx(4);
-    for (std::size_t i = 0; i < raw.data.size(); i += 13) CHECK(set.images.data()[i] == raw.data[i] / 255.0f);
-    CHECK(xt::amin(set.images)() == 0.0f);
-    CHECK(xt::amax(set.images)() == 1.0f);
+    CHECK(set.pixels == raw.data);
+    CHECK(set.image(1) == set.pixels.data() + 784);
+    const Array x = floats(set);
+    for (std::size_t i = 0; i < raw.data.size(); i += 13) CHECK(x.data()[i] == raw.data[i] / 255.0f);
+    CHECK(xt::amin(x)() == 0.0f);
+    CHECK(xt::amax(x)() == 1.0f);  // exactly: 255 / 255
     CHECK(set.labels == std::vector<std::uint8_t>{0, 1, 2, 3});
 }
 
@@ -249,16 +261,18 @@ TEST_CASE("MNIST: load splits the training file into train and validation, test 
         REQUIRE(m.test.size() == 5);
         const DataSet all = load_pair(dir / (std::string(train_images_file) + (gz ? ".gz" : "")),
                                       dir / (std::string(train_labels_file) + (gz ? ".gz" : "")));
-        CHECK(m.train.images == xt::view(all.images, xt::range(0, 9), xt::all()));  // first rows train
-        CHECK(m.validation.images == xt::view(all.images, xt::range(9, 12), xt::all()));  // last validate
+        // the first rows train, the last ones validate
+        CHECK(m.train.pixels == std::vector<std::uint8_t>(all.image(0), all.image(9)));
+        CHECK(m.validation.pixels == std::vector<std::uint8_t>(all.image(9), all.image(12)));
         CHECK(m.validation.labels == std::vector<std::uint8_t>{9, 0, 1});
-        CHECK(m.test.images(0, 0) == 1.0f - all.images(0, 0));
+        CHECK(m.test.pixels[0] == 255 - all.pixels[0]);
     }
     TempDir dir;
     write_mnist_dir(dir, 12, 5, false);
     CHECK_THROWS_AS(load(dir.path.string(), {Binarization::none, 0, 12}), std::invalid_argument);
     const DataSet all = load_pair(dir / train_images_file, dir / train_labels_file);
     CHECK(slice(all, 2, 5).labels == std::vector<std::uint8_t>{2, 3, 4});
+    CHECK(slice(all, 2, 5).pixels == std::vector<std::uint8_t>(all.image(2), all.image(5)));
     CHECK_THROWS_AS(slice(all, 5, 13), std::out_of_range);
 }
 
@@ -269,21 +283,31 @@ TEST_CASE("MNIST: fixed binarization is deterministic, seeded, and follows the i
     const Mnist b = load(dir.path.string(), {Binarization::fixed, 7, 10});
     const Mnist c = load(dir.path.string(), {Binarization::fixed, 8, 10});
     const Mnist raw = load(dir.path.string(), {Binarization::none, 0, 10});
-    CHECK(a.train.images == b.train.images);
-    CHECK(a.test.images == b.test.images);
-    CHECK(a.train.images != c.train.images);
-    CHECK(a.test.images != c.test.images);
-    for (const Array* x : {&a.train.images, &a.validation.images, &a.test.images})
-        CHECK(xt::all(xt::equal(*x, 0.0f) || xt::equal(*x, 1.0f)));
+    CHECK(a.train.pixels == b.train.pixels);
+    CHECK(a.test.pixels == b.test.pixels);
+    CHECK(a.train.pixels != c.train.pixels);
+    CHECK(a.test.pixels != c.test.pixels);
+    for (const DataSet* set : {&a.train, &a.validation, &a.test})
+        CHECK(std::all_of(set->pixels.begin(), set->pixels.end(), [](std::uint8_t b) { return b == 0 || b == 255; }));
     // Sampled, not thresholded: the mean matches the mean intensity within a few standard errors.
-    const double mean_bin = xt::mean(a.train.images)(), mean_raw = xt::mean(raw.train.images)();
+    const double mean_bin = xt::mean(floats(a.train))(), mean_raw = xt::mean(floats(raw.train))();
     CHECK(std::abs(mean_bin - mean_raw) < 0.01);
-    CHECK(a.train.images != xt::cast<float>(raw.train.images > 0.5f));
+    CHECK(floats(a.train) != xt::cast<float>(floats(raw.train) > 0.5f));
     // Intensity 0 always gives 0 and intensity 1 always 1.
-    for (std::size_t i = 0; i < raw.train.images.size(); ++i) {
-        const float p = raw.train.images.data()[i];
-        if (p == 0.0f || p == 1.0f) CHECK(a.train.images.data()[i] == p);
+    for (std::size_t i = 0; i < raw.train.pixels.size(); ++i) {
+        const std::uint8_t p = raw.train.pixels[i];
+        if (p == 0 || p == 255) CHECK(a.train.pixels[i] == p);
     }
+    // The very samples of binarize_sample on the floats of the whole training file (train rows,
+    // then validation rows) and of the test file (seed + 1): the draws and comparisons of
+    // the float version, pixel for pixel.
+    Array train_floats = xt::concatenate(xt::xtuple(floats(raw.train), floats(raw.validation)));
+    Array test_floats = floats(raw.test);
+    Generator train_gen(7), test_gen(8);
+    binarize_sample(train_floats, train_gen);
+    binarize_sample(test_floats, test_gen);
+    CHECK(xt::concatenate(xt::xtuple(floats(a.train), floats(a.validation))) == train_floats);
+    CHECK(floats(a.test) == test_floats);
 }
 
 TEST_CASE("MNIST: threshold binarization is exact") {
@@ -295,8 +319,10 @@ TEST_CASE("MNIST: threshold binarization is exact") {
     write_mnist_dir(dir, 12, 5, false);
     const Mnist t = load(dir.path.string(), {Binarization::threshold, 0, 3});
     const Mnist raw = load(dir.path.string(), {Binarization::none, 0, 3});
-    CHECK(t.train.images == xt::cast<float>(raw.train.images > 0.5f));
-    CHECK(t.test.images == xt::cast<float>(raw.test.images > 0.5f));
+    CHECK(floats(t.train) == xt::cast<float>(floats(raw.train) > 0.5f));
+    CHECK(floats(t.test) == xt::cast<float>(floats(raw.test) > 0.5f));
+    for (std::size_t i = 0; i < raw.train.pixels.size(); ++i)
+        CHECK(t.train.pixels[i] == (raw.train.pixels[i] > 127 ? 255 : 0));
     CHECK(parse_binarization("threshold") == Binarization::threshold);
     CHECK(std::string(binarization_name(parse_binarization("dynamic"))) == "dynamic");
     CHECK(contains(error_of([] { parse_binarization("otsu"); }), "fixed, threshold, dynamic or none"));
@@ -309,9 +335,9 @@ TEST_CASE("MNIST: dynamic binarization keeps training intensities and resamples 
     const Mnist fixed = load(dir.path.string(), {Binarization::fixed, 3, 10});
     const Mnist raw = load(dir.path.string(), {Binarization::none, 0, 10});
     CHECK(dyn.binarization == Binarization::dynamic);
-    CHECK(dyn.train.images == raw.train.images);
-    CHECK(dyn.validation.images == fixed.validation.images);  // evaluation is the same in both modes
-    CHECK(dyn.test.images == fixed.test.images);
+    CHECK(dyn.train.pixels == raw.train.pixels);
+    CHECK(dyn.validation.pixels == fixed.validation.pixels);  // evaluation is the same in both modes
+    CHECK(dyn.test.pixels == fixed.test.pixels);
 
     Generator gen(11);
     BatchIterator batches(dyn.train.size(), {20, false, true, 5});
@@ -347,14 +373,21 @@ TEST_CASE("MNIST: halves split rows 0-13 from rows 14-27, for whole sets and gat
     CHECK(lower(2, 391) == 3 * 784.0f - 1);
     CHECK_THROWS_AS(halves(Array::from_shape({3, 783}), upper, lower), std::invalid_argument);
 
-    DataSet set{images, {0, 1, 2}};
+    // gathered rows of a data set: its bytes as floats, split the same way
+    DataSet set{std::vector<std::uint8_t>(3 * 784), {0, 1, 2}};
+    for (std::size_t i = 0; i < set.pixels.size(); ++i) set.pixels[i] = static_cast<std::uint8_t>(i * 7 % 256);
+    const Array x = floats(set);
+    halves(x, upper, lower);
     Array up, low, whole;
     gather_halves(set, {2, 0}, up, low);
     gather(set, {2, 0}, whole);
     CHECK(up == xt::view(upper, xt::keep(2, 0), xt::all()));
     CHECK(low == xt::view(lower, xt::keep(2, 0), xt::all()));
-    CHECK(whole == xt::view(images, xt::keep(2, 0), xt::all()));
+    CHECK(whole == xt::view(x, xt::keep(2, 0), xt::all()));
+    CHECK(whole(0, 1) == set.pixels[2 * 784 + 1] / 255.0f);
     CHECK_THROWS_AS(gather(set, {3}, whole), std::out_of_range);
+    set.pixels.pop_back();  // pixels that do not fit the labels
+    CHECK(contains(error_of([&] { gather_halves(set, {0}, up, low); }), "has 2351 pixel bytes, not 2352"));
 }
 
 TEST_CASE("MNIST: the batch iterator covers every row once per epoch, keeping or dropping the last batch") {
@@ -436,7 +469,7 @@ TEST_CASE("MNIST: batch iterator state saved mid-epoch restores to continue iden
 }
 
 TEST_CASE("MNIST: gathering batches reuses the buffers and bad batch sizes are refused") {
-    DataSet set{Array::from_shape({10, 784}), std::vector<std::uint8_t>(10)};
+    DataSet set{std::vector<std::uint8_t>(10 * 784), std::vector<std::uint8_t>(10)};
     BatchIterator batches(10, {4, false, true, 0});
     Array up, low;
     REQUIRE(batches.next());

@@ -234,6 +234,32 @@ TEST_CASE("StructuredOutput: with certain units the NLL is the Bernoulli likelih
     }
 }
 
+TEST_CASE("StructuredOutput: the NLL of a byte data set, chunk by chunk, is the NLL of its halves as floats") {
+    // 600 images with m = 7 make three chunks of images (285 per chunk), the last one partial
+    mnist::DataSet set{synthetic_images(600, 5).data, std::vector<std::uint8_t>(600)};
+    for (std::size_t i = 0; i < set.pixels.size(); i += 3) set.pixels[i] = static_cast<std::uint8_t>(i % 256);
+    std::vector<std::size_t> all(set.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    Array upper, lower;
+    mnist::gather_halves(set, all, upper, lower);
+    for (Latent latent : {Latent::bernoulli, Latent::categorical}) {
+        CAPTURE(latent_name(latent));
+        Generator init(2);
+        Model model(latent, 20, init);
+        Evaluator evaluator;
+        std::vector<double> from_bytes, from_floats;
+        const double a = evaluator.nll(model, set, 7, 3, &from_bytes);
+        const double b = evaluator.nll(model, upper, lower, 7, 3, &from_floats);
+        CHECK(a == b);  // bit for bit: the same floats, chunks and random numbers
+        CHECK(from_bytes == from_floats);
+        CHECK(std::isfinite(a));
+    }
+    Generator init(2);
+    Model model(Latent::bernoulli, 20, init);
+    set.labels.push_back(0);  // 601 labels, 600 images
+    CHECK_THROWS_AS(Evaluator().nll(model, set, 1, 0), std::invalid_argument);
+}
+
 TEST_CASE("StructuredOutput: every latent kind and estimator lowers the loss on a fixed batch") {
     set_num_threads(1);  // small GEMMs: two OpenBLAS threads only wait for each other, badly so on a busy machine
     Array upper, lower;
