@@ -3,6 +3,7 @@
 #include <functional>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include <xtensor/xadapt.hpp>
@@ -138,7 +139,126 @@ void logsumexp_along(const Array& a, std::size_t axis, float* out) {
 
 void softmax_inplace(Array& a, std::size_t axis) { softmax_inplace(a, axis_view(a.shape(), axis)); }
 
+namespace {
+
+// Short contiguous slices (inner == 1, lanes <= n <= 2 lanes for a batch of 4 or 8 lanes:
+// the groups of 10 classes of a categorical latent) go one slice at a time in registers, as two
+// batches at p and p + n - lanes that overlap where n < 2 lanes; the second's lanes that the
+// first holds are masked off the sums. Nothing is read or written outside the slice (a batch
+// reaching into the next slice, as one wide masked batch would, stalls the next slice's load
+// on a store it only partly overlaps). This replaces five passes over the array, their scalar
+// loops over 10 entries and their scratch vectors.
+template <class B>
+struct ShortSlices {
+    static constexpr std::size_t w = B::size;
+    std::size_t n;
+    xsimd::batch_bool<float, typename B::arch_type> second;  // the second batch's own lanes
+
+    explicit ShortSlices(std::size_t n_) : n(n_) {
+        alignas(64) float lane[w];
+        for (std::size_t l = 0; l < w; ++l) lane[l] = static_cast<float>(l);
+        second = B::load_aligned(lane) >= B(static_cast<float>(2 * w - n));
+    }
+};
+
+// The slice's maximum, 0 when infinite (as subtract_max), in two chains for latency.
+float slice_shift(const float* p, std::size_t n) {
+    float m0 = p[0], m1 = p[n - 1];
+    for (std::size_t j = 1; j + 1 < n; j += 2) {
+        m0 = std::max(m0, p[j]);
+        m1 = std::max(m1, p[j + 1]);
+    }
+    const float m = std::max(m0, m1);
+    return std::isfinite(m) ? m : 0.0f;
+}
+
+// Slices go in blocks of as many as a batch has lanes: their sums meet in one batch (haddp,
+// a transposing reduction) and take one division, so the blocks' slices overlap in time
+// instead of each waiting on its own horizontal sum and division.
+template <class B>
+void softmax_short(float* d, std::size_t outer, const ShortSlices<B>& s) {
+    constexpr std::size_t w = B::size;
+    const std::size_t n = s.n, off = n - w;
+    B ea[w], eb[w], sums[w];
+    alignas(64) float inv[w];
+    for (std::size_t o0 = 0; o0 < outer; o0 += w) {
+        const std::size_t count = std::min(w, outer - o0);
+        for (std::size_t j = 0; j < w; ++j) {
+            if (j == count) {
+                std::fill(sums + j, sums + w, B(1.0f));
+                break;
+            }
+            const float* p = d + (o0 + j) * n;
+            const B m(slice_shift(p, n));
+            ea[j] = xsimd::exp(B::load_unaligned(p) - m);
+            eb[j] = xsimd::exp(B::load_unaligned(p + off) - m);
+            sums[j] = ea[j] + xsimd::select(s.second, eb[j], B(0.0f));
+        }
+        (B(1.0f) / xsimd::haddp(sums)).store_aligned(inv);
+        for (std::size_t j = 0; j < count; ++j) {
+            float* p = d + (o0 + j) * n;
+            const B k(inv[j]);
+            (eb[j] * k).store_unaligned(p + off);
+            (ea[j] * k).store_unaligned(p);
+        }
+    }
+}
+
+// dx := beta * dx + scale * y * (g - sum(g * y)) per slice, beta 0 or 1; blocks as above.
+template <class B>
+void softmax_backward_short(const float* y, const float* g, std::size_t outer, const ShortSlices<B>& s, float scale,
+                            bool accumulate, float* dx) {
+    constexpr std::size_t w = B::size;
+    const std::size_t n = s.n, off = n - w;
+    const B k(scale);
+    B dots[w];
+    alignas(64) float dot[w];
+    for (std::size_t o0 = 0; o0 < outer; o0 += w) {
+        const std::size_t count = std::min(w, outer - o0);
+        for (std::size_t j = 0; j < w; ++j) {
+            if (j == count) {
+                std::fill(dots + j, dots + w, B(0.0f));
+                break;
+            }
+            const std::size_t a = (o0 + j) * n, b = a + off;
+            dots[j] = B::load_unaligned(g + a) * B::load_unaligned(y + a) +
+                      xsimd::select(s.second, B::load_unaligned(g + b) * B::load_unaligned(y + b), B(0.0f));
+        }
+        xsimd::haddp(dots).store_aligned(dot);
+        for (std::size_t j = 0; j < count; ++j) {
+            const std::size_t a = (o0 + j) * n, b = a + off;
+            const B ya = B::load_unaligned(y + a), yb = B::load_unaligned(y + b), dj(dot[j]);
+            B ra = k * ya * (B::load_unaligned(g + a) - dj), rb = k * yb * (B::load_unaligned(g + b) - dj);
+            if (accumulate) {
+                ra += B::load_unaligned(dx + a);
+                rb += B::load_unaligned(dx + b);
+            }
+            rb.store_unaligned(dx + b);
+            ra.store_unaligned(dx + a);
+        }
+    }
+}
+
+// Calls f(ShortSlices<B>) with the widest batch B of at most n lanes that covers the slices
+// of v in two; false if none does. At most 8 lanes: xsimd 8.1's AVX-512 haddp returns its sums
+// out of order.
+template <std::size_t W, class F>
+bool with_short_slices(const AxisView& v, F&& f) {
+    using B = xsimd::make_sized_batch_t<float, W>;
+    if constexpr (!std::is_void<B>::value) {
+        if (v.inner == 1 && v.n >= W && v.n <= 2 * W) {
+            f(ShortSlices<B>(v.n));
+            return true;
+        }
+    }
+    if constexpr (W > 4) return with_short_slices<W / 2>(v, f);
+    return false;
+}
+
+}  // namespace
+
 void softmax_inplace(Array& a, const AxisView& v) {
+    if (with_short_slices<8>(v, [&](const auto& s) { softmax_short(a.data(), v.outer, s); })) return;
     std::vector<float> sums = subtract_max(a, v);
     xt::noalias(a) = xt::exp(a);
     slice_sums(a.data(), v, sums.data());
@@ -162,6 +282,10 @@ void softmax_backward(const Array& y, const Array& g, std::size_t axis, float sc
 }
 
 void softmax_backward(const Array& y, const Array& g, const AxisView& v, float scale, float beta, Array& dx) {
+    if (with_short_slices<8>(v, [&](const auto& s) {
+            softmax_backward_short(y.data(), g.data(), v.outer, s, scale, beta != 0.0f, dx.data());
+        }))
+        return;
     // y * (g - sum(g * y)) = g y - y sum(g y)
     Array gy_fresh;
     Array& gy = beta == 0.0f ? dx : gy_fresh;  // dx itself is the scratch unless it holds a gradient

@@ -46,6 +46,29 @@ TEST_CASE("NN: gradients accumulate when a softmax input is used twice") {
     check_gradients([](const std::vector<Tensor>& in) { return softmax(in[0]) + log_softmax(in[0]) * in[0]; }, {x});
 }
 
+TEST_CASE("NN: softmax of short rows (one or two SIMD batches per row) matches double and its gradients") {
+    // rows of 4 <= n <= 16 take the in-register path: two batches of 4 or 8 lanes, overlapping or not
+    for (std::size_t n : {1, 2, 3, 4, 5, 7, 8, 9, 10, 12, 15, 16, 17, 20, 31, 32, 33}) {
+        CAPTURE(n);
+        for (std::size_t rows : {1, 2, 7}) {
+            Tensor x = random_tensor({rows, n}, 100 + n, -4.0f, 4.0f);
+            x.value()(rows - 1, n / 2) = 60.0f;  // a large entry: the row maximum is subtracted
+            const Array y = softmax(x).value();
+            for (std::size_t r = 0; r < rows; ++r) {
+                double m = -1e30, s = 0.0;
+                for (std::size_t j = 0; j < n; ++j) m = std::max(m, double(x.value()(r, j)));
+                for (std::size_t j = 0; j < n; ++j) s += std::exp(double(x.value()(r, j)) - m);
+                for (std::size_t j = 0; j < n; ++j)
+                    CHECK(y(r, j) == doctest::Approx(std::exp(double(x.value()(r, j)) - m) / s).epsilon(1e-5));
+            }
+        }
+        Tensor x = random_tensor({3, n}, 200 + n, -2.0f, 2.0f);
+        check_gradients([](const std::vector<Tensor>& in) { return softmax(in[0]); }, {x});
+        // the second backward adds to the first's gradient
+        check_gradients([](const std::vector<Tensor>& in) { return softmax(in[0]) * softmax(in[0] * 0.5f); }, {x});
+    }
+}
+
 TEST_CASE("NN: softmax family is exact at logits around +-1e4") {
     Tensor x(Array{{1e4f, 1e4f - 1.0f}, {-1e4f, -1e4f - 1.0f}, {1e4f, -1e4f}});
     const Array y = softmax(x).value();
