@@ -75,12 +75,16 @@ TEST_CASE("Gumbel: grouped_gumbel_softmax equals reshape, gumbel_softmax, reshap
 }
 
 TEST_CASE("Gumbel: grouped_gumbel_softmax gradients and errors") {
-    check_gradients(
-        [&](const std::vector<Tensor>& in) {
-            Generator g(31);  // the same noise at every evaluation
-            return grouped_gumbel_softmax(in[0], 4, 0.8f, false, &g);
-        },
-        {random_tensor({3, 8}, 32)});
+    // classes: two batches of 4 or 8 lanes (overlapping or not), or the general path
+    for (std::size_t classes : {4, 8, 10, 16, 20, 40}) {
+        CAPTURE(classes);
+        check_gradients(
+            [&](const std::vector<Tensor>& in) {
+                Generator g(31);  // the same noise at every evaluation
+                return grouped_gumbel_softmax(in[0], classes, 0.8f, false, &g);
+            },
+            {random_tensor({3, 2 * classes}, 32)});
+    }
     Tensor logits = random_tensor({2, 9}, 33);
     CHECK_THROWS_WITH_AS(grouped_gumbel_softmax(logits, 4, 1.0f),
                          "grouped_gumbel_softmax: the last axis must hold whole groups of 4 classes, got shape (2, 9)",
