@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
+#include "autograd/simd.hpp"
 #include "autograd/tensor.hpp"
 
 namespace tg::detail {
@@ -39,5 +41,23 @@ void softmax_backward(const Array& y, const Array& g, const AxisView& v, float s
 // Index of the largest entry of each slice (the first on ties) at o * inner + i.
 void argmax_along(const Array& a, std::size_t axis, std::size_t* out);
 void argmax_along(const Array& a, const AxisView& v, std::size_t* out);
+
+// log x for positive, normal, finite x: xsimd::log's own arithmetic (musl's logf), bit for bit,
+// without its tests for zero, denormals (a branch), infinity and negatives, which cost a third
+// of it (the Gumbel and logistic noise, log1p in the BCE).
+inline simd::Batch log_positive(const simd::Batch& x) {
+    using Int = xsimd::batch<std::int32_t>;
+    using simd::Batch;
+    const auto c = [](std::uint32_t bits) { return xsimd::bitwise_cast<Batch>(Int(static_cast<std::int32_t>(bits))); };
+    Int ix = xsimd::bitwise_cast<Int>(x) + Int(0x3f800000 - 0x3f3504f3);
+    const Batch k = xsimd::to_float((ix >> 23) - Int(0x7f));
+    ix = (ix & Int(0x007fffff)) + Int(0x3f3504f3);
+    const Batch f = xsimd::bitwise_cast<Batch>(ix) - Batch(1.0f);
+    const Batch s = f / (Batch(2.0f) + f);
+    const Batch z = s * s, w = z * z;
+    const Batch r = z * xsimd::fma(w, c(0x3e91e9ee), c(0x3f2aaaaa)) + w * xsimd::fma(w, c(0x3e789e26), c(0x3eccce13));
+    const Batch hfsq = Batch(0.5f) * f * f;
+    return xsimd::fma(k, c(0x3f318000), xsimd::fma(s, hfsq + r, k * c(0xb95e8083)) - hfsq + f);
+}
 
 }  // namespace tg::detail

@@ -1,7 +1,6 @@
 #include "layers/gumbel.hpp"
 
 #include <cmath>
-#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -28,29 +27,11 @@ void check_noise(const Tensor& logits, const Array& noise, const char* op) {
                                     " does not match logits of shape " + shape_str(logits.shape()));
 }
 
-// log x for positive, normal, finite x: xsimd::log's own arithmetic (musl's logf), bit for bit,
-// without its tests for zero, denormals (a branch), infinity and negatives, which cost a third
-// of it. Every argument below is in [2^-24, 2^24].
-simd::Batch log_positive(const simd::Batch& x) {
-    using Int = xsimd::batch<std::int32_t>;
-    using simd::Batch;
-    const auto c = [](std::uint32_t bits) { return xsimd::bitwise_cast<Batch>(Int(static_cast<std::int32_t>(bits))); };
-    Int ix = xsimd::bitwise_cast<Int>(x) + Int(0x3f800000 - 0x3f3504f3);
-    const Batch k = xsimd::to_float((ix >> 23) - Int(0x7f));
-    ix = (ix & Int(0x007fffff)) + Int(0x3f3504f3);
-    const Batch f = xsimd::bitwise_cast<Batch>(ix) - Batch(1.0f);
-    const Batch s = f / (Batch(2.0f) + f);
-    const Batch z = s * s, w = z * z;
-    const Batch r = z * xsimd::fma(w, c(0x3e91e9ee), c(0x3f2aaaaa)) + w * xsimd::fma(w, c(0x3e789e26), c(0x3eccce13));
-    const Batch hfsq = Batch(0.5f) * f * f;
-    return xsimd::fma(k, c(0x3f318000), xsimd::fma(s, hfsq + r, k * c(0xb95e8083)) - hfsq + f);
-}
-
 // The noise transforms, a batch at a time. 1 - u is exact for the generator's u (odd multiples
 // of 2^-24), so log(u / (1 - u)) rounds once where log(u) - log1p(-u) rounds three times, and
 // costs one log instead of two.
-simd::Batch logistic_of(const simd::Batch& u) { return log_positive(u / (simd::Batch(1.0f) - u)); }
-simd::Batch gumbel_of(const simd::Batch& u) { return -log_positive(-log_positive(u)); }
+simd::Batch logistic_of(const simd::Batch& u) { return detail::log_positive(u / (simd::Batch(1.0f) - u)); }
+simd::Batch gumbel_of(const simd::Batch& u) { return -detail::log_positive(-detail::log_positive(u)); }
 
 // The one-hot of argmax of each slice of z (the first maximum on ties).
 Array one_hot_of_argmax(const Array& z, const detail::AxisView& v) {
