@@ -30,8 +30,16 @@ void check_noise(const Tensor& logits, const Array& noise, const char* op) {
 // The noise transforms, a batch at a time. 1 - u is exact for the generator's u (odd multiples
 // of 2^-24), so log(u / (1 - u)) rounds once where log(u) - log1p(-u) rounds three times, and
 // costs one log instead of two.
-simd::Batch logistic_of(const simd::Batch& u) { return detail::log_positive(u / (simd::Batch(1.0f) - u)); }
-simd::Batch gumbel_of(const simd::Batch& u) { return -detail::log_positive(-detail::log_positive(u)); }
+// Function objects, not functions: noisy_logits inlines them (through a function pointer each
+// batch was a call).
+struct LogisticOf {
+    simd::Batch operator()(const simd::Batch& u) const { return detail::log_positive(u / (simd::Batch(1.0f) - u)); }
+};
+struct GumbelOf {
+    simd::Batch operator()(const simd::Batch& u) const { return -detail::log_positive(-detail::log_positive(u)); }
+};
+constexpr LogisticOf logistic_of;
+constexpr GumbelOf gumbel_of;
 
 // The one-hot of argmax of each slice of z (the first maximum on ties).
 Array one_hot_of_argmax(const Array& z, const detail::AxisView& v) {
