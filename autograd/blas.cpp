@@ -1,4 +1,5 @@
 #include "autograd/blas.hpp"
+#include "autograd/parallel.hpp"
 
 #include <cblas.h>
 
@@ -10,12 +11,27 @@ namespace tg {
 
 void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("set_num_threads: need at least 1 thread, got " + std::to_string(n));
-    openblas_set_num_threads(n);
+    detail::set_pool_threads(static_cast<std::size_t>(n));
+    openblas_set_num_threads(1);  // parallel_for splits the GEMMs; OpenBLAS runs inside each part
 }
-int num_threads() { return openblas_get_num_threads(); }
+// Before any set_num_threads, OpenBLAS's own default (its pool, sized by OPENBLAS_NUM_THREADS or
+// the cores) does the threading.
+int num_threads() {
+    return detail::pool_threads() > 1 ? static_cast<int>(detail::pool_threads()) : openblas_get_num_threads();
+}
 const char* blas_core() { return openblas_get_corename(); }
 
 namespace detail {
+
+namespace {
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+           std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+}  // namespace
+
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
           std::size_t ldc) {
@@ -25,9 +41,24 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
             for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+    const std::size_t parts = pool_threads();
+    if (parts == 1 || m * n * k < (std::size_t(1) << 18)) return sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    // Blocks of C's rows (or columns, if it has more of them), one per thread; each block reads
+    // its rows of op(A) (columns of op(B)) and all of the other operand.
+    parallel_for(parts, [&](std::size_t p) {
+        std::size_t lo, hi;
+        if (m >= n) {
+            part_range(m, parts, p, 16, lo, hi);
+            if (lo < hi)
+                sgemm(trans_a, trans_b, hi - lo, n, k, alpha, trans_a ? a + lo : a + lo * lda, lda, b, ldb, beta,
+                      c + lo * ldc, ldc);
+        } else {
+            part_range(n, parts, p, 16, lo, hi);
+            if (lo < hi)
+                sgemm(trans_a, trans_b, m, hi - lo, k, alpha, a, lda, trans_b ? b + lo * ldb : b + lo, ldb, beta,
+                      c + lo, ldc);
+        }
+    });
 }
 }  // namespace detail
 

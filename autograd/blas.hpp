@@ -2,8 +2,10 @@
 
 namespace tg {
 
-// Threads of OpenBLAS's pool. Results with 1 thread are reproducible bit for bit; 2 threads
-// differ from 1 in the last bits (a different summation order), but are repeatable.
+// Threads tapegrad computes with (autograd/parallel.hpp): the caller and n - 1 workers, which
+// split large GEMMs and the optimizers' loops; OpenBLAS itself is kept single-threaded.
+// Until it is called, OpenBLAS threads the GEMMs by itself, as many threads as it chose (num_threads()
+// reports them). Results with a given count are repeatable bit for bit.
 void set_num_threads(int n);
 int num_threads();
 // The kernel family OpenBLAS chose for this CPU ("SkylakeX", "Haswell"...). "Prescott" on an

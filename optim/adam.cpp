@@ -5,6 +5,8 @@
 #include <xsimd/xsimd.hpp>
 #include <xtensor/xbuilder.hpp>
 
+#include "autograd/parallel.hpp"
+
 namespace tg::optim {
 
 using detail::check_option;
@@ -81,7 +83,14 @@ void Adam::step() {
         // Bias corrections in double: b^t for large t underflows gracefully there.
         const float step_size = static_cast<float>(lr / (1.0 - std::pow(static_cast<double>(b1), t)));
         const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(static_cast<double>(b2), t)));
-        update(p.value().data(), p.grad().data(), m_[i].data(), v_[i].data(), n, step_size, inv_sqrt_bc2, shrink, l2);
+        float* w = p.value().data();
+        const float* g = p.grad().data();
+        float* m = m_[i].data();
+        float* v = v_[i].data();
+        // Pieces start on whole SIMD batches: any thread count gives the same bits.
+        tg::detail::parallel_range(n, 16384, [&](std::size_t lo, std::size_t hi) {
+            update(w + lo, g + lo, m + lo, v + lo, hi - lo, step_size, inv_sqrt_bc2, shrink, l2);
+        });
     }
 }
 

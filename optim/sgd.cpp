@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "autograd/parallel.hpp"
+
 namespace tg::optim {
 
 using detail::check_option;
@@ -35,25 +37,32 @@ void SGD::step() {
     for (std::size_t i = 0; i < params_.size(); ++i) {
         Tensor& p = params_[i];
         if (!p.has_grad()) continue;
-        float* w = p.value().data();
-        const float* g = p.grad().data();
         const std::size_t n = p.size();
-        if (mu == 0.0f) {
-            for (std::size_t j = 0; j < n; ++j) w[j] -= lr * (g[j] + wd * w[j]);
-        } else {
+        const bool first = mu != 0.0f && (steps_[i] == 0 || momentum_[i].size() != n);
+        if (first) momentum_[i] = Array::from_shape(p.shape());
+        float* w0 = p.value().data();
+        const float* g0 = p.grad().data();
+        float* buf0 = mu == 0.0f ? nullptr : momentum_[i].data();
+        // Elementwise: any thread count gives the same bits.
+        tg::detail::parallel_range(n, 16384, [&](std::size_t lo, std::size_t hi) {
+            float* w = w0 + lo;
+            const float* g = g0 + lo;
+            const std::size_t len = hi - lo;
+            if (mu == 0.0f) {
+                for (std::size_t j = 0; j < len; ++j) w[j] -= lr * (g[j] + wd * w[j]);
+                return;
+            }
             // Branches hoisted out of the loops, so each one vectorizes.
-            const bool first = steps_[i] == 0 || momentum_[i].size() != n;
-            if (first) momentum_[i] = Array::from_shape(p.shape());
-            float* buf = momentum_[i].data();
+            float* buf = buf0 + lo;
             if (first)
-                for (std::size_t j = 0; j < n; ++j) buf[j] = g[j] + wd * w[j];
+                for (std::size_t j = 0; j < len; ++j) buf[j] = g[j] + wd * w[j];
             else
-                for (std::size_t j = 0; j < n; ++j) buf[j] = mu * buf[j] + damp * (g[j] + wd * w[j]);
+                for (std::size_t j = 0; j < len; ++j) buf[j] = mu * buf[j] + damp * (g[j] + wd * w[j]);
             if (options_.nesterov)
-                for (std::size_t j = 0; j < n; ++j) w[j] -= lr * ((g[j] + wd * w[j]) + mu * buf[j]);
+                for (std::size_t j = 0; j < len; ++j) w[j] -= lr * ((g[j] + wd * w[j]) + mu * buf[j]);
             else
-                for (std::size_t j = 0; j < n; ++j) w[j] -= lr * buf[j];
-        }
+                for (std::size_t j = 0; j < len; ++j) w[j] -= lr * buf[j];
+        });
         ++steps_[i];
     }
 }

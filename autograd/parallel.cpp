@@ -1,0 +1,157 @@
+#include "autograd/parallel.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace tg::detail {
+
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+// Spins until done() for about `us` microseconds; false if it did not become true by then.
+template <class Done>
+bool spin_for(Done done, int us) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+    for (unsigned k = 1;; ++k) {
+        if (done()) return true;
+        if (k % 64 == 0 && std::chrono::steady_clock::now() > until) return false;
+        cpu_relax();
+    }
+}
+
+thread_local bool inside_part = false;
+
+// Parts are claimed, not assigned: whoever is free takes the next one, so a worker that the OS
+// has not scheduled yet (on a busy machine) delays nothing; the caller runs the parts itself.
+// Which thread runs a part never changes its result, so results stay deterministic.
+class Pool {
+public:
+    ~Pool() { resize(1); }
+
+    std::size_t threads() const { return threads_.load(); }
+
+    void resize(std::size_t n) {
+        if (inside_part) throw std::logic_error("set_num_threads: called from inside a parallel region");
+        std::lock_guard<std::mutex> busy(submit_);
+        if (n == threads()) return;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_.store(true);
+            state_.store((generation(state_.load()) + 1) << 32);
+        }
+        cv_.notify_all();
+        for (std::thread& t : workers_) t.join();
+        workers_.clear();
+        stop_.store(false);
+        const std::uint64_t seen = generation(state_.load());
+        for (std::size_t i = 1; i < n; ++i) workers_.emplace_back([this, seen] { work(seen); });
+        threads_.store(n);
+    }
+
+    void run(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx) {
+        std::unique_lock<std::mutex> busy(submit_, std::try_to_lock);
+        if (parts <= 1 || parts > 0xFFFF || inside_part || !busy.owns_lock() || workers_.empty()) {
+            if (busy.owns_lock()) busy.unlock();
+            for (std::size_t p = 0; p < parts; ++p) fn(ctx, p);
+            return;
+        }
+        fn_ = fn;
+        ctx_ = ctx;
+        error_ = nullptr;
+        done_.store(0);
+        const std::uint64_t gen = generation(state_.load()) + 1;
+        state_.store(gen << 32 | parts << 16);  // seq_cst: publishes fn_ and ctx_, pairs with sleepers_
+        if (sleepers_.load() > 0) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            cv_.notify_all();
+        }
+        inside_part = true;
+        run_parts_of(gen);
+        inside_part = false;
+        // What is left runs on workers: wait for them, yielding the core if one of them was
+        // preempted mid-part.
+        const auto all_done = [&] { return done_.load(std::memory_order_acquire) == parts; };
+        if (!spin_for(all_done, 50))
+            while (!all_done()) std::this_thread::yield();
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    static std::uint64_t generation(std::uint64_t state) { return state >> 32; }
+
+    // Runs parts of region `gen` while there are unclaimed ones.
+    void run_parts_of(std::uint64_t gen) {
+        std::uint64_t s = state_.load(std::memory_order_acquire);
+        while (generation(s) == gen && (s & 0xFFFF) < (s >> 16 & 0xFFFF)) {
+            if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+                continue;
+            try {
+                fn_(ctx_, s & 0xFFFF);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (!error_) error_ = std::current_exception();
+            }
+            done_.fetch_add(1, std::memory_order_acq_rel);
+            s = state_.load(std::memory_order_acquire);
+        }
+    }
+
+    void work(std::uint64_t seen) {
+        inside_part = true;  // a worker's part never fans out again
+        // seq_cst, like run()'s store of state_ and load of sleepers_: either the caller sees this
+        // worker among the sleepers, or the worker sees the new region before it sleeps.
+        const auto new_region = [&] { return generation(state_.load()) != seen; };
+        for (;;) {
+            // A training step starts a region every ~0.1 ms: spin that long before sleeping.
+            if (!spin_for(new_region, 200)) {
+                std::unique_lock<std::mutex> lock(mutex_);
+                sleepers_.fetch_add(1);
+                cv_.wait(lock, new_region);
+                sleepers_.fetch_sub(1);
+            }
+            if (stop_) return;
+            seen = generation(state_.load());
+            run_parts_of(seen);
+        }
+    }
+
+    std::vector<std::thread> workers_;
+    std::atomic<std::size_t> threads_{1};
+    std::mutex submit_;  // one region at a time; held by the caller while it runs
+    std::mutex mutex_;   // sleeping workers, error_
+    std::condition_variable cv_;
+    // The current region: generation (high 32 bits), number of parts (16), next unclaimed
+    // part (low 16). One word, so that a claim checks the region is still current.
+    std::atomic<std::uint64_t> state_{0};
+    std::atomic<std::size_t> done_{0};  // parts finished
+    std::atomic<int> sleepers_{0};
+    std::atomic<bool> stop_{false};
+    void (*fn_)(void*, std::size_t) = nullptr;
+    void* ctx_ = nullptr;
+    std::exception_ptr error_;
+};
+
+Pool& pool() {
+    static Pool p;
+    return p;
+}
+
+}  // namespace
+
+std::size_t pool_threads() { return pool().threads(); }
+void set_pool_threads(std::size_t n) { pool().resize(n < 1 ? 1 : n); }
+void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx) { pool().run(parts, fn, ctx); }
+
+}  // namespace tg::detail

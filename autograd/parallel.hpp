@@ -1,0 +1,57 @@
+// tapegrad's own threads. set_num_threads(n) (blas.hpp) gives the pool n threads: the caller
+// and n - 1 workers. Large GEMMs and the optimizers' loops split their work into parts over
+// them, with OpenBLAS single-threaded inside each part: on the small GEMMs of a training step
+// (batch 100, 392-200-200-392) OpenBLAS's own pool gained nothing on 2 cores.
+// Workers spin for a moment between regions (a training step starts one every ~0.1 ms), then
+// sleep.
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+
+namespace tg::detail {
+
+// Runs f(part) for part = 0 .. parts - 1 and returns when all are done. The caller runs parts
+// too; which thread runs which part varies, so a part's result must depend on `part` only.
+// Runs them one after the other on the calling thread when the pool has one thread, when
+// called from inside a part, or while another thread uses the pool. An exception thrown by a
+// part is rethrown here (the first one; the other parts still run).
+template <class F>
+void parallel_for(std::size_t parts, F&& f);
+
+std::size_t pool_threads();            // the pool's threads, including the caller
+void set_pool_threads(std::size_t n);  // n >= 1; called by set_num_threads
+void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx);
+
+template <class F>
+void parallel_for(std::size_t parts, F&& f) {
+    run_parts(parts, [](void* ctx, std::size_t part) { (*static_cast<std::remove_reference_t<F>*>(ctx))(part); },
+              const_cast<void*>(static_cast<const void*>(&f)));
+}
+
+// [begin, end) of part p when n items are cut into `parts` near-equal pieces whose borders are
+// multiples of `align` (SIMD widths, GEMM kernel tiles).
+inline void part_range(std::size_t n, std::size_t parts, std::size_t p, std::size_t align, std::size_t& begin,
+                       std::size_t& end) {
+    const auto border = [&](std::size_t q) {
+        const std::size_t b = q >= parts ? n : (n * q / parts + align / 2) / align * align;
+        return b < n ? b : n;
+    };
+    begin = border(p);
+    end = border(p + 1);
+}
+
+// f(begin, end) over [0, n) cut into one piece per thread, or whole when n < grain (where
+// waking a worker costs more than it saves). Borders are multiples of 16 floats: one cache
+// line, so that no two threads write the same line.
+template <class F>
+void parallel_range(std::size_t n, std::size_t grain, F&& f) {
+    const std::size_t parts = n >= grain ? pool_threads() : 1;
+    parallel_for(parts, [&](std::size_t p) {
+        std::size_t begin, end;
+        part_range(n, parts, p, 16, begin, end);
+        if (begin < end) f(begin, end);
+    });
+}
+
+}  // namespace tg::detail
