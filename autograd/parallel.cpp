@@ -20,15 +20,23 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spins until done() for about `us` microseconds; false if it did not become true by then.
+// Waits for done() for about `us` microseconds, false if it stayed false. The first few
+// microseconds spin; then each turn yields the core: when another program wants it (a busy
+// machine) a spinning thread would take it from the thread it waits for.
 template <class Done>
 bool spin_for(Done done, int us) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
-    for (unsigned k = 1;; ++k) {
-        if (done()) return true;
-        if (k % 64 == 0 && std::chrono::steady_clock::now() > until) return false;
-        cpu_relax();
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    for (unsigned k = 1; !done(); ++k) {
+        if (k % 64 != 0) {
+            cpu_relax();
+            continue;
+        }
+        const auto waited = clock::now() - start;
+        if (waited > std::chrono::microseconds(us)) return false;
+        if (waited > std::chrono::microseconds(5)) std::this_thread::yield();
     }
+    return true;
 }
 
 thread_local bool inside_part = false;
@@ -80,11 +88,10 @@ public:
         inside_part = true;
         run_parts_of(gen);
         inside_part = false;
-        // What is left runs on workers: wait for them, yielding the core if one of them was
-        // preempted mid-part.
+        // The parts left run on workers: wait for them (yielding the core, see spin_for).
         const auto all_done = [&] { return done_.load(std::memory_order_acquire) == parts; };
-        if (!spin_for(all_done, 50))
-            while (!all_done()) std::this_thread::yield();
+        while (!spin_for(all_done, 1000)) {
+        }
         if (error_) std::rethrow_exception(error_);
     }
 
@@ -121,8 +128,9 @@ private:
                 cv_.wait(lock, new_region);
                 sleepers_.fetch_sub(1);
             }
-            if (stop_) return;
+            // In this order: resize() sets stop_ before it starts a generation.
             seen = generation(state_.load());
+            if (stop_) return;
             run_parts_of(seen);
         }
     }
