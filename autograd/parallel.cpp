@@ -57,14 +57,19 @@ public:
         {
             std::lock_guard<std::mutex> lock(mutex_);
             stop_.store(true);
-            state_.store((generation(state_.load()) + 1) << 32);
+            state_.store(next_generation() << 32);
         }
         cv_.notify_all();
         for (std::thread& t : workers_) t.join();
         workers_.clear();
         stop_.store(false);
         const std::uint64_t seen = generation(state_.load());
-        for (std::size_t i = 1; i < n; ++i) workers_.emplace_back([this, seen] { work(seen); });
+        try {
+            for (std::size_t i = 1; i < n; ++i) workers_.emplace_back([this, seen] { work(seen); });
+        } catch (...) {  // the system refused a thread: keep those we have
+            threads_.store(workers_.size() + 1);
+            throw;
+        }
         threads_.store(n);
     }
 
@@ -79,7 +84,7 @@ public:
         ctx_ = ctx;
         error_ = nullptr;
         done_.store(0);
-        const std::uint64_t gen = generation(state_.load()) + 1;
+        const std::uint64_t gen = next_generation();
         state_.store(gen << 32 | parts << 16);  // seq_cst: publishes fn_ and ctx_, pairs with sleepers_
         if (sleepers_.load() > 0) {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -97,6 +102,7 @@ public:
 
 private:
     static std::uint64_t generation(std::uint64_t state) { return state >> 32; }
+    std::uint64_t next_generation() const { return (generation(state_.load()) + 1) & 0xFFFFFFFF; }
 
     // Runs parts of region `gen` while there are unclaimed ones.
     void run_parts_of(std::uint64_t gen) {
