@@ -49,6 +49,7 @@ public:
     ~Pool() { resize(1); }
 
     std::size_t threads() const { return threads_.load(); }
+    std::size_t sleepers() const { return static_cast<std::size_t>(sleepers_.load()); }
 
     void resize(std::size_t n) {
         if (inside_part) throw std::logic_error("set_num_threads: called from inside a parallel region");
@@ -165,6 +166,7 @@ Pool& pool() {
 }  // namespace
 
 std::size_t pool_threads() { return pool().threads(); }
+std::size_t pool_sleepers() { return pool().sleepers(); }
 void set_pool_threads(std::size_t n) { pool().resize(n < 1 ? 1 : n); }
 void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx) { pool().run(parts, fn, ctx); }
 
