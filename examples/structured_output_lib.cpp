@@ -169,7 +169,7 @@ ParsedArgs parse_command_line(int argc, const char* const* argv, std::ostream& o
                    "Seed of the initial weights, the batch order and the noise (the fixed binarization of the data "
                    "always uses seed 0, so that every run sees the same data)")
         ->capture_default_str();
-    app.add_option("--threads", c.threads, "OpenBLAS threads")->capture_default_str();
+    app.add_option("--threads", c.threads, "Threads (tg::set_num_threads: GEMMs and the optimizer split over them)")->capture_default_str();
     app.add_option("--out", c.out, "Output directory (default: runs/<latent>-<estimator>)");
     app.add_flag("--resume", c.resume,
                  "Continue from DIR/checkpoint.npz (same model flags); --epochs and --max-steps may be raised");

@@ -23,7 +23,7 @@ struct Threads {
 };
 }  // namespace
 
-TEST_CASE("Parallel: every part runs once; nested regions and one part run on the caller") {
+TEST_CASE("Parallel: every part runs once, nested regions and single parts serially") {
     Threads two(2);
     CHECK(num_threads() == 2);
     for (int round = 0; round < 200; ++round) {  // many regions: the workers' spin, sleep and wake paths
@@ -58,7 +58,7 @@ TEST_CASE("Parallel: a region started while the pool is busy runs on its own thr
     });
 }
 
-TEST_CASE("Parallel: set_num_threads while other threads run regions; num_threads tells the truth") {
+TEST_CASE("Parallel: set_num_threads while other threads run regions, and num_threads tells the truth") {
     {
         Threads t(3);
         CHECK(num_threads() == 3);
@@ -111,7 +111,7 @@ TEST_CASE("Parallel: an exception in a worker's part reaches the caller, and the
     CHECK(runs.load() == 2);
 }
 
-TEST_CASE("Parallel: part_range covers [0, n) in aligned pieces") {
+TEST_CASE("Parallel: part_range cuts 0 .. n into aligned pieces that cover it") {
     for (std::size_t n : {0u, 1u, 15u, 16u, 17u, 100u, 392u, 1000u})
         for (std::size_t parts : {1u, 2u, 3u}) {
             std::size_t expect = 0;
