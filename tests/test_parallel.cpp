@@ -92,7 +92,12 @@ TEST_CASE("Parallel: set_num_threads while other threads run regions, and num_th
 TEST_CASE("Parallel: idle workers go to sleep") {
     Threads three(3);
     for (int round = 0; round < 3; ++round) {
-        detail::parallel_for(3, [](std::size_t) {});
+        // Each part waits for the other two to start: both workers are awake and take one.
+        std::atomic<int> started{0};
+        detail::parallel_for(3, [&](std::size_t) {
+            started.fetch_add(1);
+            while (started.load() < 3) std::this_thread::yield();
+        });
         // they spin ~0.2 ms; allow a busy machine 5 s
         for (int k = 0; k < 5000 && detail::pool_sleepers() < 2; ++k)
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
