@@ -2,8 +2,11 @@
 #include "autograd/parallel.hpp"
 
 #include <cblas.h>
+#include <unistd.h>
 
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -20,6 +23,15 @@ int num_threads() {
     return detail::pool_threads() > 1 ? static_cast<int>(detail::pool_threads()) : openblas_get_num_threads();
 }
 const char* blas_core() { return openblas_get_corename(); }
+
+void use_avx512_blas_kernels(char** argv) {
+    if (std::getenv("OPENBLAS_CORETYPE") || std::strcmp(openblas_get_corename(), "Prescott") != 0 ||
+        !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
+        return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the slow kernels
+}
 
 namespace detail {
 

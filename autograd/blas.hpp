@@ -15,4 +15,12 @@ int num_threads();
 // set OPENBLAS_CORETYPE (e.g. SkylakeX) before the program starts.
 const char* blas_core();
 
+// OpenBLAS 0.3.21 does not know recent Intel CPUs (Sapphire and Emerald Rapids, family 6 model
+// 143/207) and falls back to its SSE3 "Prescott" kernels: SGEMM at ~30 GFLOP/s instead of ~140
+// with its AVX-512 ones. The kernels are chosen when the library loads, from OPENBLAS_CORETYPE,
+// so this sets it to SkylakeX and starts the program again (execv of /proc/self/exe with argv),
+// once: call it first thing in main(). It does nothing when the variable is set, the kernels are
+// not Prescott or the CPU lacks AVX-512, and returns (slow kernels) if the restart fails.
+void use_avx512_blas_kernels(char** argv);
+
 }  // namespace tg

@@ -50,6 +50,7 @@ Tensor uniform_param(Generator& g, std::size_t rows, std::size_t cols) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    tg::use_avx512_blas_kernels(argv);  // the same kernels as structured_output
     CLI::App app("tapegrad engine micro-benchmarks: tape cost per op, MLP step against its GEMMs");
     int threads = 1, steps = 500;
     app.add_option("threads", threads, "OpenBLAS threads")->check(CLI::Range(1, 256));

@@ -22,6 +22,7 @@ __attribute__((noinline)) void timed_steps(int n, F& step) {
 }
 
 int main(int argc, char** argv) {
+    tg::use_avx512_blas_kernels(argv);  // the same kernels as structured_output
     const std::string latent = argc > 1 ? argv[1] : "bernoulli";
     const int steps = argc > 2 ? std::atoi(argv[2]) : 2000;
     set_num_threads(argc > 3 ? std::atoi(argv[3]) : 1);

@@ -8,28 +8,13 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <iostream>
 
+#include "autograd/blas.hpp"
 #include "examples/structured_output_lib.hpp"
 
-extern "C" char* openblas_get_corename(void);
-
 namespace {
-
-// OpenBLAS 0.3.21 does not know recent Intel CPUs (Sapphire and Emerald Rapids, family 6
-// model 143/207) and falls back to its SSE3 "Prescott" kernels: SGEMM at ~30 GFLOP/s instead
-// of ~140 with its AVX-512 ones. The kernels are chosen when the library loads, from
-// OPENBLAS_CORETYPE, so the program sets it and starts itself again, once.
-void use_avx512_blas_kernels(char** argv) {
-    if (std::getenv("OPENBLAS_CORETYPE") || std::strcmp(openblas_get_corename(), "Prescott") != 0 ||
-        !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
-        return;
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the slow kernels
-}
 
 volatile std::sig_atomic_t stop_requested = 0;
 
@@ -45,7 +30,7 @@ extern "C" void on_signal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    use_avx512_blas_kernels(argv);
+    tg::use_avx512_blas_kernels(argv);  // a no-op unless OpenBLAS chose its slow SSE3 kernels
     try {
         tg::structured::ParsedArgs args = tg::structured::parse_command_line(argc, argv, std::cout, std::cerr);
         if (!args.config) return args.exit_status;
