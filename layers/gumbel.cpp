@@ -152,7 +152,6 @@ Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, float tau, boo
 }  // namespace
 
 Tensor gumbel_softmax(const Tensor& logits, float tau, bool hard, Generator* gen, int axis) {
-    check_tau(tau, "gumbel_softmax");
     return relaxed_one_hot(logits, Noise{nullptr, gen}, tau, hard, axis, "gumbel_softmax");
 }
 
@@ -163,7 +162,6 @@ Tensor gumbel_softmax_with_noise(const Tensor& logits, const Array& gumbel_noise
 
 Tensor grouped_gumbel_softmax(const Tensor& logits, std::size_t classes, float tau, bool hard, Generator* gen) {
     const char* op = "grouped_gumbel_softmax";
-    check_tau(tau, op);
     detail::require(logits.dim() >= 1 && classes > 0 && logits.shape().back() % classes == 0, op,
                     "the last axis must hold whole groups of " + std::to_string(classes) + " classes", logits.shape());
     const std::size_t groups = logits.size() / classes;
@@ -171,7 +169,6 @@ Tensor grouped_gumbel_softmax(const Tensor& logits, std::size_t classes, float t
 }
 
 Tensor binary_concrete(const Tensor& logits, float tau, bool hard, Generator* gen) {
-    check_tau(tau, "binary_concrete");
     return relaxed_bernoulli(logits, Noise{nullptr, gen}, tau, hard, "binary_concrete");
 }
 
