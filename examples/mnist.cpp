@@ -282,6 +282,13 @@ DataSet slice(const DataSet& data, std::size_t begin, std::size_t end) {
     return out;
 }
 
+void check_data_set(const DataSet& data, const char* op) {
+    if (data.pixels.size() != data.size() * image_pixels)
+        throw std::invalid_argument(std::string(op) + ": a data set of " + std::to_string(data.size()) +
+                                    " labels has " + std::to_string(data.pixels.size()) + " pixel bytes, not " +
+                                    std::to_string(data.size() * image_pixels));
+}
+
 void to_float(const std::uint8_t* bytes, std::size_t n, float* out) {
     for (std::size_t i = 0; i < n; ++i) out[i] = intensity(bytes[i]);  // vectorized: about 0.25 ns a pixel
 }
@@ -395,10 +402,7 @@ namespace {
 // one's conversion (twice as fast as without, and as the copy of float rows was).
 template <class F>
 void for_each_image(const DataSet& data, const std::vector<std::size_t>& rows, const char* op, F f) {
-    if (data.pixels.size() != data.size() * image_pixels)
-        throw std::invalid_argument(std::string(op) + ": a data set of " + std::to_string(data.size()) +
-                                    " labels has " + std::to_string(data.pixels.size()) + " pixel bytes, not " +
-                                    std::to_string(data.size() * image_pixels));
+    check_data_set(data, op);
     for (std::size_t r : rows)
         if (r >= data.size())
             throw std::out_of_range(std::string(op) + ": row " + std::to_string(r) +

@@ -65,6 +65,10 @@ struct DataSet {
     const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * image_pixels; }
 };
 
+// Throws std::invalid_argument naming `op` unless `pixels` holds 784 bytes per label: what
+// every reader of a data set's images checks first.
+void check_data_set(const DataSet& data, const char* op);
+
 // An images file (magic 0x00000803, 28x28 images) and its labels file (magic 0x00000801,
 // digits 0-9, as many as images). Pixels are the file's bytes.
 DataSet load_pair(const std::string& images_path, const std::string& labels_path);

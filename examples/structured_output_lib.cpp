@@ -502,10 +502,7 @@ double Evaluator::nll(const Model& model, const Array& upper, const Array& lower
 
 double Evaluator::nll(const Model& model, const mnist::DataSet& data, std::size_t m, std::uint64_t seed,
                       std::vector<double>* per_image) {
-    if (data.pixels.size() != data.size() * mnist::image_pixels)
-        throw std::invalid_argument("Evaluator::nll: a data set of " + std::to_string(data.size()) + " labels has " +
-                                    std::to_string(data.pixels.size()) + " pixel bytes, not " +
-                                    std::to_string(data.size() * mnist::image_pixels));
+    mnist::check_data_set(data, "Evaluator::nll");
     Rows rows;
     rows.data = &data;
     return nll_rows(model, rows, data.size(), m, seed, per_image);
