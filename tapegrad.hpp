@@ -1,7 +1,7 @@
 // Everything of tapegrad in one include.
 #pragma once
 
-#include "autograd/blas.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/random.hpp"
@@ -14,8 +14,8 @@
 #include "layers/module.hpp"
 #include "layers/sequential.hpp"
 #include "optim/adam.hpp"
-#include "optim/checkpoint.hpp"
+#include "serialize/checkpoint.hpp"
 #include "optim/lr_schedule.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/sgd.hpp"
-#include "optim/temperature.hpp"
+#include "layers/temperature.hpp"

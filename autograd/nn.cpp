@@ -12,9 +12,9 @@
 #include <xsimd/xsimd.hpp>
 
 #include "autograd/detail.hpp"
-#include "autograd/nn_kernels.hpp"
+#include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/ops.hpp"
-#include "autograd/simd.hpp"
+#include "autograd/kernels/simd.hpp"
 
 namespace tg {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "autograd/detail.hpp"
-#include "autograd/nn_kernels.hpp"
+#include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/ops.hpp"
 
 namespace tg {

@@ -13,7 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "autograd/detail.hpp"
-#include "examples/memory.hpp"
+#include "examples/harness/memory.hpp"
 #include "tapegrad.hpp"
 
 using namespace tg;

@@ -11,7 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "autograd/blas.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/random.hpp"
 

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "autograd/blas.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "examples/structured_output_lib.hpp"
 #include "optim/adam.hpp"
 

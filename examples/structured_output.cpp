@@ -11,7 +11,7 @@
 #include <exception>
 #include <iostream>
 
-#include "autograd/blas.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "examples/structured_output_lib.hpp"
 
 namespace {

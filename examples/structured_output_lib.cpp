@@ -17,19 +17,19 @@
 #include <limits>
 #include <sstream>
 
-#include "autograd/blas.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/detail.hpp"
-#include "autograd/nn_kernels.hpp"
+#include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/ops.hpp"
-#include "examples/images.hpp"
-#include "examples/memory.hpp"
+#include "examples/harness/images.hpp"
+#include "examples/harness/memory.hpp"
 #include "layers/distributions.hpp"
 #include "layers/estimators.hpp"
 #include "layers/gumbel.hpp"
 #include "optim/adam.hpp"
-#include "optim/checkpoint.hpp"
+#include "serialize/checkpoint.hpp"
 #include "optim/sgd.hpp"
-#include "optim/temperature.hpp"
+#include "layers/temperature.hpp"
 
 namespace tg::structured {
 

@@ -16,7 +16,7 @@
 
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
-#include "examples/mnist.hpp"
+#include "datasets/mnist.hpp"
 #include "layers/linear.hpp"
 #include "layers/estimators.hpp"
 #include "layers/module.hpp"

@@ -7,7 +7,7 @@
 #include <xtensor/xmath.hpp>
 
 #include "autograd/detail.hpp"
-#include "autograd/nn_kernels.hpp"
+#include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/ops.hpp"
 #include "layers/gumbel.hpp"
 

@@ -8,8 +8,8 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "autograd/detail.hpp"
-#include "autograd/nn_kernels.hpp"
-#include "autograd/simd.hpp"
+#include "autograd/kernels/nn_kernels.hpp"
+#include "autograd/kernels/simd.hpp"
 
 namespace tg {
 

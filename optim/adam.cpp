@@ -5,7 +5,7 @@
 #include <xsimd/xsimd.hpp>
 #include <xtensor/xbuilder.hpp>
 
-#include "autograd/parallel.hpp"
+#include "autograd/kernels/parallel.hpp"
 
 namespace tg::optim {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "autograd/parallel.hpp"
+#include "autograd/kernels/parallel.hpp"
 
 namespace tg::optim {
 

@@ -5,7 +5,7 @@
 #include "layers/distributions.hpp"
 #include "layers/estimators.hpp"
 #include "layers/gumbel.hpp"
-#include "optim/temperature.hpp"
+#include "layers/temperature.hpp"
 
 using namespace tg;
 using tgtest::check_gradients;

@@ -16,7 +16,7 @@
 
 #include <xtensor/xbuilder.hpp>
 
-#include "examples/mnist.hpp"
+#include "datasets/mnist.hpp"
 #include "helpers.hpp"
 
 using namespace tg;

@@ -9,7 +9,7 @@
 
 #include <xtensor/xbuilder.hpp>
 
-#include "examples/mnist.hpp"
+#include "datasets/mnist.hpp"
 #include "helpers.hpp"
 
 using namespace tg;

@@ -5,9 +5,9 @@
 #include <thread>
 #include <vector>
 
-#include "autograd/blas.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/detail.hpp"
-#include "autograd/parallel.hpp"
+#include "autograd/kernels/parallel.hpp"
 #include "examples/structured_output_lib.hpp"
 #include "helpers.hpp"
 #include "optim/adam.hpp"

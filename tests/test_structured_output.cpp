@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "examples/mnist.hpp"
+#include "datasets/mnist.hpp"
 #include "examples/structured_output_lib.hpp"
 #include "helpers.hpp"
 

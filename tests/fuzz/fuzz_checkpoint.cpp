@@ -1,4 +1,4 @@
-// libFuzzer harness for the checkpoint loader (optim/checkpoint.hpp). The first byte picks
+// libFuzzer harness for the checkpoint loader (serialize/checkpoint.hpp). The first byte picks
 // what the rest is: bit 0 clear, a whole .npz archive; set, the bytes of one .npy entry,
 // zipped here with a correct CRC (mutated archives almost never pass the CRC, so this is
 // what reaches the .npy parser). Whatever loads is then applied to a small model and Adam:
@@ -12,7 +12,7 @@
 
 #include "layers/linear.hpp"
 #include "optim/adam.hpp"
-#include "optim/checkpoint.hpp"
+#include "serialize/checkpoint.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer harness for the IDX reader (examples/mnist.hpp). The first byte picks the path:
+// libFuzzer harness for the IDX reader (datasets/mnist.hpp). The first byte picks the path:
 // bit 0 clear parses the rest in memory, set writes it to a file and reads it through zlib
 // (raw or gzip); bits 1-2 give expected_ndim (0: any). The reader may only throw
 // std::runtime_error; anything else (a crash, another exception, a leak) is a finding.
@@ -8,7 +8,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "examples/mnist.hpp"
+#include "datasets/mnist.hpp"
 
 namespace {
 

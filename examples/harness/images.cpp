@@ -1,4 +1,4 @@
-#include "examples/images.hpp"
+#include "examples/harness/images.hpp"
 
 #include <stb_image_write.h>
 

@@ -1,4 +1,4 @@
-#include "optim/temperature.hpp"
+#include "layers/temperature.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
-#include "autograd/blas.hpp"
-#include "autograd/parallel.hpp"
+#include "autograd/kernels/blas.hpp"
+#include "autograd/kernels/parallel.hpp"
 
 #include <cblas.h>
 #include <unistd.h>

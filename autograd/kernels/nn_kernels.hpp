@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "autograd/simd.hpp"
+#include "autograd/kernels/simd.hpp"
 #include "autograd/tensor.hpp"
 
 namespace tg::detail {

@@ -1,4 +1,4 @@
-#include "autograd/allocator.hpp"
+#include "autograd/kernels/allocator.hpp"
 
 #include <array>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "examples/mnist.hpp"
+#include "datasets/mnist.hpp"
 
 #include <zlib.h>
 

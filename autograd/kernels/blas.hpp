@@ -2,7 +2,7 @@
 
 namespace tg {
 
-// Threads tapegrad computes with. set_num_threads(n) gives the pool of autograd/parallel.hpp
+// Threads tapegrad computes with. set_num_threads(n) gives the pool of autograd/kernels/parallel.hpp
 // the caller and n - 1 workers, which split large GEMMs (by rows or columns of the result) and
 // the optimizers' updates; OpenBLAS runs single-threaded inside each piece. Before the first
 // call OpenBLAS threads the GEMMs by itself, with as many threads as it chose (num_threads()

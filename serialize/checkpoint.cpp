@@ -1,4 +1,6 @@
-#include "optim/checkpoint.hpp"
+#include "serialize/checkpoint.hpp"
+
+#include "serialize/atomic_file.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -243,64 +245,6 @@ std::string zip_entries(const std::vector<std::pair<std::string, std::string>>& 
     return out;
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
-// Temporary files of earlier saves to the same path that were killed before their rename
-// (PATH.tmp.XXXXXX, mkstemp's pattern): never read, removed once a save has succeeded.
-void remove_stale_temporaries(const std::string& dir, const std::string& file) {
-    const std::string prefix = file + ".tmp.";
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (name.size() == prefix.size() + 6 && name.compare(0, prefix.size(), prefix) == 0) {
-            std::error_code ignored;
-            std::filesystem::remove(it->path(), ignored);
-        }
-    }
-}
-
-// Temporary file in the target's directory, fsync, rename over the target, fsync the
-// directory: a crash leaves either the old file or the new one, never a torn one.
-void write_atomically(const std::string& path, const std::string& bytes) {
-    const std::size_t slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    std::string tmp = path + ".tmp.XXXXXX";
-    const int fd = ::mkstemp(tmp.data());
-    if (fd < 0) throw CheckpointError("checkpoint '" + path + "': cannot create a temporary file: " + errno_text());
-    const auto fail = [&](const std::string& what) {
-        const std::string msg = "checkpoint '" + path + "': " + what + ": " + errno_text();
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        throw CheckpointError(msg);
-    };
-    ::fchmod(fd, 0644);  // mkstemp's 0600 would be surprising for a data file
-    for (std::size_t done = 0; done < bytes.size();) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail("write failed");
-        }
-        done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd) != 0) fail("fsync failed");
-    if (::close(fd) != 0) {
-        const std::string msg = "checkpoint '" + path + "': close failed: " + errno_text();
-        ::unlink(tmp.c_str());
-        throw CheckpointError(msg);
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        const std::string msg = "checkpoint '" + path + "': rename failed: " + errno_text();
-        ::unlink(tmp.c_str());
-        throw CheckpointError(msg);
-    }
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {  // the rename itself is durable only once the directory is
-        ::fsync(dfd);
-        ::close(dfd);
-    }
-    remove_stale_temporaries(dir, path.substr(slash == std::string::npos ? 0 : slash + 1));
-}
-
 std::size_t item_size(DType d) { return d == DType::float32 ? 4 : 8; }
 
 // Product of the dimensions, or SIZE_MAX when it overflows (a corrupt header).
@@ -428,7 +372,11 @@ void Checkpoint::save(const std::string& path) const {
                                                      : static_cast<const void*>(e.u64.data());
         files.emplace_back(e.name + ".npy", npy_bytes(e.dtype, e.shape, data, element_count(e.shape) * item_size(e.dtype)));
     }
-    write_atomically(path, zip_entries(files, "checkpoint '" + path + "'"));
+    try {
+        write_file_atomic(path, zip_entries(files, "checkpoint '" + path + "'"));
+    } catch (const FileWriteError& e) {
+        throw CheckpointError(std::string("checkpoint ") + e.what());
+    }
 }
 
 Checkpoint Checkpoint::load(const std::string& path) { return load_bytes(read_file(path), path); }
