@@ -12,6 +12,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "autograd/kernels/allocator.hpp"
+#include "tapegrad_arch.hpp"  // generated: stops code compiled for other SIMD sets than the library
 
 namespace tg {
 

@@ -1,6 +1,10 @@
+// An outside program on both installed libraries: a gradient through tapegrad::tapegrad and an
+// IDX file parsed by tapegrad::datasets.
+#include <datasets/mnist.hpp>
 #include <tapegrad.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 int main() {
@@ -13,6 +17,13 @@ int main() {
         std::printf("wrong gradient %f\n", x.grad()(0, 0));
         return 1;
     }
-    std::printf("consumer ok: loss %g\n", y.item());
+    // A one-dimensional IDX file of three bytes: magic 0x00000801, size 3, data.
+    const std::uint8_t idx_bytes[] = {0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9};
+    const tg::mnist::Idx idx = tg::mnist::parse_idx(idx_bytes, sizeof idx_bytes, "consumer", 1);
+    if (idx.dims.size() != 1 || idx.dims[0] != 3 || idx.data[2] != 9) {
+        std::printf("wrong IDX parse\n");
+        return 1;
+    }
+    std::printf("consumer ok: loss %g, IDX of %zu bytes\n", y.item(), idx.data.size());
     return 0;
 }
