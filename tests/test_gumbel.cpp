@@ -467,3 +467,41 @@ TEST_CASE("Gumbel: straight_through_categorical with classes(K) equals the resha
     reference.backward(seed);
     CHECK(xt::allclose(g1, logits.grad(), 1e-6, 1e-7));
 }
+
+TEST_CASE("Gumbel: the README's Gumbel-Softmax snippet runs as written") {
+    Generator gen(1);
+    Tensor logits = Tensor::zeros({32, 20 * 10}, /*requires_grad=*/true);  // 20 variables of 10 classes
+    Tensor y = gumbel_softmax(logits, GumbelSoftmaxOptions().tau(0.5f).classes(10).generator(&gen));
+    Tensor h = gumbel_softmax(logits, GumbelSoftmaxOptions().hard(true).classes(10).generator(&gen));
+    Tensor b = binary_concrete(logits, BinaryConcreteOptions().tau(0.5f).generator(&gen));
+
+    nn::GumbelSoftmax latent(nn::GumbelSoftmaxOptions().classes(10));  // eval(): one-hot per group
+    latent.set_generator(&gen);  // or nullptr for default_generator()
+    latent.set_tau(0.7f);        // annealing
+
+    // fixed noise: the uniforms u themselves, each in (0, 1); the same bits as the generator path
+    Array u = Generator(2).uniform_open({32, 200});
+    Tensor same = gumbel_softmax_from_uniforms(logits, u, GumbelSoftmaxOptions().classes(10));
+    Array g = gumbel_noise(u), l = logistic_noise(u);  // -log(-log u) and log u - log(1 - u)
+
+    // distributions broadcast like torch.distributions
+    dist::Categorical q(reshape(logits, {32, 20, 10}));
+    Tensor kl = kl_divergence(q, dist::Categorical(Tensor::zeros({10})));  // [32, 20], KL to uniform
+    Tensor lp = q.log_prob(Indices(xt::zeros<std::size_t>({32, 20})));   // class indices or one-hot
+    Tensor pixels = Tensor::full({32, 784}, 0.3f);
+    Tensor binarized = dist::Bernoulli::from_probs(pixels).sample(&gen);  // or Bernoulli::from_logits
+    dist::LogitRelaxedBernoulli lrb(Tensor::zeros({5}), /*temperature=*/0.1f);
+    Tensor x = lrb.rsample(&gen), log_density = lrb.log_prob(x);  // exact where sigmoid(x) rounds to 1
+    CHECK(y.shape() == logits.shape());
+    REQUIRE(rows_are_one_hot(reshape(h, {32 * 20, 10}).value()));
+    CHECK(xt::all(b.value() >= 0.0f && b.value() <= 1.0f));  // sigmoid rounds to 0 or 1 at the ends
+    CHECK(latent.tau() == 0.7f);
+    CHECK(same.shape() == logits.shape());
+    CHECK(all_finite(g));
+    CHECK(all_finite(l));
+    CHECK(kl.shape() == Array::shape_type{32, 20});
+    CHECK(xt::allclose(kl.value(), 0.0f, 1e-6, 1e-6));  // q is uniform too
+    CHECK(lp.value()(5, 7) == doctest::Approx(-std::log(10.0f)));
+    CHECK(xt::all(xt::equal(binarized.value(), 0.0f) || xt::equal(binarized.value(), 1.0f)));
+    CHECK(all_finite(log_density.value()));
+}
