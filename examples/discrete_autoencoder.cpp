@@ -11,8 +11,8 @@ struct DiscreteAutoencoder : nn::Module {
     std::shared_ptr<nn::GumbelSoftmax> latent;
     explicit DiscreteAutoencoder(Generator* gen) {
         encoder = register_module("encoder", std::make_shared<nn::Linear>(4, 4, nn::LinearOptions{true, gen}));
-        latent = register_module("latent", std::make_shared<nn::GumbelSoftmax>(nn::GumbelSoftmaxOptions{
-                                               /*tau=*/1.0f, /*hard=*/false, /*axis=*/-1, gen}));
+        latent = register_module("latent",
+                                 std::make_shared<nn::GumbelSoftmax>(nn::GumbelSoftmaxOptions().tau(1.0f).generator(gen)));
         decoder = register_module("decoder", std::make_shared<nn::Linear>(4, 4, nn::LinearOptions{true, gen}));
     }
     // logits of the symbol -> relaxed one-hot code (one-hot in eval mode) -> logits again

@@ -239,15 +239,16 @@ Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator estimator
     case Estimator::gs:
     case Estimator::st_gs: {
         const bool hard = estimator == Estimator::st_gs;
-        if (bernoulli) return binary_concrete(logits, tau, hard, &gen);
-        return grouped_gumbel_softmax(logits, classes, tau, hard, &gen);
+        if (bernoulli) return binary_concrete(logits, BinaryConcreteOptions().tau(tau).hard(hard).generator(&gen));
+        return gumbel_softmax(logits, GumbelSoftmaxOptions().tau(tau).hard(hard).classes(classes).generator(&gen));
     }
     case Estimator::st:
         if (bernoulli) return straight_through_bernoulli(logits, &gen);
-        return reshape(straight_through_categorical(reshape(logits, grouped(logits)), &gen, -1), flat(logits));
+        return reshape(straight_through_categorical(reshape(logits, grouped(logits)), GumbelSoftmaxOptions().generator(&gen)),
+                       flat(logits));
     case Estimator::sf: {
         if (bernoulli) {
-            const dist::Bernoulli q(logits);
+            const dist::Bernoulli q = dist::Bernoulli::from_logits(logits);
             Tensor h = q.sample(&gen);
             *log_q = sum(q.log_prob(h), 1);
             return h;

@@ -2,7 +2,10 @@
 // al. 2017). Parameters are logits (unnormalized log-probabilities); the classes are cheap
 // handles over them. Categorical and the relaxed one-hot work along the last axis, [..., K];
 // log_prob and entropy reduce it. Bernoulli and the relaxed Bernoulli are elementwise.
-// log_prob, entropy and kl_divergence are differentiable with respect to the logits (and the
+// Shapes broadcast as in torch.distributions: a value against the parameters in log_prob, the
+// two distributions in kl_divergence (q [B, N, K] against a prior [K] gives [B, N]); the class
+// axes must agree. Shapes that do not broadcast are an error naming the method and both shapes.
+// log_prob, entropy and kl_divergence are differentiable with respect to the parameters (and the
 // relaxed value), and samplers take a generator (nullptr: default_generator()).
 #pragma once
 
@@ -21,30 +24,38 @@ public:
 
     Tensor sample(Generator* gen = nullptr) const;  // one-hot [..., K] by Gumbel-Max; no gradient
     Tensor log_prob(const Tensor& value) const;     // value one-hot [..., K] -> [...]
+    Tensor log_prob(const Indices& value) const;    // class indices [...], each < K -> [...]
     Tensor entropy() const;                         // [...]
 
 private:
     Tensor logits_;
 };
 
-// KL(p || q) = sum_k p_k (log p_k - log q_k) -> [...]; shapes must match.
+// KL(p || q) = sum_k p_k (log p_k - log q_k) -> the broadcast of the batch shapes.
 Tensor kl_divergence(const Categorical& p, const Categorical& q);
 
+// Made from logits or from probabilities, by name: Bernoulli::from_logits(l),
+// Bernoulli::from_probs(p) (dynamic binarization of pixels is from_probs(x).sample(&gen)).
 class Bernoulli {
 public:
-    explicit Bernoulli(Tensor logits);
+    static Bernoulli from_logits(Tensor logits);
+    // probs in [0, 1]; the logits are those of probs clamped to [eps, 1 - eps] (eps =
+    // FLT_EPSILON), as in torch.distributions, so log_prob(1) at p = 0 is log(eps), not -inf.
+    static Bernoulli from_probs(Tensor probs);
     const Tensor& logits() const { return logits_; }
-    Tensor probs() const;  // sigmoid(logits)
+    Tensor probs() const;  // the probabilities given, or sigmoid(logits)
 
-    Tensor sample(Generator* gen = nullptr) const;  // {0,1}, no gradient
-    Tensor log_prob(const Tensor& value) const;     // value in {0,1} (or [0,1]) -> same shape
+    // {0,1}, no gradient: 1 where logits + Logistic noise > 0, or where u < probs.
+    Tensor sample(Generator* gen = nullptr) const;
+    Tensor log_prob(const Tensor& value) const;  // value in {0,1} (or [0,1]) -> the broadcast shape
     Tensor entropy() const;
 
 private:
-    Tensor logits_;
+    Bernoulli(Tensor logits, Tensor probs);
+    Tensor logits_, probs_;  // probs_ null when made from logits
 };
 
-Tensor kl_divergence(const Bernoulli& p, const Bernoulli& q);  // elementwise
+Tensor kl_divergence(const Bernoulli& p, const Bernoulli& q);  // elementwise, broadcast
 
 // The Concrete distribution (Gumbel-Softmax), on the open simplex.
 class RelaxedOneHotCategorical {
@@ -79,8 +90,27 @@ public:
     float temperature() const { return tau_; }
 
     Tensor rsample(Generator* gen = nullptr) const;  // differentiable (the fused binary_concrete)
-    // The binary Concrete log-density at x in (0,1), elementwise:
-    // log tau - softplus(w) - softplus(-w) - log x - log(1 - x), w = logits - tau logit(x).
+    // The binary Concrete log-density at x in (0,1), elementwise: the LogitRelaxedBernoulli
+    // density of logit(x) - log x - log(1 - x).
+    Tensor log_prob(const Tensor& value) const;
+
+private:
+    Tensor logits_;
+    float tau_;
+};
+
+// The binary Concrete in logit space (the analogue of ExpConcrete, torch's
+// LogitRelaxedBernoulli): X = (logits + L) / tau, L ~ Logistic(0,1), so sigmoid(X) ~
+// RelaxedBernoulli. Its density stays exact where sigmoid(x) rounds to 0 or 1 (|x| > 17 in
+// float, reached at low temperature).
+class LogitRelaxedBernoulli {
+public:
+    LogitRelaxedBernoulli(Tensor logits, float temperature);
+    const Tensor& logits() const { return logits_; }
+    float temperature() const { return tau_; }
+
+    Tensor rsample(Generator* gen = nullptr) const;  // (logits + L) / tau, differentiable
+    // log tau - softplus(w) - softplus(-w), w = logits - tau x, elementwise.
     Tensor log_prob(const Tensor& value) const;
 
 private:

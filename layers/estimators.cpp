@@ -27,6 +27,7 @@ Tensor score_function_surrogate(const Tensor& f, const Tensor& log_q, float base
 }
 
 Tensor straight_through_bernoulli(const Tensor& logits, Generator* gen) {
+    detail::require_defined("straight_through_bernoulli", {&logits});
     return record("straight_through_bernoulli", bernoulli_sample(logits, gen).value(), {logits},
                   [](const std::vector<Tensor>& in, const Tensor& out) {
                       Array s = 1.0f / (1.0f + xt::exp(-in[0].value()));
@@ -34,21 +35,27 @@ Tensor straight_through_bernoulli(const Tensor& logits, Generator* gen) {
                   });
 }
 
-Tensor straight_through_categorical(const Tensor& logits, Generator* gen, int axis) {
-    const std::size_t ax = detail::normalize_axis(axis, logits.shape(), "straight_through_categorical");
-    return record("straight_through_categorical", gumbel_max(logits, gen, axis).value(), {logits},
-                  [ax](const std::vector<Tensor>& in, const Tensor& out) {
+Tensor straight_through_categorical(const Tensor& logits, const GumbelSoftmaxOptions& options) {
+    const char* op = "straight_through_categorical";
+    detail::require_defined(op, {&logits});
+    const detail::AxisView v = detail::class_view(logits.shape(), options, op);
+    return record(op, gumbel_max(logits, options).value(), {logits},
+                  [v](const std::vector<Tensor>& in, const Tensor& out) {
                       Array p = in[0].value();
-                      detail::softmax_inplace(p, ax);
+                      detail::softmax_inplace(p, v);
                       float beta;
                       Array& dx = detail::grad_for_accumulate(in[0], beta);
-                      detail::softmax_backward(p, out.grad(), ax, 1.0f, beta, dx);
+                      detail::softmax_backward(p, out.grad(), v, 1.0f, beta, dx);
                   });
 }
 
 Tensor log_mean_exp(const Tensor& log_w, int axis, bool keepdims) {
-    Tensor lse = logsumexp(log_w, axis, keepdims);  // first: its error names the op
-    return add(lse, -std::log(static_cast<float>(log_w.shape(axis))));
+    const char* op = "log_mean_exp";
+    detail::require_defined(op, {&log_w});
+    const std::size_t ax = detail::normalize_axis(axis, log_w.shape(), op);
+    // log of a mean of no samples would be -inf + inf = NaN
+    detail::require(log_w.shape()[ax] > 0, op, "the axis " + std::to_string(ax) + " of samples is empty", log_w.shape());
+    return add(logsumexp(log_w, axis, keepdims), -std::log(static_cast<float>(log_w.shape()[ax])));
 }
 
 }  // namespace tg

@@ -5,6 +5,7 @@
 
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
+#include "layers/gumbel.hpp"
 
 namespace tg {
 
@@ -17,9 +18,10 @@ Tensor score_function_surrogate(const Tensor& f, const Tensor& log_q, float base
 // Plain straight-through (Bengio et al. 2013; the paper's "ST"): the forward value is an exact
 // discrete sample, the backward the gradient of its probabilities. Bernoulli: {0,1} with
 // P(1) = sigmoid(logits), gradient sigmoid'(logits). Categorical: a one-hot Gumbel-Max sample
-// along axis, gradient through softmax(logits). One tape node each.
+// of each variable (axis, classes and generator of the options; tau and hard unused), gradient
+// through softmax(logits) of each variable. One tape node each.
 Tensor straight_through_bernoulli(const Tensor& logits, Generator* gen = nullptr);
-Tensor straight_through_categorical(const Tensor& logits, Generator* gen = nullptr, int axis = -1);
+Tensor straight_through_categorical(const Tensor& logits, const GumbelSoftmaxOptions& options = {});
 
 // log((1/m) sum_i exp(log_w_i)) along axis, m = its length: the multi-sample (importance
 // weighted) objective from m per-sample log-likelihoods or log weights, stable at any size.

@@ -1,6 +1,9 @@
 #include "layers/gumbel.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -21,10 +24,24 @@ void check_tau(float tau, const char* op) {
                                     std::to_string(tau));
 }
 
-void check_noise(const Tensor& logits, const Array& noise, const char* op) {
-    if (noise.shape() != logits.shape())
-        throw std::invalid_argument(std::string(op) + ": noise of shape " + shape_str(noise.shape()) +
-                                    " does not match logits of shape " + shape_str(logits.shape()));
+std::string printed(float v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", double(v));
+    return buf;
+}
+
+// u in the logits' shape, every entry a normal float in (0,1): log_positive, which the
+// transforms use, is exact only for normal positive floats.
+void check_uniforms(const Array::shape_type& shape, const Array& u, const char* op) {
+    if (u.shape() != shape)
+        throw std::invalid_argument(std::string(op) + ": uniforms u of shape " + shape_str(u.shape()) +
+                                    " do not match logits of shape " + shape_str(shape));
+    for (std::size_t i = 0; i < u.size(); ++i) {
+        const float v = u.data()[i];
+        if (!(v >= std::numeric_limits<float>::min() && v < 1.0f))
+            throw std::invalid_argument(std::string(op) + ": u must lie in the open interval (0, 1) (normal floats), got " +
+                                        printed(v) + " at flat index " + std::to_string(i));
+    }
 }
 
 // The noise transforms, a batch at a time. 1 - u is exact for the generator's u (odd multiples
@@ -41,7 +58,7 @@ struct GumbelOf {
 constexpr LogisticOf logistic_of;
 constexpr GumbelOf gumbel_of;
 
-// The one-hot of argmax of each slice of z (the first maximum on ties).
+// The one-hot of argmax of each slice of z (the first maximum on ties); v.n > 0 (class_view).
 Array one_hot_of_argmax(const Array& z, const detail::AxisView& v) {
     std::vector<std::size_t> index(v.outer * v.inner);
     detail::argmax_along(z, v, index.data());
@@ -51,26 +68,22 @@ Array one_hot_of_argmax(const Array& z, const detail::AxisView& v) {
     return h;
 }
 
-// Where the noise of a fused sample comes from: given (noise) or drawn (gen).
+// Where the uniforms of a fused sample come from: given (u, checked) or drawn (gen).
 struct Noise {
-    const Array* noise = nullptr;
+    const Array* u = nullptr;
     Generator* gen = nullptr;
 };
 
-// z := (logits + noise) * scale, the noise drawn as uniforms straight into z and transformed in
-// place.
+// z := (logits + transform(u)) * scale, the uniforms drawn (or copied) straight into z and
+// transformed in place.
 template <class Transform>
 Array noisy_logits(const Tensor& logits, const Noise& from, Transform transform, float scale = 1.0f) {
     const std::size_t n = logits.size();
     Array z = Array::from_shape(logits.shape());
     const float* l = logits.value().data();
     float* zp = z.data();
-    if (from.noise) {
-        const float* g = from.noise->data();
-        for (std::size_t i = 0; i < n; ++i) zp[i] = (g[i] + l[i]) * scale;
-        return z;
-    }
-    (from.gen ? *from.gen : default_generator()).fill_uniform_open(zp, n);
+    if (from.u) std::copy(from.u->data(), from.u->data() + n, zp);
+    else (from.gen ? *from.gen : default_generator()).fill_uniform_open(zp, n);
     const simd::Batch k(scale);
     for (std::size_t i = 0; i < n; i += simd::lanes) {
         const std::size_t c = std::min(simd::lanes, n - i);
@@ -80,10 +93,10 @@ Array noisy_logits(const Tensor& logits, const Noise& from, Transform transform,
 }
 
 // The fused relaxed one-hot sample over the slices of view v of the logits.
-Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, float tau, bool hard, const detail::AxisView& v,
-                       const char* op) {
-    check_tau(tau, op);
-    const float inv_tau = 1.0f / tau;
+Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, const GumbelSoftmaxOptions& o, const char* op) {
+    const detail::AxisView v = detail::class_view(logits.shape(), o, op);
+    const bool hard = o.hard();
+    const float inv_tau = 1.0f / o.tau();
     Array z = noisy_logits(logits, from, gumbel_of, hard ? 1.0f : inv_tau);
     // the hard value from logits + g itself (exact Gumbel-Max): after the division by a small
     // tau and the softmax, two close entries could round to the same value
@@ -106,11 +119,6 @@ Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, float tau, bool 
                   });
 }
 
-Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, float tau, bool hard, int axis, const char* op) {
-    const std::size_t ax = detail::normalize_axis(axis, logits.shape(), op);
-    return relaxed_one_hot(logits, from, tau, hard, detail::axis_view(logits.shape(), ax), op);
-}
-
 // dx += g * y (1 - y) / tau, the sigmoid's gradient through its output.
 void relaxed_bernoulli_backward(const Tensor& x, const Array& y, const Array& g, float inv_tau) {
     float beta;
@@ -125,12 +133,12 @@ void relaxed_bernoulli_backward(const Tensor& x, const Array& y, const Array& g,
 }
 
 // The fused relaxed Bernoulli sample: noise, logits, the hard value and the sigmoid in one pass.
-Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, float tau, bool hard, const char* op) {
-    check_tau(tau, op);
+Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, const BinaryConcreteOptions& o, const char* op) {
+    const bool hard = o.hard();
     Array z = noisy_logits(logits, from, logistic_of);
     Array hard_value = hard ? Array::from_shape(logits.shape()) : Array();
     // 1 / (1 + exp(-z / tau)) is exact at both ends in float: exp overflows to inf and gives 0
-    const simd::Batch zero(0.0f), one(1.0f), scale(-1.0f / tau);
+    const simd::Batch zero(0.0f), one(1.0f), scale(-1.0f / o.tau());
     float* zp = z.data();
     for (std::size_t i = 0; i < z.size(); i += simd::lanes) {
         const std::size_t c = std::min(simd::lanes, z.size() - i);
@@ -138,7 +146,7 @@ Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, float tau, boo
         if (hard) simd::store(hard_value.data() + i, c, xsimd::select(s > zero, one, zero));
         simd::store(zp + i, c, one / (one + xsimd::exp(s * scale)));
     }
-    const float inv_tau = 1.0f / tau;
+    const float inv_tau = 1.0f / o.tau();
     if (!hard)
         return record(op, std::move(z), {logits}, [inv_tau](const std::vector<Tensor>& in, const Tensor& out) {
             relaxed_bernoulli_backward(in[0], out.value(), out.grad(), inv_tau);
@@ -149,41 +157,82 @@ Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, float tau, boo
                   });
 }
 
+// transform(u) elementwise, with the samplers' own arithmetic.
+template <class Transform>
+Array noise_of(const Array& u, Transform transform, const char* op) {
+    check_uniforms(u.shape(), u, op);
+    Array out = Array::from_shape(u.shape());
+    for (std::size_t i = 0; i < u.size(); i += simd::lanes) {
+        const std::size_t c = std::min(simd::lanes, u.size() - i);
+        simd::store(out.data() + i, c, transform(simd::load(u.data() + i, c, 0.5f)));
+    }
+    return out;
+}
+
 }  // namespace
 
-Tensor gumbel_softmax(const Tensor& logits, float tau, bool hard, Generator* gen, int axis) {
-    return relaxed_one_hot(logits, Noise{nullptr, gen}, tau, hard, axis, "gumbel_softmax");
+GumbelSoftmaxOptions& GumbelSoftmaxOptions::tau(float tau) {
+    check_tau(tau, "GumbelSoftmaxOptions::tau");
+    tau_ = tau;
+    return *this;
 }
 
-Tensor gumbel_softmax_with_noise(const Tensor& logits, const Array& gumbel_noise, float tau, bool hard, int axis) {
-    check_noise(logits, gumbel_noise, "gumbel_softmax");
-    return relaxed_one_hot(logits, Noise{&gumbel_noise, nullptr}, tau, hard, axis, "gumbel_softmax");
+BinaryConcreteOptions& BinaryConcreteOptions::tau(float tau) {
+    check_tau(tau, "BinaryConcreteOptions::tau");
+    tau_ = tau;
+    return *this;
 }
 
-Tensor grouped_gumbel_softmax(const Tensor& logits, std::size_t classes, float tau, bool hard, Generator* gen) {
-    const char* op = "grouped_gumbel_softmax";
-    detail::require(logits.dim() >= 1 && classes > 0 && logits.shape().back() % classes == 0, op,
-                    "the last axis must hold whole groups of " + std::to_string(classes) + " classes", logits.shape());
-    const std::size_t groups = logits.size() / classes;
-    return relaxed_one_hot(logits, Noise{nullptr, gen}, tau, hard, detail::AxisView{groups, classes, 1}, op);
+detail::AxisView detail::class_view(const Array::shape_type& shape, const GumbelSoftmaxOptions& options,
+                                    const char* op) {
+    const std::size_t ax = normalize_axis(options.axis(), shape, op);
+    AxisView v = axis_view(shape, ax);
+    require(v.n > 0, op, "the class axis " + std::to_string(ax) + " is empty", shape);
+    const std::size_t k = options.classes();
+    if (k == 0) return v;
+    require(v.n % k == 0, op,
+            "axis " + std::to_string(ax) + " of length " + std::to_string(v.n) + " does not hold whole groups of " +
+                std::to_string(k) + " classes",
+            shape);
+    return AxisView{v.outer * (v.n / k), k, v.inner};
 }
 
-Tensor binary_concrete(const Tensor& logits, float tau, bool hard, Generator* gen) {
-    return relaxed_bernoulli(logits, Noise{nullptr, gen}, tau, hard, "binary_concrete");
+Tensor gumbel_softmax(const Tensor& logits, const GumbelSoftmaxOptions& options) {
+    detail::require_defined("gumbel_softmax", {&logits});
+    return relaxed_one_hot(logits, Noise{nullptr, options.generator()}, options, "gumbel_softmax");
 }
 
-Tensor binary_concrete_with_noise(const Tensor& logits, const Array& logistic_noise, float tau, bool hard) {
-    check_noise(logits, logistic_noise, "binary_concrete");
-    return relaxed_bernoulli(logits, Noise{&logistic_noise, nullptr}, tau, hard, "binary_concrete");
+Tensor gumbel_softmax_from_uniforms(const Tensor& logits, const Array& u, const GumbelSoftmaxOptions& options) {
+    const char* op = "gumbel_softmax_from_uniforms";
+    detail::require_defined(op, {&logits});
+    check_uniforms(logits.shape(), u, op);
+    return relaxed_one_hot(logits, Noise{&u, nullptr}, options, op);
 }
 
-Tensor gumbel_max(const Tensor& logits, Generator* gen, int axis) {
-    const std::size_t ax = detail::normalize_axis(axis, logits.shape(), "gumbel_max");
-    const Array z = noisy_logits(logits, Noise{nullptr, gen}, gumbel_of);
-    return Tensor(one_hot_of_argmax(z, detail::axis_view(z.shape(), ax)));
+Tensor binary_concrete(const Tensor& logits, const BinaryConcreteOptions& options) {
+    detail::require_defined("binary_concrete", {&logits});
+    return relaxed_bernoulli(logits, Noise{nullptr, options.generator()}, options, "binary_concrete");
+}
+
+Tensor binary_concrete_from_uniforms(const Tensor& logits, const Array& u, const BinaryConcreteOptions& options) {
+    const char* op = "binary_concrete_from_uniforms";
+    detail::require_defined(op, {&logits});
+    check_uniforms(logits.shape(), u, op);
+    return relaxed_bernoulli(logits, Noise{&u, nullptr}, options, op);
+}
+
+Array gumbel_noise(const Array& u) { return noise_of(u, gumbel_of, "gumbel_noise"); }
+Array logistic_noise(const Array& u) { return noise_of(u, logistic_of, "logistic_noise"); }
+
+Tensor gumbel_max(const Tensor& logits, const GumbelSoftmaxOptions& options) {
+    detail::require_defined("gumbel_max", {&logits});
+    const detail::AxisView v = detail::class_view(logits.shape(), options, "gumbel_max");
+    const Array z = noisy_logits(logits, Noise{nullptr, options.generator()}, gumbel_of);
+    return Tensor(one_hot_of_argmax(z, v));
 }
 
 Tensor bernoulli_sample(const Tensor& logits, Generator* gen) {
+    detail::require_defined("bernoulli_sample", {&logits});
     // P(logits + L > 0) = P(L > -logits) = sigmoid(logits) for L ~ Logistic(0,1)
     Array z = noisy_logits(logits, Noise{nullptr, gen}, logistic_of);
     for (float& v : z) v = v > 0.0f ? 1.0f : 0.0f;
@@ -194,32 +243,32 @@ Tensor bernoulli_sample(const Tensor& logits, Generator* gen) {
 
 namespace tg::nn {
 
-GumbelSoftmax::GumbelSoftmax(GumbelSoftmaxOptions options) : options_(options) {
-    check_tau(options.tau, "GumbelSoftmax");
-}
+GumbelSoftmax::GumbelSoftmax(GumbelSoftmaxOptions options) : options_(options) {}
 
 void GumbelSoftmax::set_tau(float tau) {
     check_tau(tau, "GumbelSoftmax::set_tau");
-    options_.tau = tau;
+    options_.tau(tau);
 }
+
+void GumbelSoftmax::set_generator(Generator* generator) { options_.generator(generator); }
 
 Tensor GumbelSoftmax::forward(const Tensor& logits) {
-    if (!is_training()) return gumbel_max(logits, options_.generator, options_.axis);
-    return gumbel_softmax(logits, options_.tau, options_.hard, options_.generator, options_.axis);
+    if (!is_training()) return gumbel_max(logits, options_);
+    return gumbel_softmax(logits, options_);
 }
 
-BinaryConcrete::BinaryConcrete(BinaryConcreteOptions options) : options_(options) {
-    check_tau(options.tau, "BinaryConcrete");
-}
+BinaryConcrete::BinaryConcrete(BinaryConcreteOptions options) : options_(options) {}
 
 void BinaryConcrete::set_tau(float tau) {
     check_tau(tau, "BinaryConcrete::set_tau");
-    options_.tau = tau;
+    options_.tau(tau);
 }
 
+void BinaryConcrete::set_generator(Generator* generator) { options_.generator(generator); }
+
 Tensor BinaryConcrete::forward(const Tensor& logits) {
-    if (!is_training()) return bernoulli_sample(logits, options_.generator);
-    return binary_concrete(logits, options_.tau, options_.hard, options_.generator);
+    if (!is_training()) return bernoulli_sample(logits, options_.generator());
+    return binary_concrete(logits, options_);
 }
 
 }  // namespace tg::nn

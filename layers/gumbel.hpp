@@ -2,71 +2,117 @@
 // variables (Jang et al. 2017; Maddison et al. 2017), as fused ops and as layers.
 #pragma once
 
+#include <cstddef>
+
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
 #include "layers/module.hpp"
 
 namespace tg {
 
-// y = softmax((logits + g) / tau) along axis, g ~ Gumbel(0,1) drawn as -log(-log u) with u in
-// the open interval (0,1). One tape node; the gradient is y * (dy - sum_axis(dy * y)) / tau.
-// hard: straight-through, the forward value is the exact one-hot of argmax(logits + g) and the
-// gradient is the relaxed one. gen nullptr: default_generator(). tau must be > 0.
-Tensor gumbel_softmax(const Tensor& logits, float tau, bool hard = false, Generator* gen = nullptr, int axis = -1);
-// The same with the Gumbel noise given (same shape as logits, finite): for tests and for
-// reusing one draw.
-Tensor gumbel_softmax_with_noise(const Tensor& logits, const Array& gumbel_noise, float tau, bool hard = false,
-                                 int axis = -1);
+// The options of every categorical sampler (gumbel_softmax, gumbel_max,
+// straight_through_categorical) and of nn::GumbelSoftmax, set by chaining:
+//     gumbel_softmax(logits, GumbelSoftmaxOptions().tau(0.5f).hard(true).generator(&gen))
+class GumbelSoftmaxOptions {
+public:
+    // The temperature, positive and finite (else std::invalid_argument here).
+    GumbelSoftmaxOptions& tau(float tau);
+    // Straight-through: the forward value is the exact one-hot of argmax(logits + g), the
+    // gradient the relaxed one.
+    GumbelSoftmaxOptions& hard(bool hard) { hard_ = hard; return *this; }
+    // The axis holding the classes (negative: from the end).
+    GumbelSoftmaxOptions& axis(int axis) { axis_ = axis; return *this; }
+    // 0: the whole axis is one variable. K > 0: the axis holds G * K entries, G variables of K
+    // classes each (logits [B, G*K] sampled as if reshaped to [B, G, K]; the output keeps the
+    // logits' shape).
+    GumbelSoftmaxOptions& classes(std::size_t classes) { classes_ = classes; return *this; }
+    // Where the noise comes from; nullptr: default_generator() at each call.
+    GumbelSoftmaxOptions& generator(Generator* generator) { generator_ = generator; return *this; }
 
-// gumbel_softmax over consecutive groups of `classes` entries of the last axis: logits
-// [..., G * classes] sampled as G categorical variables, as if reshaped to [..., G, classes],
-// with the output in the logits' shape. The same numbers as reshape, gumbel_softmax, reshape
-// back, without the two copies (and two more in the backward).
-Tensor grouped_gumbel_softmax(const Tensor& logits, std::size_t classes, float tau, bool hard = false,
-                              Generator* gen = nullptr);
+    float tau() const { return tau_; }
+    bool hard() const { return hard_; }
+    int axis() const { return axis_; }
+    std::size_t classes() const { return classes_; }
+    Generator* generator() const { return generator_; }
+
+private:
+    float tau_ = 1.0f;
+    bool hard_ = false;
+    int axis_ = -1;
+    std::size_t classes_ = 0;
+    Generator* generator_ = nullptr;
+};
+
+// The options of binary_concrete and nn::BinaryConcrete (elementwise: no axis), chained the same way.
+class BinaryConcreteOptions {
+public:
+    BinaryConcreteOptions& tau(float tau);  // positive and finite
+    BinaryConcreteOptions& hard(bool hard) { hard_ = hard; return *this; }  // forward {0,1}, relaxed gradient
+    BinaryConcreteOptions& generator(Generator* generator) { generator_ = generator; return *this; }
+
+    float tau() const { return tau_; }
+    bool hard() const { return hard_; }
+    Generator* generator() const { return generator_; }
+
+private:
+    float tau_ = 1.0f;
+    bool hard_ = false;
+    Generator* generator_ = nullptr;
+};
+
+// y = softmax((logits + g) / tau) along the class axis, g ~ Gumbel(0,1) drawn as -log(-log u)
+// with u in the open interval (0,1). One tape node; the gradient is y * (dy - sum(dy * y)) / tau.
+Tensor gumbel_softmax(const Tensor& logits, const GumbelSoftmaxOptions& options = {});
+// The same from given uniforms u (the logits' shape, every entry a normal float in (0,1)),
+// transformed exactly as the generator's: with u = Generator(s).uniform_open(shape) the result
+// equals gumbel_softmax with generator Generator(s), bit for bit. options.generator is unused.
+Tensor gumbel_softmax_from_uniforms(const Tensor& logits, const Array& u, const GumbelSoftmaxOptions& options = {});
 
 // y = sigmoid((logits + log u - log(1 - u)) / tau): a relaxed Bernoulli(sigmoid(logits)) sample.
 // One tape node; the gradient is y (1 - y) / tau. hard: forward the exact {0,1} value
 // (1 where logits + noise > 0), backward the relaxed gradient.
-Tensor binary_concrete(const Tensor& logits, float tau, bool hard = false, Generator* gen = nullptr);
-// The same with the Logistic(0,1) noise log u - log(1 - u) given (same shape as logits, finite).
-Tensor binary_concrete_with_noise(const Tensor& logits, const Array& logistic_noise, float tau, bool hard = false);
+Tensor binary_concrete(const Tensor& logits, const BinaryConcreteOptions& options = {});
+Tensor binary_concrete_from_uniforms(const Tensor& logits, const Array& u, const BinaryConcreteOptions& options = {});
 
-// Exact discrete samples, no gradient: the one-hot of argmax(logits + g) along axis
-// (Gumbel-Max, a sample of Categorical(softmax(logits))), and {0,1} with P(1) = sigmoid(logits).
-Tensor gumbel_max(const Tensor& logits, Generator* gen = nullptr, int axis = -1);
+// The noise of the samplers from uniforms u in (0,1) (checked as above): Gumbel(0,1),
+// -log(-log u), and Logistic(0,1), log u - log(1 - u).
+Array gumbel_noise(const Array& u);
+Array logistic_noise(const Array& u);
+
+// Exact discrete samples, no gradient: the one-hot of argmax(logits + g) per variable
+// (Gumbel-Max, a sample of Categorical(softmax(logits)); axis, classes and generator of the
+// options), and {0,1} with P(1) = sigmoid(logits).
+Tensor gumbel_max(const Tensor& logits, const GumbelSoftmaxOptions& options = {});
 Tensor bernoulli_sample(const Tensor& logits, Generator* gen = nullptr);
 
 }  // namespace tg
 
+namespace tg::detail {
+struct AxisView;
+// The [outer, K, inner] view of the variables the options select in shape; refuses an empty
+// class axis and an axis that does not hold whole groups of options.classes(), naming op.
+AxisView class_view(const Array::shape_type& shape, const GumbelSoftmaxOptions& options, const char* op);
+}  // namespace tg::detail
+
 namespace tg::nn {
 
-struct GumbelSoftmaxOptions {
-    float tau = 1.0f;                // temperature, > 0
-    bool hard = false;               // straight-through: one-hot forward, relaxed gradient
-    int axis = -1;                   // the axis of the K classes
-    Generator* generator = nullptr;  // nullptr: default_generator() at each call
-};
+using tg::BinaryConcreteOptions;
+using tg::GumbelSoftmaxOptions;
 
-// logits [..., K] -> a relaxed one-hot sample while training, an exact one-hot sample
-// (Gumbel-Max) in eval mode, as the paper evaluates.
+// logits -> a relaxed one-hot sample of each variable while training, an exact one-hot sample
+// (Gumbel-Max, per group with classes(K)) in eval mode, as the paper evaluates.
 class GumbelSoftmax : public Layer {
 public:
     explicit GumbelSoftmax(GumbelSoftmaxOptions options = {});
     Tensor forward(const Tensor& logits) override;
 
     void set_tau(float tau);  // for annealing; throws unless tau > 0
-    float tau() const { return options_.tau; }
+    void set_generator(Generator* generator);  // nullptr: default_generator()
+    float tau() const { return options_.tau(); }
     const GumbelSoftmaxOptions& options() const { return options_; }
 
 private:
     GumbelSoftmaxOptions options_;
-};
-
-struct BinaryConcreteOptions {
-    float tau = 1.0f;
-    bool hard = false;
-    Generator* generator = nullptr;
 };
 
 // logits (any shape) -> a relaxed Bernoulli sample in (0,1) while training, {0,1} in eval mode.
@@ -76,7 +122,8 @@ public:
     Tensor forward(const Tensor& logits) override;
 
     void set_tau(float tau);
-    float tau() const { return options_.tau; }
+    void set_generator(Generator* generator);
+    float tau() const { return options_.tau(); }
     const BinaryConcreteOptions& options() const { return options_; }
 
 private:

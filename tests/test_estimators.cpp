@@ -138,7 +138,7 @@ TEST_CASE("REINFORCE: the Bernoulli score-function gradient is unbiased (exact s
     const std::size_t batch = 500;
     for (int b = 0; b < 200; ++b) {
         theta.zero_grad();
-        const dist::Bernoulli q(theta + Tensor::zeros({batch, 3}));
+        const dist::Bernoulli q = dist::Bernoulli::from_logits(theta + Tensor::zeros({batch, 3}));
         const Tensor z = q.sample(&gen);
         Array f = Array::from_shape({batch});
         for (std::size_t s = 0; s < batch; ++s) f(s) = float(f_of(z.value().data() + 3 * s));
@@ -187,7 +187,7 @@ TEST_CASE("Relaxed: the relaxed (Binary Concrete) gradient's bias shrinks as tau
     for (float tau : {2.0f, 0.5f, 0.1f}) {
         Generator gen(5);
         Tensor logits = Tensor::full({n}, theta, true);
-        const Tensor y = binary_concrete(logits, tau, false, &gen);
+        const Tensor y = binary_concrete(logits, BinaryConcreteOptions().tau(tau).generator(&gen));
         const Tensor d = y - t;
         sum(d * d).backward();
         double m = 0.0, v = 0.0;
@@ -225,9 +225,9 @@ TEST_CASE("Categorical: plain straight-through forwards a one-hot sample and bac
     Tensor logits = random_tensor({4, 5}, 4, -2.0f, 2.0f);
     const Array seed = Generator(5).normal({4, 5});
     Generator gen(6);
-    Tensor z = straight_through_categorical(logits, &gen);
+    Tensor z = straight_through_categorical(logits, GumbelSoftmaxOptions().generator(&gen));
     Generator again(6);
-    CHECK(z.value() == gumbel_max(logits, &again).value());
+    CHECK(z.value() == gumbel_max(logits, GumbelSoftmaxOptions().generator(&again)).value());
     z.backward(seed);
     const Array st_grad = logits.grad();
     logits.zero_grad();

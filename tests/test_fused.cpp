@@ -57,16 +57,18 @@ TEST_CASE("Engine: fill_uniform_open is reproducible, open, uniform, and moves t
     for (float v : few) CHECK(v == d.uniform_open());
 }
 
-TEST_CASE("Gumbel: grouped_gumbel_softmax equals reshape, gumbel_softmax, reshape back") {
+TEST_CASE("Gumbel: the classes option equals reshape, gumbel_softmax, reshape back") {
     for (bool hard : {false, true}) {
         Tensor logits = random_tensor({7, 30}, 21, -3.0f, 3.0f);
         const Array seed = random_tensor({7, 30}, 23, -1.0f, 1.0f, false).value();
         Generator a(22), b(22);
-        Tensor grouped = grouped_gumbel_softmax(logits, 10, 0.7f, hard, &a);
+        Tensor grouped = gumbel_softmax(logits, GumbelSoftmaxOptions().tau(0.7f).hard(hard).classes(10).generator(&a));
         grouped.backward(seed);
         const Array g1 = logits.grad();
         logits.zero_grad();
-        Tensor reference = reshape(gumbel_softmax(reshape(logits, {7, 3, 10}), 0.7f, hard, &b), {7, 30});
+        Tensor reference =
+            reshape(gumbel_softmax(reshape(logits, {7, 3, 10}), GumbelSoftmaxOptions().tau(0.7f).hard(hard).generator(&b)),
+                    {7, 30});
         CHECK(grouped.shape() == reference.shape());
         CHECK(grouped.value() == reference.value());
         reference.backward(seed);
@@ -74,31 +76,47 @@ TEST_CASE("Gumbel: grouped_gumbel_softmax equals reshape, gumbel_softmax, reshap
     }
 }
 
-TEST_CASE("Gumbel: grouped_gumbel_softmax gradients and errors") {
+TEST_CASE("Gumbel: the classes option: gradients, errors, and along another axis") {
     // classes: two batches of 4 or 8 lanes (overlapping or not), or the general path
     for (std::size_t classes : {4, 8, 10, 16, 20, 40}) {
         CAPTURE(classes);
         check_gradients(
             [&](const std::vector<Tensor>& in) {
                 Generator g(31);  // the same noise at every evaluation
-                return grouped_gumbel_softmax(in[0], classes, 0.8f, false, &g);
+                return gumbel_softmax(in[0], GumbelSoftmaxOptions().tau(0.8f).classes(classes).generator(&g));
             },
             {random_tensor({3, 2 * classes}, 32)});
     }
     Tensor logits = random_tensor({2, 9}, 33);
-    CHECK_THROWS_WITH_AS(grouped_gumbel_softmax(logits, 4, 1.0f),
-                         "grouped_gumbel_softmax: the last axis must hold whole groups of 4 classes, got shape (2, 9)",
+    CHECK_THROWS_WITH_AS(gumbel_softmax(logits, GumbelSoftmaxOptions().classes(4)),
+                         "gumbel_softmax: axis 1 of length 9 does not hold whole groups of 4 classes, got shape (2, 9)",
                          std::invalid_argument);
-    CHECK_THROWS_AS(grouped_gumbel_softmax(logits, 3, 0.0f), std::invalid_argument);
+    // groups along axis 0 of [6, 2]: rows {0,1,2} and {3,4,5} of each column are the variables
+    Tensor tall = random_tensor({6, 2}, 34, -2.0f, 2.0f, false);
+    Generator a(35), b(35);
+    const Array y = gumbel_max(tall, GumbelSoftmaxOptions().axis(0).classes(3).generator(&a)).value();
+    const Array u = b.uniform_open({6, 2});
+    const Array z = tall.value() + gumbel_noise(u);
+    for (std::size_t group = 0; group < 2; ++group)
+        for (std::size_t c = 0; c < 2; ++c) {
+            std::size_t best = 0;
+            for (std::size_t k = 1; k < 3; ++k) best = z(3 * group + k, c) > z(3 * group + best, c) ? k : best;
+            for (std::size_t k = 0; k < 3; ++k) CHECK(y(3 * group + k, c) == (k == best ? 1.0f : 0.0f));
+        }
 }
 
-TEST_CASE("Gumbel: binary_concrete from the generator matches the given-noise path") {
+TEST_CASE("Gumbel: binary_concrete from the generator equals the given-uniforms path") {
     Tensor logits = random_tensor({5, 37}, 41, -4.0f, 4.0f);
     for (bool hard : {false, true}) {
         Generator a(42), b(42);
-        const Array y = binary_concrete(logits, 0.6f, hard, &a).value();
-        const Array expected = binary_concrete_with_noise(logits, b.logistic({5, 37}), 0.6f, hard).value();
+        const BinaryConcreteOptions options = BinaryConcreteOptions().tau(0.6f).hard(hard);
+        const Array y = binary_concrete(logits, BinaryConcreteOptions(options).generator(&a)).value();
+        const Array u = b.uniform_open({5, 37});
+        CHECK(tgtest::bitwise_equal(y, binary_concrete_from_uniforms(logits, u, options).value()));
+        const Array expected = hard ? Array(xt::cast<float>(logits.value() + logistic_noise(u) > 0.0f))
+                                    : Array(1.0f / (1.0f + xt::exp(-(logits.value() + logistic_noise(u)) / 0.6f)));
         CHECK(xt::allclose(y, expected, 1e-5, 1e-6));
+        CHECK(xt::allclose(logistic_noise(u), xt::log(u) - xt::log1p(-u), 1e-5, 1e-5));
     }
 }
 

@@ -1,4 +1,6 @@
 #include <cmath>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include <xtensor/xadapt.hpp>
@@ -58,13 +60,13 @@ bool rows_are_one_hot(const Array& a) {
     return true;
 }
 
-// Gumbel noise at the two ends of Generator::uniform_open's range, u = 2^-24 and 1 - 2^-24,
-// and in between.
-Array extreme_gumbel_noise(const Shape& shape) {
-    Array g = Array::from_shape(shape);
-    const double ends[] = {0x1.0p-24, 1.0 - 0x1.0p-24, 0.5};
-    for (std::size_t i = 0; i < g.size(); ++i) g.data()[i] = float(-std::log(-std::log(ends[i % 3])));
-    return g;
+// Uniforms at the two ends of Generator::uniform_open's range, u = 2^-24 and 1 - 2^-24, and
+// in between.
+Array extreme_uniforms(const Shape& shape) {
+    Array u = Array::from_shape(shape);
+    const float ends[] = {0x1.0p-24f, 1.0f - 0x1.0p-24f, 0.5f};
+    for (std::size_t i = 0; i < u.size(); ++i) u.data()[i] = ends[i % 3];
+    return u;
 }
 
 const std::vector<float> k_logits{1.0f, -0.5f, 0.3f, 2.0f, -2.0f};
@@ -74,7 +76,7 @@ const double k_chi2_999_df4 = 18.467;  // 0.999 quantile of chi-square with 4 de
 
 TEST_CASE("Gumbel: Gumbel-Max frequencies match softmax(logits) (chi-square, 1e5 samples)") {
     Generator gen(123);
-    const Tensor s = gumbel_max(repeated_rows(k_logits, 100000), &gen);
+    const Tensor s = gumbel_max(repeated_rows(k_logits, 100000), GumbelSoftmaxOptions().generator(&gen));
     REQUIRE(rows_are_one_hot(s.value()));
     CHECK_FALSE(s.requires_grad());
     const double chi2 = chi_square_of_argmax(s.value(), softmax_of(k_logits));
@@ -86,7 +88,7 @@ TEST_CASE("Gumbel: rounding property, argmax of a relaxed sample is distributed 
     for (float tau : {0.3f, 1.0f, 3.0f}) {
         CAPTURE(tau);
         Generator gen(7);
-        const Tensor y = gumbel_softmax(repeated_rows(k_logits, 100000), tau, false, &gen);
+        const Tensor y = gumbel_softmax(repeated_rows(k_logits, 100000), GumbelSoftmaxOptions().tau(tau).generator(&gen));
         const double chi2 = chi_square_of_argmax(y.value(), softmax_of(k_logits));
         CAPTURE(chi2);
         CHECK(chi2 < k_chi2_999_df4);
@@ -96,8 +98,8 @@ TEST_CASE("Gumbel: rounding property, argmax of a relaxed sample is distributed 
 TEST_CASE("Gumbel: relaxed samples lie on the simplex, nearly one-hot at tau = 0.05") {
     Generator gen(8);
     const std::size_t n = 20000;
-    const Array y1 = gumbel_softmax(repeated_rows(k_logits, n), 1.0f, false, &gen).value();
-    const Array y = gumbel_softmax(repeated_rows(k_logits, n), 0.05f, false, &gen).value();
+    const Array y1 = gumbel_softmax(repeated_rows(k_logits, n), GumbelSoftmaxOptions().generator(&gen)).value();
+    const Array y = gumbel_softmax(repeated_rows(k_logits, n), GumbelSoftmaxOptions().tau(0.05f).generator(&gen)).value();
     double mean_max = 0.0, mean_max_1 = 0.0;
     std::size_t near_one_hot = 0;
     for (std::size_t r = 0; r < n; ++r) {
@@ -122,22 +124,23 @@ TEST_CASE("Gumbel: relaxed samples lie on the simplex, nearly one-hot at tau = 0
 
 TEST_CASE("Gumbel: straight-through output is exactly one-hot and its gradient is the relaxed one") {
     Tensor logits = random_tensor({6, 5}, 3, -2.0f, 2.0f);
-    const Array noise = Generator(4).gumbel({6, 5});
+    const Array u = Generator(4).uniform_open({6, 5});
+    const GumbelSoftmaxOptions cool = GumbelSoftmaxOptions().tau(0.7f);
     const Array seed = Generator(5).normal({6, 5});
 
-    Tensor soft = gumbel_softmax_with_noise(logits, noise, 0.7f, false);
+    Tensor soft = gumbel_softmax_from_uniforms(logits, u, cool);
     soft.backward(seed);
     const Array soft_grad = logits.grad();
     logits.zero_grad();
-    Tensor hard = gumbel_softmax_with_noise(logits, noise, 0.7f, true);
+    Tensor hard = gumbel_softmax_from_uniforms(logits, u, GumbelSoftmaxOptions(cool).hard(true));
     REQUIRE(rows_are_one_hot(hard.value()));
     CHECK(hard.value() == one_hot(argmax(soft), 5).value());
     hard.backward(seed);
     CHECK(logits.grad() == soft_grad);
     CHECK(xt::amax(xt::abs(soft_grad))() > 0.0f);
     // along another axis: each column one-hot, at the argmax of the relaxed column
-    const Tensor soft0 = gumbel_softmax_with_noise(logits, noise, 0.7f, false, 0);
-    const Tensor hard0 = gumbel_softmax_with_noise(logits, noise, 0.7f, true, 0);
+    const Tensor soft0 = gumbel_softmax_from_uniforms(logits, u, GumbelSoftmaxOptions(cool).axis(0));
+    const Tensor hard0 = gumbel_softmax_from_uniforms(logits, u, GumbelSoftmaxOptions(cool).axis(0).hard(true));
     const xt::xarray<std::size_t> winners = argmax(soft0, 0);
     for (std::size_t c = 0; c < 5; ++c)
         for (std::size_t r = 0; r < 6; ++r) CHECK(hard0.value()(r, c) == (r == winners(c) ? 1.0f : 0.0f));
@@ -145,28 +148,35 @@ TEST_CASE("Gumbel: straight-through output is exactly one-hot and its gradient i
 
 TEST_CASE("Gumbel: gradcheck of the relaxed sample with fixed noise, over tau and axes") {
     Tensor logits = random_tensor({4, 5}, 9, -2.0f, 2.0f);
-    const Array noise = Generator(10).gumbel({4, 5});
+    const Array u = Generator(10).uniform_open({4, 5});
     for (float tau : {0.5f, 1.0f, 3.0f}) {
         CAPTURE(tau);
         check_gradients(
-            [&](const std::vector<Tensor>& in) { return gumbel_softmax_with_noise(in[0], noise, tau); }, {logits});
+            [&](const std::vector<Tensor>& in) { return gumbel_softmax_from_uniforms(in[0], u, GumbelSoftmaxOptions().tau(tau)); }, {logits});
     }
     Tensor cube = random_tensor({2, 3, 4}, 11, -2.0f, 2.0f);
-    const Array noise3 = Generator(12).gumbel({2, 3, 4});
+    const Array u3 = Generator(12).uniform_open({2, 3, 4});
     for (int axis : {0, 1, 2}) {
         CAPTURE(axis);
         check_gradients(
-            [&](const std::vector<Tensor>& in) { return gumbel_softmax_with_noise(in[0], noise3, 0.8f, false, axis); },
+            [&](const std::vector<Tensor>& in) { return gumbel_softmax_from_uniforms(in[0], u3, GumbelSoftmaxOptions().tau(0.8f).axis(axis)); },
             {cube});
     }
 }
 
-TEST_CASE("Gumbel: the generator path draws the same noise as Generator::gumbel") {
-    Tensor logits = random_tensor({3, 4}, 13, -1.0f, 1.0f, false);
-    Generator a(14), b(14);
-    const Array y = gumbel_softmax(logits, 0.8f, false, &a).value();
-    const Array expected = gumbel_softmax_with_noise(logits, b.gumbel({3, 4}), 0.8f).value();
-    CHECK(xt::allclose(y, expected, 1e-5, 1e-6));
+TEST_CASE("Gumbel: the generator path equals the given-uniforms path bit for bit, and softmax((logits + g) / tau)") {
+    for (std::size_t n : {4, 40}) {  // the scalar and the bulk sequences of uniforms
+        CAPTURE(n);
+        Tensor logits = random_tensor({3, n}, 13, -1.0f, 1.0f, false);
+        Generator a(14), b(14);
+        const GumbelSoftmaxOptions options = GumbelSoftmaxOptions().tau(0.8f);
+        const Array y = gumbel_softmax(logits, GumbelSoftmaxOptions(options).generator(&a)).value();
+        const Array u = b.uniform_open({3, n});
+        CHECK(tgtest::bitwise_equal(y, gumbel_softmax_from_uniforms(logits, u, options).value()));
+        const Array g = gumbel_noise(u);
+        CHECK(xt::allclose(g, -xt::log(-xt::log(u)), 1e-5, 1e-6));
+        CHECK(xt::allclose(y, softmax((logits + Tensor(g)) * 1.25f).value(), 1e-5, 1e-6));
+    }
 }
 
 TEST_CASE("Gumbel: no NaN or inf at tau = 0.01, logits +-255 and u at the ends of its range") {
@@ -177,13 +187,14 @@ TEST_CASE("Gumbel: no NaN or inf at tau = 0.01, logits +-255 and u at the ends o
             CAPTURE(hard);
             CAPTURE(tau);
             Tensor logits(l, true);
-            Tensor y = gumbel_softmax_with_noise(logits, extreme_gumbel_noise({30, 4}), tau, hard);
+            const GumbelSoftmaxOptions options = GumbelSoftmaxOptions().tau(tau).hard(hard);
+            Tensor y = gumbel_softmax_from_uniforms(logits, extreme_uniforms({30, 4}), options);
             REQUIRE(all_finite(y.value()));
             y.backward(Generator(1).normal({30, 4}));
             CHECK(all_finite(logits.grad()));
             logits.zero_grad();
             Generator gen(2);
-            Tensor y2 = gumbel_softmax(logits, tau, hard, &gen);
+            Tensor y2 = gumbel_softmax(logits, GumbelSoftmaxOptions(options).generator(&gen));
             REQUIRE(all_finite(y2.value()));
             y2.backward(Generator(1).normal({30, 4}));
             CHECK(all_finite(logits.grad()));
@@ -192,10 +203,7 @@ TEST_CASE("Gumbel: no NaN or inf at tau = 0.01, logits +-255 and u at the ends o
 
 TEST_CASE("Gumbel: eval mode gives exact one-hot samples, the argmax of the training sample") {
     Generator gen(21);
-    nn::GumbelSoftmaxOptions opt;
-    opt.tau = 0.5f;
-    opt.generator = &gen;
-    nn::GumbelSoftmax layer(opt);
+    nn::GumbelSoftmax layer(nn::GumbelSoftmaxOptions().tau(0.5f).generator(&gen));
     Tensor logits = random_tensor({50, 6}, 22, -2.0f, 2.0f);
     const Tensor relaxed = layer(logits);
     CHECK(relaxed.requires_grad());
@@ -211,12 +219,15 @@ TEST_CASE("Gumbel: eval mode gives exact one-hot samples, the argmax of the trai
 TEST_CASE("Gumbel: same seed, same samples, the default generator follows manual_seed") {
     Tensor logits = random_tensor({8, 3}, 23);
     Generator g1(5), g2(5);
-    nn::GumbelSoftmaxOptions o1, o2;
-    o1.generator = &g1;
-    o2.generator = &g2;
-    nn::GumbelSoftmax a(o1), b(o2);
+    nn::GumbelSoftmax a(nn::GumbelSoftmaxOptions().generator(&g1)), b;
+    b.set_generator(&g2);
+    CHECK(b.options().generator() == &g2);
     CHECK(a(logits).value() == b(logits).value());
     CHECK(a(logits).value() != a(logits).value());  // the generator moves on
+    nn::BinaryConcrete c;
+    Generator g3(5), g4(5);
+    c.set_generator(&g3);
+    CHECK(c(logits).value() == binary_concrete(logits, BinaryConcreteOptions().generator(&g4)).value());
     nn::GumbelSoftmax d;
     manual_seed(77);
     const Array first = d(logits).value();
@@ -225,9 +236,7 @@ TEST_CASE("Gumbel: same seed, same samples, the default generator follows manual
 }
 
 TEST_CASE("Gumbel: straight-through layer forwards one-hot and passes gradients, set_tau anneals") {
-    nn::GumbelSoftmaxOptions opt;
-    opt.hard = true;
-    nn::GumbelSoftmax layer(opt);
+    nn::GumbelSoftmax layer(nn::GumbelSoftmaxOptions().hard(true));
     Tensor logits = random_tensor({5, 4}, 24);
     Tensor y = layer(logits);
     REQUIRE(rows_are_one_hot(y.value()));
@@ -239,27 +248,25 @@ TEST_CASE("Gumbel: straight-through layer forwards one-hot and passes gradients,
 
 TEST_CASE("Gumbel: a non-positive temperature or mismatched noise is a clear error") {
     Tensor logits = Tensor::ones({2, 3});
-    CHECK_THROWS_WITH_AS(gumbel_softmax(logits, 0.0f), doctest::Contains("tau must be positive"),
+    CHECK_THROWS_WITH_AS(GumbelSoftmaxOptions().tau(0.0f),
+                         "GumbelSoftmaxOptions::tau: the temperature tau must be positive and finite, got 0.000000",
                          std::invalid_argument);
-    CHECK_THROWS_AS(gumbel_softmax(logits, std::nanf("")), std::invalid_argument);
-    CHECK_THROWS_AS(binary_concrete(logits, -1.0f), std::invalid_argument);
-    nn::GumbelSoftmaxOptions bad;
-    bad.tau = -0.5f;
-    CHECK_THROWS_WITH_AS(nn::GumbelSoftmax{bad}, doctest::Contains("GumbelSoftmax"), std::invalid_argument);
+    CHECK_THROWS_AS(GumbelSoftmaxOptions().tau(std::nanf("")), std::invalid_argument);
+    CHECK_THROWS_AS(BinaryConcreteOptions().tau(-1.0f), std::invalid_argument);
     nn::GumbelSoftmax layer;
     CHECK_THROWS_AS(layer.set_tau(0.0f), std::invalid_argument);
     CHECK(layer.tau() == 1.0f);
-    CHECK_THROWS_WITH_AS(gumbel_softmax_with_noise(logits, Array::from_shape({3, 2}), 1.0f),
-                         "gumbel_softmax: noise of shape (3, 2) does not match logits of shape (2, 3)",
+    CHECK_THROWS_WITH_AS(gumbel_softmax_from_uniforms(logits, Array::from_shape({3, 2})),
+                         "gumbel_softmax_from_uniforms: uniforms u of shape (3, 2) do not match logits of shape (2, 3)",
                          std::invalid_argument);
-    CHECK_THROWS_AS(gumbel_softmax(logits, 1.0f, false, nullptr, 2), std::out_of_range);
+    CHECK_THROWS_AS(gumbel_softmax(logits, GumbelSoftmaxOptions().axis(2)), std::out_of_range);
 }
 
 TEST_CASE("Concrete: binary concrete follows its CDF P(Y <= x) = sigmoid(tau logit(x) - a)") {
     const float a = 0.7f, tau = 0.5f;
     const std::size_t n = 100000;
     Generator gen(31);
-    const Array y = binary_concrete(Tensor::full({n}, a), tau, false, &gen).value();
+    const Array y = binary_concrete(Tensor::full({n}, a), BinaryConcreteOptions().tau(tau).generator(&gen)).value();
     for (double x : {0.1, 0.3, 0.5, 0.7, 0.9}) {
         CAPTURE(x);
         double below = 0.0;
@@ -271,18 +278,18 @@ TEST_CASE("Concrete: binary concrete follows its CDF P(Y <= x) = sigmoid(tau log
 
 TEST_CASE("Concrete: gradcheck of binary concrete with fixed noise, hard is {0,1} with the relaxed gradient") {
     Tensor logits = random_tensor({3, 4}, 32, -2.0f, 2.0f);
-    const Array noise = Generator(33).logistic({3, 4});
+    const Array u = Generator(33).uniform_open({3, 4});
     for (float tau : {0.5f, 1.0f, 2.0f}) {
         CAPTURE(tau);
         check_gradients(
-            [&](const std::vector<Tensor>& in) { return binary_concrete_with_noise(in[0], noise, tau); }, {logits});
+            [&](const std::vector<Tensor>& in) { return binary_concrete_from_uniforms(in[0], u, BinaryConcreteOptions().tau(tau)); }, {logits});
     }
     const Array seed = Generator(34).normal({3, 4});
-    Tensor soft = binary_concrete_with_noise(logits, noise, 0.6f);
+    Tensor soft = binary_concrete_from_uniforms(logits, u, BinaryConcreteOptions().tau(0.6f));
     soft.backward(seed);
     const Array soft_grad = logits.grad();
     logits.zero_grad();
-    Tensor hard = binary_concrete_with_noise(logits, noise, 0.6f, true);
+    Tensor hard = binary_concrete_from_uniforms(logits, u, BinaryConcreteOptions().tau(0.6f).hard(true));
     CHECK(hard.value() == Array(xt::cast<float>(soft.value() > 0.5f)));
     hard.backward(seed);
     CHECK(logits.grad() == soft_grad);
@@ -290,12 +297,10 @@ TEST_CASE("Concrete: gradcheck of binary concrete with fixed noise, hard is {0,1
 
 TEST_CASE("Concrete: no NaN or inf at tau = 0.01, logits +-255 and u at the ends of its range") {
     Array l = {-255.0f, 255.0f, -255.0f, 255.0f, 0.0f, 3.0f};
-    const double ends[] = {0x1.0p-24, 1.0 - 0x1.0p-24};
-    Array noise = Array::from_shape({6});
-    for (std::size_t i = 0; i < 6; ++i) noise(i) = float(std::log(ends[i % 2]) - std::log1p(-ends[i % 2]));
+    const Array u = extreme_uniforms({6});
     for (bool hard : {false, true}) {
         Tensor logits(l, true);
-        Tensor y = binary_concrete_with_noise(logits, noise, 0.01f, hard);
+        Tensor y = binary_concrete_from_uniforms(logits, u, BinaryConcreteOptions().tau(0.01f).hard(hard));
         REQUIRE(all_finite(y.value()));
         y.backward(Array(xt::ones<float>({6})));
         CHECK(all_finite(logits.grad()));
@@ -304,10 +309,7 @@ TEST_CASE("Concrete: no NaN or inf at tau = 0.01, logits +-255 and u at the ends
 
 TEST_CASE("Concrete: eval mode gives {0,1} samples with P(1) = sigmoid(logits)") {
     Generator gen(41);
-    nn::BinaryConcreteOptions opt;
-    opt.tau = 0.3f;
-    opt.generator = &gen;
-    nn::BinaryConcrete layer(opt);
+    nn::BinaryConcrete layer(nn::BinaryConcreteOptions().tau(0.3f).generator(&gen));
     const std::size_t n = 50000;
     Tensor logits = Tensor::full({n}, -0.4f, true);
     const Tensor relaxed = layer(logits);
@@ -334,9 +336,7 @@ struct DiscreteAutoencoder : nn::Module {
     explicit DiscreteAutoencoder(Generator* gen) {
         nn::LinearOptions init;
         init.generator = gen;
-        nn::GumbelSoftmaxOptions gumbel;
-        gumbel.tau = 1.0f;
-        gumbel.generator = gen;
+        const auto gumbel = nn::GumbelSoftmaxOptions().generator(gen);
         encoder = register_module("encoder", std::make_shared<nn::Linear>(4, 4, init));
         latent = register_module("latent", std::make_shared<nn::GumbelSoftmax>(gumbel));
         decoder = register_module("decoder", std::make_shared<nn::Linear>(4, 4, init));
@@ -372,4 +372,136 @@ TEST_CASE("Gumbel: an autoencoder with a GumbelSoftmax bottleneck learns to pass
     CAPTURE(correct);
     CHECK(correct > 950);
     CHECK(model.latent->tau() == 0.5f);
+}
+
+TEST_CASE("Gumbel: an empty class axis is a clear error in every categorical sampler, not a crash") {
+    // each of these stored through a null pointer (SIGSEGV) before
+    const Tensor empty = Tensor::zeros({3, 0}, true);
+    const char* what = ": the class axis 1 is empty, got shape (3, 0)";
+    auto message = [&](const char* op) { return std::string(op) + what; };
+    CHECK_THROWS_WITH_AS(gumbel_softmax(empty, GumbelSoftmaxOptions().hard(true)), message("gumbel_softmax").c_str(),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gumbel_softmax(empty), message("gumbel_softmax").c_str(), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gumbel_softmax_from_uniforms(empty, Array::from_shape({3, 0}), GumbelSoftmaxOptions().hard(true)),
+                         message("gumbel_softmax_from_uniforms").c_str(), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gumbel_max(empty), message("gumbel_max").c_str(), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(straight_through_categorical(empty), message("straight_through_categorical").c_str(),
+                         std::invalid_argument);
+    nn::GumbelSoftmax layer(nn::GumbelSoftmaxOptions().classes(4));
+    CHECK_THROWS_WITH_AS(layer(empty), message("gumbel_softmax").c_str(), std::invalid_argument);
+    layer.eval();
+    CHECK_THROWS_WITH_AS(layer(empty), message("gumbel_max").c_str(), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gumbel_max(Tensor::zeros({0, 2}), GumbelSoftmaxOptions().axis(0)),
+                         "gumbel_max: the class axis 0 is empty, got shape (0, 2)", std::invalid_argument);
+    CHECK_THROWS_AS(gumbel_max(Tensor::scalar(1.0f)), std::out_of_range);  // no axis at all
+    CHECK_THROWS_WITH_AS(log_mean_exp(Tensor::zeros({0, 2})), "log_mean_exp: the axis 0 of samples is empty, got shape (0, 2)",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gumbel_softmax(Tensor()), doctest::Contains("gumbel_softmax: the input is a null Tensor"),
+                         std::invalid_argument);
+    // an empty batch of non-empty variables is fine
+    for (bool hard : {false, true}) {
+        CHECK(gumbel_softmax(Tensor::zeros({0, 5}), GumbelSoftmaxOptions().hard(hard)).shape() == Array::shape_type{0, 5});
+        CHECK(gumbel_max(Tensor::zeros({0, 6}), GumbelSoftmaxOptions().classes(3)).shape() == Array::shape_type{0, 6});
+    }
+}
+
+TEST_CASE("Gumbel: uniforms outside the open interval (0, 1) are refused, naming the op and the entry") {
+    const Tensor logits = Tensor::zeros({1, 3});
+    CHECK_THROWS_WITH_AS(gumbel_softmax_from_uniforms(logits, Array{{0.5f, 0.0f, 0.2f}}),
+                         "gumbel_softmax_from_uniforms: u must lie in the open interval (0, 1) (normal floats), got 0 at "
+                         "flat index 1",
+                         std::invalid_argument);
+    for (float bad : {1.0f, -0.5f, std::nanf(""), 1e-40f}) {
+        CAPTURE(bad);
+        CHECK_THROWS_AS(gumbel_softmax_from_uniforms(logits, Array{{0.5f, 0.5f, bad}}), std::invalid_argument);
+        CHECK_THROWS_AS(binary_concrete_from_uniforms(logits, Array{{bad, 0.5f, 0.5f}}), std::invalid_argument);
+        CHECK_THROWS_AS(gumbel_noise(Array{bad}), std::invalid_argument);
+        CHECK_THROWS_WITH_AS(logistic_noise(Array{bad}), doctest::Contains("logistic_noise: u must lie"),
+                             std::invalid_argument);
+    }
+    CHECK_THROWS_WITH_AS(binary_concrete_from_uniforms(logits, Array{0.5f}),
+                         "binary_concrete_from_uniforms: uniforms u of shape (1,) do not match logits of shape (1, 3)",
+                         std::invalid_argument);
+    // the smallest and largest accepted u give finite noise
+    const Array ends{std::numeric_limits<float>::min(), 1.0f - 0x1.0p-24f, 0.5f};
+    CHECK(all_finite(gumbel_noise(ends)));
+    CHECK(all_finite(logistic_noise(ends)));
+    CHECK(gumbel_noise(Array{0.5f})(0) == doctest::Approx(-std::log(std::log(2.0))));
+    CHECK(logistic_noise(Array{0.25f})(0) == doctest::Approx(std::log(1.0 / 3.0)));
+}
+
+TEST_CASE("Gumbel: the layer with classes(K) samples G variables of K classes, one-hot per group in eval mode") {
+    Tensor logits = random_tensor({8, 30}, 61, -2.0f, 2.0f);
+    Generator gen(62);
+    nn::GumbelSoftmax layer(nn::GumbelSoftmaxOptions().tau(0.7f).classes(10).generator(&gen));
+    CHECK(layer.options().classes() == 10);
+    const Tensor relaxed = layer(logits);
+    REQUIRE(relaxed.shape() == logits.shape());
+    // the same numbers as the reshaped call
+    Generator again(62);
+    const Tensor reference = gumbel_softmax(reshape(logits, {8, 3, 10}), GumbelSoftmaxOptions().tau(0.7f).generator(&again));
+    CHECK(relaxed.value() == reshape(reference, {8, 30}).value());
+    layer.eval();
+    gen.seed_with(62);
+    const Tensor sample = layer(logits);
+    CHECK_FALSE(sample.requires_grad());
+    const Tensor grouped = reshape(sample, {24, 10});
+    REQUIRE(rows_are_one_hot(grouped.value()));
+    CHECK(grouped.value() == one_hot(argmax(reshape(relaxed, {24, 10})), 10).value());
+    CHECK_THROWS_WITH_AS(layer(Tensor::zeros({2, 25})),
+                         "gumbel_max: axis 1 of length 25 does not hold whole groups of 10 classes, got shape (2, 25)",
+                         std::invalid_argument);
+}
+
+TEST_CASE("Gumbel: straight_through_categorical with classes(K) equals the reshaped call") {
+    Tensor logits = random_tensor({4, 12}, 63, -2.0f, 2.0f);
+    const Array seed = Generator(64).normal({4, 12});
+    Generator a(65), b(65);
+    Tensor grouped = straight_through_categorical(logits, GumbelSoftmaxOptions().classes(3).generator(&a));
+    grouped.backward(seed);
+    const Array g1 = logits.grad();
+    logits.zero_grad();
+    Tensor reference =
+        reshape(straight_through_categorical(reshape(logits, {4, 4, 3}), GumbelSoftmaxOptions().generator(&b)), {4, 12});
+    CHECK(grouped.value() == reference.value());
+    reference.backward(seed);
+    CHECK(xt::allclose(g1, logits.grad(), 1e-6, 1e-7));
+}
+
+TEST_CASE("Gumbel: the README's Gumbel-Softmax snippet runs as written") {
+    Generator gen(1);
+    Tensor logits = Tensor::zeros({32, 20 * 10}, /*requires_grad=*/true);  // 20 variables of 10 classes
+    Tensor y = gumbel_softmax(logits, GumbelSoftmaxOptions().tau(0.5f).classes(10).generator(&gen));
+    Tensor h = gumbel_softmax(logits, GumbelSoftmaxOptions().hard(true).classes(10).generator(&gen));
+    Tensor b = binary_concrete(logits, BinaryConcreteOptions().tau(0.5f).generator(&gen));
+
+    nn::GumbelSoftmax latent(nn::GumbelSoftmaxOptions().classes(10));  // eval(): one-hot per group
+    latent.set_generator(&gen);  // or nullptr for default_generator()
+    latent.set_tau(0.7f);        // annealing
+
+    // fixed noise: the uniforms u themselves, each in (0, 1); the same bits as the generator path
+    Array u = Generator(2).uniform_open({32, 200});
+    Tensor same = gumbel_softmax_from_uniforms(logits, u, GumbelSoftmaxOptions().classes(10));
+    Array g = gumbel_noise(u), l = logistic_noise(u);  // -log(-log u) and log u - log(1 - u)
+
+    // distributions broadcast like torch.distributions
+    dist::Categorical q(reshape(logits, {32, 20, 10}));
+    Tensor kl = kl_divergence(q, dist::Categorical(Tensor::zeros({10})));  // [32, 20], KL to uniform
+    Tensor lp = q.log_prob(Indices(xt::zeros<std::size_t>({32, 20})));   // class indices or one-hot
+    Tensor pixels = Tensor::full({32, 784}, 0.3f);
+    Tensor binarized = dist::Bernoulli::from_probs(pixels).sample(&gen);  // or Bernoulli::from_logits
+    dist::LogitRelaxedBernoulli lrb(Tensor::zeros({5}), /*temperature=*/0.1f);
+    Tensor x = lrb.rsample(&gen), log_density = lrb.log_prob(x);  // exact where sigmoid(x) rounds to 1
+    CHECK(y.shape() == logits.shape());
+    REQUIRE(rows_are_one_hot(reshape(h, {32 * 20, 10}).value()));
+    CHECK(xt::all(b.value() >= 0.0f && b.value() <= 1.0f));  // sigmoid rounds to 0 or 1 at the ends
+    CHECK(latent.tau() == 0.7f);
+    CHECK(same.shape() == logits.shape());
+    CHECK(all_finite(g));
+    CHECK(all_finite(l));
+    CHECK(kl.shape() == Array::shape_type{32, 20});
+    CHECK(xt::allclose(kl.value(), 0.0f, 1e-6, 1e-6));  // q is uniform too
+    CHECK(lp.value()(5, 7) == doctest::Approx(-std::log(10.0f)));
+    CHECK(xt::all(xt::equal(binarized.value(), 0.0f) || xt::equal(binarized.value(), 1.0f)));
+    CHECK(all_finite(log_density.value()));
 }
