@@ -5,9 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "autograd/kernels/blas.hpp"
 #include "examples/structured_output_lib.hpp"
@@ -23,9 +24,14 @@ __attribute__((noinline)) void timed_steps(int n, F& step) {
 
 int main(int argc, char** argv) {
     tg::use_avx512_blas_kernels(argv);  // the same kernels as structured_output
-    const std::string latent = argc > 1 ? argv[1] : "bernoulli";
-    const int steps = argc > 2 ? std::atoi(argv[2]) : 2000;
-    set_num_threads(argc > 3 ? std::atoi(argv[3]) : 1);
+    CLI::App app("One training step of examples/structured_output on synthetic binary images, for profiling");
+    std::string latent = "bernoulli";
+    int steps = 2000, threads = 1;  // bounded: atoi took "-1" and "abc" silently
+    app.add_option("latent", latent, "bernoulli or categorical")->check(CLI::IsMember({"bernoulli", "categorical"}));
+    app.add_option("steps", steps, "timed steps")->check(CLI::Range(1, 1000000));
+    app.add_option("threads", threads, "threads")->check(CLI::Range(1, 256));
+    CLI11_PARSE(app, argc, argv);
+    set_num_threads(threads);
     Generator data_gen(7), init(1), noise(2);
     mnist::DataSet data;
     data.pixels.resize(5000 * mnist::image_pixels);

@@ -1,5 +1,7 @@
 #include "datasets/mnist.hpp"
 
+#include "serialize/atomic_file.hpp"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -7,11 +9,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <numeric>
 #include <stdexcept>
+
+#include <unistd.h>
 
 namespace tg::mnist {
 
@@ -66,16 +69,19 @@ private:
 class GzSource : public Source {
 public:
     explicit GzSource(const std::string& path) : path_(path) {
-        namespace fs = std::filesystem;
         std::error_code ec;
-        const fs::file_status st = fs::status(path, ec);
-        if (!fs::exists(st)) fail(path, std::string("no such file (") + fetch_hint + ")");
-        if (fs::is_directory(st)) fail(path, "is a directory, expected an IDX file");
-        file_ = gzopen(path.c_str(), "rb");
-        if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
+        const std::filesystem::file_status st = std::filesystem::status(path, ec);
+        if (!std::filesystem::exists(st)) fail(path, std::string("no such file (") + fetch_hint + ")");
+        if (std::filesystem::is_directory(st)) fail(path, "is a directory, expected an IDX file");
+        std::string why;
+        const int fd = open_regular_file(path, why, &size_);
+        if (fd < 0) fail(path, "cannot open: " + why + ", expected an IDX file");
+        file_ = gzdopen(fd, "rb");  // takes the descriptor: gzclose closes it
+        if (!file_) {
+            ::close(fd);
+            fail(path, "cannot open: out of memory for the zlib stream");
+        }
         gzbuffer(file_, 1 << 17);
-        size_ = fs::file_size(path, ec);
-        if (ec) size_ = SIZE_MAX;
     }
     ~GzSource() override { gzclose(file_); }
     GzSource(const GzSource&) = delete;
@@ -100,7 +106,7 @@ public:
     }
     std::size_t remaining() const override {
         // gzdirect is reliable once something has been read: true for a file that is not gzip.
-        if (size_ == SIZE_MAX || !gzdirect(file_)) return SIZE_MAX;
+        if (!gzdirect(file_)) return SIZE_MAX;
         const z_off_t at = gztell(file_);
         return at < 0 || static_cast<std::size_t>(at) > size_ ? SIZE_MAX : size_ - static_cast<std::size_t>(at);
     }
@@ -111,7 +117,9 @@ private:
     std::size_t size_ = SIZE_MAX;
 };
 
-Idx parse(Source& src, const std::string& name, int expected_ndim) {
+// The magic number and the sizes; the data bytes they claim are bounded by max_idx_bytes and
+// by what the source holds (when known) before anything else is read or allocated.
+std::vector<std::size_t> read_header(Source& src, const std::string& name, int expected_ndim) {
     std::uint8_t magic[4];
     const std::size_t got_magic = src.read(magic, 4);
     if (got_magic < 4)
@@ -132,45 +140,83 @@ Idx parse(Source& src, const std::string& name, int expected_ndim) {
     }
     const std::size_t ndim = magic[3];
 
-    Idx idx;
-    std::vector<std::uint8_t> header(4 * ndim);
-    const std::size_t got_header = src.read(header.data(), header.size());
-    if (got_header < header.size())
-        fail(name, "truncated header: expected " + std::to_string(4 + header.size()) + " bytes (magic and " +
+    std::vector<std::size_t> dims;
+    std::uint8_t header[4 * 255];
+    const std::size_t got_header = src.read(header, 4 * ndim);
+    if (got_header < 4 * ndim)
+        fail(name, "truncated header: expected " + std::to_string(4 + 4 * ndim) + " bytes (magic and " +
                        std::to_string(ndim) + " sizes), found " + std::to_string(4 + got_header));
-    // Sizes are below 2^32 each; the product is checked so that no overflow hides a huge claim.
+    // Sizes are below 2^32 each; the product is checked step by step, so no overflow hides a claim.
     std::size_t total = 1;
     for (std::size_t i = 0; i < ndim; ++i) {
         const std::uint8_t* b = &header[4 * i];
         const std::size_t d = std::size_t(b[0]) << 24 | std::size_t(b[1]) << 16 | std::size_t(b[2]) << 8 | b[3];
-        idx.dims.push_back(d);
-        if (d != 0 && total > (std::size_t{1} << 48) / d)
-            fail(name, "dimensions " + dims_str(idx.dims) + "... are too large");
-        total *= d;
+        dims.push_back(d);
+        total = d != 0 && total > max_idx_bytes / d ? max_idx_bytes + 1 : total * d;
     }
-
-    // A header claiming more than the source holds is refused before anything is allocated;
-    // a gzip stream's length is unknown, so its buffer grows as bytes arrive instead.
+    if (total > max_idx_bytes)
+        fail(name, "dimensions " + dims_str(dims) + " claim more than the " + std::to_string(max_idx_bytes) +
+                       " data bytes an IDX file may hold here (60,000 images of 28x28, MNIST's training file)");
     const std::size_t left = src.remaining();
     if (left != SIZE_MAX && left < total)
         fail(name, "truncated data: expected " + std::to_string(total) + " bytes after the header (" +
-                       dims_str(idx.dims) + "), found " + std::to_string(left));
-    idx.data.reserve(left != SIZE_MAX ? total : std::min<std::size_t>(total, std::size_t{1} << 16));
-    while (idx.data.size() < total) {
-        const std::size_t have = idx.data.size();
-        // Doubling chunks: a short stream behind a large claim costs little, a long one few reads.
-        const std::size_t chunk = std::min<std::size_t>(total - have, std::max<std::size_t>(have, std::size_t{1} << 16));
-        idx.data.resize(have + chunk);
-        const std::size_t got = src.read(idx.data.data() + have, chunk);
-        if (got < chunk)
-            fail(name, "truncated data: expected " + std::to_string(total) + " bytes after the header (" +
-                           dims_str(idx.dims) + "), found " + std::to_string(have + got));
+                       dims_str(dims) + "), found " + std::to_string(left));
+    return dims;
+}
+
+// The data bytes the header claimed, then the end of the source. A gzip stream's length is
+// unknown until it is read, so its buffer grows with the bytes that arrive, not the claim.
+std::vector<std::uint8_t> read_body(Source& src, const std::string& name, const std::vector<std::size_t>& dims) {
+    const std::size_t total = std::accumulate(dims.begin(), dims.end(), std::size_t{1}, std::multiplies<>());
+    const bool known = src.remaining() != SIZE_MAX;
+    std::vector<std::uint8_t> data;
+    try {
+        data.reserve(known ? total : std::min<std::size_t>(total, std::size_t{1} << 16));
+        while (data.size() < total) {
+            const std::size_t have = data.size();
+            // Doubling chunks: a short stream behind a large claim costs little, a long one few reads.
+            const std::size_t chunk =
+                std::min<std::size_t>(total - have, std::max<std::size_t>(have, std::size_t{1} << 16));
+            if (data.capacity() < have + chunk) data.reserve(std::min(total, 2 * have + chunk));  // never past the claim
+            data.resize(have + chunk);
+            const std::size_t got = src.read(data.data() + have, chunk);
+            if (got < chunk)
+                fail(name, "truncated data: expected " + std::to_string(total) + " bytes after the header (" +
+                               dims_str(dims) + "), found " + std::to_string(have + got));
+        }
+    } catch (const std::bad_alloc&) {
+        fail(name, "out of memory allocating " + std::to_string(total) + " bytes for the data (" + dims_str(dims) + ")");
     }
     std::uint8_t extra;
     if (src.read(&extra, 1) != 0)
-        fail(name, "expected the file to end after " + std::to_string(total) + " bytes of data (" +
-                       dims_str(idx.dims) + "), found more (trailing bytes)");
+        fail(name, "expected the file to end after " + std::to_string(total) + " bytes of data (" + dims_str(dims) +
+                       "), found more (trailing bytes)");
+    return data;
+}
+
+Idx parse(Source& src, const std::string& name, int expected_ndim) {
+    Idx idx;
+    idx.dims = read_header(src, name, expected_ndim);
+    idx.data = read_body(src, name, idx.dims);
     return idx;
+}
+
+// bytes as a gzip file (what gzopen(path, "wb") writes), in memory, for write_file_atomic.
+std::string gzip_bytes(const std::vector<std::uint8_t>& bytes, const std::string& path) {
+    if (bytes.size() > std::numeric_limits<uInt>::max()) fail(path, "too large to compress in one call");
+    z_stream zs{};
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        fail(path, "zlib cannot start compressing");
+    std::string out(deflateBound(&zs, static_cast<uLong>(bytes.size())), '\0');
+    zs.next_in = const_cast<Bytef*>(bytes.data());
+    zs.avail_in = static_cast<uInt>(bytes.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    const int rc = deflate(&zs, Z_FINISH);
+    out.resize(zs.total_out);
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) fail(path, "zlib failed to compress the data");
+    return out;
 }
 
 void ensure_shape(Array& a, std::size_t rows, std::size_t cols) {
@@ -219,17 +265,11 @@ void write_idx(const std::string& path, const Idx& idx) {
     bytes.insert(bytes.end(), idx.data.begin(), idx.data.end());
 
     const bool gzip = path.size() >= 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
-    if (gzip) {
-        gzFile f = gzopen(path.c_str(), "wb");
-        if (!f) fail(path, std::string("cannot create: ") + std::strerror(errno));
-        const int written = bytes.empty() ? 0 : gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
-        if (gzclose(f) != Z_OK || written != static_cast<int>(bytes.size())) fail(path, "write failed");
-    } else {
-        std::ofstream out(path, std::ios::binary | std::ios::trunc);
-        if (!out) fail(path, std::string("cannot create: ") + std::strerror(errno));
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-        out.close();
-        if (!out) fail(path, "write failed");
+    try {
+        write_file_atomic(path, gzip ? gzip_bytes(bytes, path)
+                                     : std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    } catch (const FileWriteError& e) {
+        throw std::runtime_error(std::string("mnist: ") + e.what());
     }
 }
 
@@ -250,24 +290,26 @@ std::string find_idx(const std::string& dir, const std::string& name) {
 // ---- Data sets --------------------------------------------------------------------------
 
 DataSet load_pair(const std::string& images_path, const std::string& labels_path) {
-    Idx images = read_idx(images_path, 3);
-    if (images.dims[1] != image_rows || images.dims[2] != image_cols)
-        fail(images_path, "expected 28x28 images, found " + std::to_string(images.dims[0]) + " images of " +
-                              std::to_string(images.dims[1]) + "x" + std::to_string(images.dims[2]));
-    if (images.dims[0] == 0) fail(images_path, "expected at least one image, found none");
-    Idx labels = read_idx(labels_path, 1);
-    const std::size_t n = images.dims[0];
-    if (labels.dims[0] != n)
+    // Both headers are checked before either body is read: a labels file that does not fit
+    // the images is reported at once, not after 47 MB of images.
+    GzSource images_src(images_path), labels_src(labels_path);
+    const std::vector<std::size_t> image_dims = read_header(images_src, images_path, 3);
+    if (image_dims[1] != image_rows || image_dims[2] != image_cols)
+        fail(images_path, "expected 28x28 images, found " + std::to_string(image_dims[0]) + " images of " +
+                              std::to_string(image_dims[1]) + "x" + std::to_string(image_dims[2]));
+    const std::size_t n = image_dims[0];
+    if (n == 0) fail(images_path, "expected at least one image, found none");
+    const std::vector<std::size_t> label_dims = read_header(labels_src, labels_path, 1);
+    if (label_dims[0] != n)
         fail(labels_path, "expected " + std::to_string(n) + " labels, one per image of " + images_path + ", found " +
-                              std::to_string(labels.dims[0]));
-    for (std::size_t i = 0; i < n; ++i)
-        if (labels.data[i] > 9)
-            fail(labels_path, "expected digits 0-9, found label " + std::to_string(labels.data[i]) + " at index " +
-                                  std::to_string(i));
-
+                              std::to_string(label_dims[0]));
     DataSet set;
-    set.pixels = std::move(images.data);
-    set.labels = std::move(labels.data);
+    set.labels = read_body(labels_src, labels_path, label_dims);
+    for (std::size_t i = 0; i < n; ++i)
+        if (set.labels[i] > 9)
+            fail(labels_path, "expected digits 0-9, found label " + std::to_string(set.labels[i]) + " at index " +
+                                  std::to_string(i));
+    set.pixels = read_body(images_src, images_path, image_dims);
     return set;
 }
 

@@ -22,6 +22,11 @@ constexpr std::size_t image_rows = 28, image_cols = 28;
 constexpr std::size_t image_pixels = image_rows * image_cols;  // 784
 constexpr std::size_t half_pixels = image_pixels / 2;          // 392: 14 rows
 constexpr std::size_t validation_size = 10000;                 // the last 10,000 of the training file
+// The largest IDX file accepted: 47,040,000 data bytes, MNIST's training images. A header that
+// claims more is refused before anything is read or allocated, whether the file is raw or gzip
+// (a 1.5 MB gzip file can hold gigabytes of zeros), so a file never costs more memory than that.
+constexpr std::size_t max_images = 60000;
+constexpr std::size_t max_idx_bytes = max_images * image_pixels;
 
 // The four files, as scripts/fetch-mnist names them (each may also be stored as NAME.gz).
 constexpr const char* train_images_file = "train-images-idx3-ubyte";
@@ -40,13 +45,15 @@ struct Idx {
 
 // Reads a raw or gzip-compressed IDX file of unsigned bytes. With expected_ndim > 0 the magic
 // must be exactly 0x0000080N (N = expected_ndim). Throws std::runtime_error naming the file
-// for a missing or unreadable file, a wrong magic, a truncated header or body, or trailing bytes.
+// for a missing or unreadable file, one that is not a regular file (a FIFO would block), a
+// wrong magic, a claim of more than max_idx_bytes, a truncated header or body, or trailing bytes.
 Idx read_idx(const std::string& path, int expected_ndim = 0);
 
 // The same checks on bytes in memory (already decompressed); `name` goes into the messages.
 Idx parse_idx(const std::uint8_t* bytes, std::size_t size, const std::string& name, int expected_ndim = 0);
 
-// Writes `idx` as an IDX file, gzip-compressed if the path ends in ".gz"; for tests and tools.
+// Writes `idx` as an IDX file, gzip-compressed if the path ends in ".gz", atomically
+// (tg::write_file_atomic); for tests and tools.
 void write_idx(const std::string& path, const Idx& idx);
 
 // DIR/NAME if it exists, else DIR/NAME.gz; else throws saying how to fetch the data.
@@ -70,7 +77,8 @@ struct DataSet {
 void check_data_set(const DataSet& data, const char* op);
 
 // An images file (magic 0x00000803, 28x28 images) and its labels file (magic 0x00000801,
-// digits 0-9, as many as images). Pixels are the file's bytes.
+// digits 0-9, as many as images). Both headers are checked before either file's data is read.
+// Pixels are the file's bytes.
 DataSet load_pair(const std::string& images_path, const std::string& labels_path);
 
 // Rows [begin, end) as a new data set.

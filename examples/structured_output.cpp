@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <new>
+#include <optional>
 
 #include "autograd/kernels/blas.hpp"
 #include "examples/structured_output_lib.hpp"
@@ -31,15 +33,22 @@ extern "C" void on_signal(int sig) {
 
 int main(int argc, char** argv) {
     tg::use_avx512_blas_kernels(argv);  // a no-op unless OpenBLAS chose its slow SSE3 kernels
+    std::optional<tg::structured::Config> config;
     try {
         tg::structured::ParsedArgs args = tg::structured::parse_command_line(argc, argv, std::cout, std::cerr);
         if (!args.config) return args.exit_status;
-        tg::structured::Config& config = *args.config;
-        config.progress_tty = ::isatty(STDERR_FILENO);
-        config.stop_requested = &stop_requested;
+        config = std::move(args.config);
+        config->progress_tty = ::isatty(STDERR_FILENO);
+        config->stop_requested = &stop_requested;
         std::signal(SIGINT, on_signal);
         std::signal(SIGTERM, on_signal);
-        return tg::structured::run(config, std::cout, std::cerr);
+        return tg::structured::run(*config, std::cout, std::cerr);
+    } catch (const std::bad_alloc&) {
+        // The loaders name what they allocate; elsewhere the flags tell how big the run is.
+        std::cout.flush();
+        std::cerr << "structured_output: out of memory"
+                  << (config ? " (the flags " + tg::structured::describe_memory(*config) + ")" : std::string()) << "\n";
+        return 2;
     } catch (const std::exception& e) {
         std::cout.flush();
         std::cerr << "structured_output: " << e.what() << "\n";

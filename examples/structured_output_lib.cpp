@@ -17,16 +17,20 @@
 #include <limits>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "autograd/kernels/blas.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/ops.hpp"
+#include "examples/harness/flags.hpp"
 #include "examples/harness/images.hpp"
 #include "examples/harness/memory.hpp"
 #include "layers/distributions.hpp"
 #include "layers/estimators.hpp"
 #include "layers/gumbel.hpp"
 #include "optim/adam.hpp"
+#include "serialize/atomic_file.hpp"
 #include "serialize/checkpoint.hpp"
 #include "optim/sgd.hpp"
 #include "layers/temperature.hpp"
@@ -82,6 +86,39 @@ void require_flag(bool ok, const std::string& message) {
     if (!ok) throw UsageError(message);
 }
 
+// The bounds of the flags (besides memory): larger values are typos, not plans.
+constexpr int max_threads = 256;
+constexpr std::uint64_t max_epochs = 100000, max_batch = mnist::max_images, max_hidden = 100000,
+                        max_samples = 100000, max_steps_flag = 1000000000000ull;
+
+std::string megabytes(double bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, bytes >= 1e9 ? "%.1f GB" : "%.0f MB", bytes >= 1e9 ? bytes / 1e9 : bytes / 1e6);
+    return buf;
+}
+
+// The machine's physical memory in bytes, or 0 where it is unknown.
+double physical_memory() {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+}
+
+void check_memory(const Config& c) {
+    const double have = physical_memory();
+    if (have <= 0.0) return;
+    const MemoryNeed need = estimate_memory(c);
+    require_flag(need.training_step <= have,
+                 "--batch-size " + std::to_string(c.batch_size) + " x --samples " + std::to_string(c.samples) +
+                     " rows with --hidden " + std::to_string(c.hidden) + " need about " +
+                     megabytes(need.training_step) + " for a training step, more than this machine's " +
+                     megabytes(have) + " of memory");
+    require_flag(need.evaluation <= have,
+                 "--eval-samples " + std::to_string(c.eval_samples) + " / --val-samples " +
+                     std::to_string(c.val_samples) + " with --hidden " + std::to_string(c.hidden) + " need about " +
+                     megabytes(need.evaluation) + " for an evaluation chunk, more than this machine's " +
+                     megabytes(have) + " of memory");
+}
+
 }  // namespace
 
 void validate(const Config& c) {
@@ -89,15 +126,23 @@ void validate(const Config& c) {
     require_flag(std::isfinite(c.lr) && c.lr > 0.0f, "--lr must be positive, got " + num(c.lr));
     require_flag(std::isfinite(c.momentum) && c.momentum >= 0.0f && c.momentum < 1.0f,
                  "--momentum must be in [0, 1), got " + num(c.momentum));
-    require_flag(c.batch_size > 0, "--batch-size must be at least 1");
-    require_flag(c.hidden > 0, "--hidden must be at least 1");
+    const auto in_range = [](const char* flag, std::size_t v, std::uint64_t lo, std::uint64_t hi) {
+        require_flag(v >= lo && v <= hi, std::string(flag) + " must be from " + std::to_string(lo) + " to " +
+                                             std::to_string(hi) + ", got " + std::to_string(v));
+    };
+    in_range("--batch-size", c.batch_size, 1, max_batch);
+    in_range("--hidden", c.hidden, 1, max_hidden);
+    in_range("--epochs", c.epochs, 0, max_epochs);
+    in_range("--max-steps", c.max_steps, 0, max_steps_flag);
+    in_range("--samples", c.samples, 1, max_samples);
+    in_range("--eval-samples", c.eval_samples, 0, max_samples);
+    in_range("--val-samples", c.val_samples, 0, max_samples);
     require_flag(c.latent != Latent::categorical || c.hidden % classes == 0,
                  "--hidden " + std::to_string(c.hidden) +
                      " is not divisible by 10: categorical units are variables of 10 classes");
-    require_flag(c.samples > 0, "--samples must be at least 1");
     require_flag(std::isfinite(c.anneal_rate) && c.anneal_rate >= 0.0f,
                  "--anneal-rate must be non-negative, got " + num(c.anneal_rate));
-    require_flag(c.anneal_every > 0, "--anneal-every must be at least 1");
+    in_range("--anneal-every", c.anneal_every, 1, max_steps_flag);
     if (c.anneal_rate > 0.0f) {
         require_flag(std::isfinite(c.tau_min) && c.tau_min > 0.0f,
                      "--tau-min must be positive, got " + num(c.tau_min));
@@ -106,8 +151,36 @@ void validate(const Config& c) {
     }
     require_flag(c.optimizer == "adam" || c.optimizer == "sgd",
                  "unknown --optimizer '" + c.optimizer + "' (expected adam or sgd)");
-    require_flag(c.threads >= 1, "--threads must be at least 1");
+    require_flag(c.threads >= 1 && c.threads <= max_threads,
+                 "--threads must be from 1 to " + std::to_string(max_threads) + ", got " + std::to_string(c.threads));
     require_flag(c.validation_size > 0, "the validation set must not be empty");
+    check_memory(c);
+}
+
+MemoryNeed estimate_memory(const Config& c) {
+    // Floats, in double so that no product of absurd flags overflows.
+    const double H = static_cast<double>(c.hidden), P = static_cast<double>(mnist::half_pixels);
+    const double params = P * H + H + H * H + H + H * P + P;
+    const double rows = static_cast<double>(c.batch_size) * static_cast<double>(c.samples);
+    // per row: the copied halves, the tape's values and gradients (units, their noise and
+    // relaxations, logits, per-pixel losses)
+    const double per_row = 2.0 * (2.0 * P + 8.0 * H + 2.0 * P);
+    const double data = 70000.0 * mnist::image_pixels / 4.0;  // the bytes of MNIST, in floats
+    MemoryNeed need;
+    need.training_step = 4.0 * (rows * per_row + 4.0 * params + data);
+    // an evaluation chunk: about 2000 rows of images x samples, at least one image's m samples
+    const double m = static_cast<double>(std::max(c.eval_samples, c.val_samples));
+    const double eval_rows = std::max(m, 2000.0);
+    need.evaluation = 4.0 * (eval_rows * (3.0 * H + P) + params + data);
+    return need;
+}
+
+std::string describe_memory(const Config& c) {
+    const MemoryNeed need = estimate_memory(c);
+    return "--batch-size " + std::to_string(c.batch_size) + " --samples " + std::to_string(c.samples) +
+           " --hidden " + std::to_string(c.hidden) + " --eval-samples " + std::to_string(c.eval_samples) +
+           ": about " + megabytes(need.training_step) + " a training step, " + megabytes(need.evaluation) +
+           " an evaluation chunk";
 }
 
 ParsedArgs parse_command_line(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -138,38 +211,44 @@ ParsedArgs parse_command_line(int argc, const char* const* argv, std::ostream& o
     app.add_option("--optimizer", c.optimizer, "adam or sgd (SGD with --momentum)")->capture_default_str();
     app.add_option("--lr", c.lr, "Learning rate (constant)")->capture_default_str();
     app.add_option("--momentum", c.momentum, "Momentum of SGD (the paper: 0.9)")->capture_default_str();
-    app.add_option("--batch-size", c.batch_size, "Images per training step")->capture_default_str();
-    app.add_option("--epochs", c.epochs, "Epochs in all (a resumed run counts the epochs already done)")
+    // Counts through flags::add_count: CLI11 alone would read "-1" as 2^64 - 1.
+    flags::add_count(app, "--batch-size", c.batch_size, 1, max_batch, "Images per training step")->capture_default_str();
+    flags::add_count(app, "--epochs", c.epochs, 0, max_epochs,
+                     "Epochs in all (a resumed run counts the epochs already done)")
         ->capture_default_str();
-    app.add_option("--max-steps", c.max_steps,
-                   "Stop after this many training steps in all, even mid-epoch (0: no limit)")
+    flags::add_count(app, "--max-steps", c.max_steps, 0, max_steps_flag,
+                     "Stop after this many training steps in all, even mid-epoch (0: no limit)")
         ->capture_default_str();
-    app.add_option("--hidden", c.hidden, "Stochastic units per layer (a multiple of 10 for categorical)")
+    flags::add_count(app, "--hidden", c.hidden, 1, max_hidden,
+                     "Stochastic units per layer (a multiple of 10 for categorical)")
         ->capture_default_str();
     app.add_option("--tau", c.tau, "Temperature of the relaxed samples at step 0")->capture_default_str();
     app.add_option("--tau-min", c.tau_min, "Floor of the annealed temperature")->capture_default_str();
     app.add_option("--anneal-rate", c.anneal_rate,
                    "r in tau = max(tau-min, tau exp(-r step)) (0: a fixed tau)")
         ->capture_default_str();
-    app.add_option("--anneal-every", c.anneal_every, "Steps between temperature updates")->capture_default_str();
-    app.add_option("--samples", c.samples,
+    flags::add_count(app, "--anneal-every", c.anneal_every, 1, max_steps_flag, "Steps between temperature updates")
+        ->capture_default_str();
+    flags::add_count(app, "--samples", c.samples, 1, max_samples,
                    "m of the training objective: -log((1/m) sum_i p(lower | h_i)) over m samples per image (1: the "
                    "plain NLL of one sample)")
         ->capture_default_str();
-    app.add_option("--eval-samples", c.eval_samples,
+    flags::add_count(app, "--eval-samples", c.eval_samples, 0, max_samples,
                    "m of the test NLL after training, on the 10,000 test images with discrete samples (0: skip)")
         ->capture_default_str();
-    app.add_option("--val-samples", c.val_samples,
+    flags::add_count(app, "--val-samples", c.val_samples, 0, max_samples,
                    "m of the validation NLL after each epoch, on the 10,000 validation images (0: skip). The "
                    "default 5 costs about a quarter of a training epoch; log-mean-exp over few samples overstates "
                    "the NLL (a trained model: by about 6 nats against m = 1000), which is fine for comparing epochs "
                    "and settings")
         ->capture_default_str();
-    app.add_option("--seed", c.seed,
+    flags::add_count(app, "--seed", c.seed, 0, UINT64_MAX,
                    "Seed of the initial weights, the batch order and the noise (the fixed binarization of the data "
                    "always uses seed 0, so that every run sees the same data)")
         ->capture_default_str();
-    app.add_option("--threads", c.threads, "Threads (tg::set_num_threads: GEMMs and the optimizer split over them)")->capture_default_str();
+    app.add_option("--threads", c.threads, "Threads (tg::set_num_threads: GEMMs and the optimizer split over them)")
+        ->check(CLI::Range(1, max_threads))
+        ->capture_default_str();
     app.add_option("--out", c.out, "Output directory (default: runs/<latent>-<estimator>)");
     app.add_flag("--resume", c.resume,
                  "Continue from DIR/checkpoint.npz (same model flags); --epochs and --max-steps may be raised");
@@ -185,8 +264,16 @@ ParsedArgs parse_command_line(int argc, const char* const* argv, std::ostream& o
         "thread, bit for bit as an uninterrupted run). A run killed outright (kill -9, power loss) keeps the\n"
         "checkpoint of its last completed epoch, so it loses at most that epoch's work.\n"
         "\n"
-        "Exit status: 0 done; 2 bad flags, data or checkpoint; 3 a non-finite loss or gradient stopped\n"
-        "training (the last good checkpoint is kept); 130 stopped by a signal.");
+        "Ctrl-C during the validation after an epoch records that epoch without its validation NLL; during\n"
+        "the test evaluation it stops it (the trained model is in the checkpoint already).\n"
+        "\n"
+        "Limits: counts are whole numbers (a negative one is refused); --batch-size at most 60000, --hidden\n"
+        "100000, --samples, --eval-samples and --val-samples 100000, --epochs 100000, --threads 256; and a\n"
+        "training step and an evaluation chunk must fit in this machine's memory. --out is checked for\n"
+        "writing before the data is read.\n"
+        "\n"
+        "Exit status: 0 done; 2 bad flags, data, checkpoint or output folder; 3 a non-finite loss, gradient\n"
+        "or parameter stopped training (the last good checkpoint is kept); 130 stopped by a signal.");
 
     try {
         app.parse(argc, argv);
@@ -452,6 +539,20 @@ void check_halves(const Array& upper, const char* what) {
                                     shape_str(upper.shape()));
 }
 
+// Throws std::domain_error unless every unit weight of the layer is finite: a NaN probability
+// would sample 0 every time (a uniform is never below NaN) and give a finite NLL of a broken model.
+void check_unit_weights(const std::vector<float>& w, const char* layer) {
+    std::uint32_t bad = 0;  // an exponent of all ones is NaN or infinity; integer tests vectorize
+    for (float v : w) {
+        std::uint32_t b;
+        std::memcpy(&b, &v, 4);
+        bad |= (b & 0x7f800000u) == 0x7f800000u;
+    }
+    if (bad)
+        throw std::domain_error(std::string("Evaluator: the units of ") + layer +
+                                " have non-finite probabilities (NaN or infinite weights or logits): cannot sample them");
+}
+
 // Images per chunk: about 2000 rows of images x samples at once (big enough for GEMMs near
 // their peak, small enough for the buffers to stay in cache).
 std::size_t chunk_images(std::size_t m) { return std::max<std::size_t>(1, 2000 / m); }
@@ -474,11 +575,13 @@ void Evaluator::forward(const Model& model, const float* upper, std::size_t stri
         unit_weights(a1_.data() + i * H, model.fc1->bias.value().data(), H, bernoulli);
         sample_units(a1_.data() + i * H, H, bernoulli, m, h1_.data() + i * m * H, rng);
     }
+    check_unit_weights(a1_, "fc1");
     gemm_weights(*model.fc2, h1_.data(), rows, a2_.data());
     for (std::size_t r = 0; r < rows; ++r) {
         unit_weights(a2_.data() + r * H, model.fc2->bias.value().data(), H, bernoulli);
         sample_units(a2_.data() + r * H, H, bernoulli, 1, h2_.data() + r * H, rng);
     }
+    check_unit_weights(a2_, "fc2");
     gemm_weights(*model.fc3, h2_.data(), rows, logits_.data());  // fc3's bias: added by the caller
 }
 
@@ -521,6 +624,7 @@ double Evaluator::nll_rows(const Model& model, const Rows& rows, std::size_t n, 
     if (per_image) per_image->assign(n, 0.0);
     double total = 0.0;
     for (std::size_t i0 = 0; i0 < n; i0 += chunk) {
+        if (stop_ && *stop_) throw EvaluationStopped("evaluation stopped by a signal");
         const std::size_t c = std::min(chunk, n - i0);
         const float *upper, *lower;
         std::size_t stride = P;
@@ -674,15 +778,9 @@ std::string metrics_row(const EpochMetrics& e) {
 
 // Written whole each epoch (atomically), from the history the checkpoint also keeps.
 void write_metrics(const std::string& path, const std::vector<EpochMetrics>& history) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::trunc);
-        f << metrics_header << "\n";
-        for (const EpochMetrics& e : history) f << metrics_row(e) << "\n";
-        f.close();
-        if (!f) throw std::runtime_error("cannot write " + tmp);
-    }
-    fs::rename(tmp, path);
+    std::string csv = std::string(metrics_header) + "\n";
+    for (const EpochMetrics& e : history) csv += metrics_row(e) + "\n";
+    write_file_atomic(path, csv);
 }
 
 // The flags that define the model and its training, kept in the checkpoint: resuming with
@@ -828,7 +926,43 @@ void save_pictures(const Config& c, const std::string& dir, const Model& model, 
     images::plot({train, val}, title, "epoch", "nats").save_png((fs::path(dir) / "curves.png").string());
 }
 
+// Restores model, optimizer and run from the checkpoint at path; every error names the file.
+void resume_from(const std::string& path, const Config& c, Model& model, optim::Optimizer& optimizer, RunState& st,
+                 Generator& noise, Generator& binarize, mnist::BatchIterator& batches) {
+    const auto with_path = [&](const std::string& what) {
+        return what.find(path) != std::string::npos ? what : "--resume " + path + ": " + what;
+    };
+    try {
+        const Checkpoint ck = Checkpoint::load(path);
+        check_config_codes(ck.get_ints("run.config"), c, path);
+        load_state_dict(ck, model, &optimizer);
+        restore_run(ck, st, noise, binarize, batches);
+    } catch (const UsageError&) {
+        throw;
+    } catch (const CheckpointError& e) {
+        throw CheckpointError(with_path(e.what()));
+    } catch (const std::invalid_argument& e) {  // the batch order of another data set
+        throw CheckpointError(with_path(e.what()));
+    }
+}
+
+// Whether a signal asked the run to stop.
+bool stop_requested(const Config& c) { return c.stop_requested && *c.stop_requested; }
+
 }  // namespace
+
+void check_writable(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw UsageError("--out " + dir + ": cannot create the folder: " + ec.message());
+    const std::string probe = (fs::path(dir) / ".write-probe").string();
+    try {
+        write_file_atomic(probe, "a probe of structured_output, removed at once\n");
+    } catch (const FileWriteError& e) {
+        throw UsageError("--out " + dir + " is not writable: " + e.what());
+    }
+    fs::remove(probe, ec);
+}
 
 std::vector<EpochMetrics> read_metrics(const std::string& path) {
     std::ifstream f(path);
@@ -890,24 +1024,28 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
     nn::Reinforce reinforce(0.9f);
 
     if (c.resume) {
-        const Checkpoint ck = Checkpoint::load(ckpt_path);
-        check_config_codes(ck.get_ints("run.config"), c, ckpt_path);
-        load_state_dict(ck, model, optimizer.get());
-        restore_run(ck, st, noise, binarize, batches);
+        resume_from(ckpt_path, c, model, *optimizer, st, noise, binarize, batches);
         if (!std::isnan(st.baseline)) reinforce.set_baseline(st.baseline);
         out << "resumed from " << ckpt_path << ": epoch " << st.epoch << ", step " << st.step << "\n";
     }
-    // Nothing in the directory changes before the first epoch ends: a run that fails early
-    // leaves the previous run's files as they were.
-    fs::create_directories(dir);
+    // Nothing in the directory changes before the first epoch ends (check_writable's probe is
+    // gone again): a run that fails early leaves the previous run's files as they were.
+    check_writable(dir);
+    // false: the state is not finite, so not saved (the message is on err).
     auto save = [&] {
         // the baseline stays unset (NaN) until the score function's first batch
         st.baseline = c.estimator == Estimator::sf && st.step > 0 ? reinforce.baseline()
                                                                   : std::numeric_limits<float>::quiet_NaN();
-        save_checkpoint(ckpt_path, model, optimizer.get(), run_checkpoint(c, st, noise, binarize, batches));
+        try {
+            save_checkpoint(ckpt_path, model, optimizer.get(), run_checkpoint(c, st, noise, binarize, batches));
+        } catch (const NonFiniteStateError& e) {
+            err << "structured_output: " << e.what() << " at step " << st.step << "; stopped; the last good checkpoint is kept\n";
+            return false;
+        }
+        return true;
     };
 
-    Evaluator evaluator;
+    Evaluator evaluator(c.stop_requested);
     Progress progress(err, c.progress_tty);
     const std::size_t rows = data.train.size(), per_epoch = batches.batches_per_epoch();
     Tensor upper(Array::from_shape({c.batch_size, mnist::half_pixels}));
@@ -925,7 +1063,7 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
         while (true) {
             // a stop between two batches of an epoch; at its end the epoch is completed first
             const bool out_of_steps = c.max_steps > 0 && st.step >= c.max_steps;
-            const bool signalled = c.stop_requested && *c.stop_requested;
+            const bool signalled = stop_requested(c);
             if ((out_of_steps || signalled) && batches.state().position < rows) {
                 stopped = signalled;
                 break;
@@ -980,9 +1118,13 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
         e.train_loss = st.epoch_batches ? st.epoch_loss / static_cast<double>(st.epoch_batches) : 0.0;
         e.val_nll = std::numeric_limits<double>::quiet_NaN();
         const auto val_start = Clock::now();
-        if (c.val_samples > 0)
-            e.val_nll = evaluator.nll(model, data.validation, c.val_samples,
-                                      derive_seed(c.seed, eval_seed) + st.epoch);
+        try {
+            if (c.val_samples > 0)
+                e.val_nll = evaluator.nll(model, data.validation, c.val_samples,
+                                          derive_seed(c.seed, eval_seed) + st.epoch);
+        } catch (const EvaluationStopped&) {
+            stopped = true;  // the epoch's training is complete: recorded and saved, without its NLL
+        }
         e.val_seconds = std::chrono::duration<double>(Clock::now() - val_start).count();
         e.tau = st.tau;
         e.lr = optimizer->lr();
@@ -998,13 +1140,14 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
             << fmt("%.4f", e.tau) << "  lr " << fmt("%g", e.lr) << "  " << fmt("%.1f", e.train_seconds) << " s (+"
             << fmt("%.1f", e.val_seconds) << " s validation)  rss " << fmt("%.1f", memory::rss_kb() / 1024.0) << " MB"
             << std::endl;
+        if (!save()) return 3;
         write_metrics(metrics_path, st.history);
-        save();
         memory::release_free_heap();  // the checkpoint's buffers: RSS stays flat from epoch to epoch
+        if (stopped) break;
     }
-    if (!stopped && steps_here > 0 && st.epoch_batches > 0) save();  // stopped mid-epoch by --max-steps
+    if (!stopped && steps_here > 0 && st.epoch_batches > 0 && !save()) return 3;  // stopped mid-epoch by --max-steps
     if (stopped) {
-        save();
+        if (st.epoch_batches > 0 && !save()) return 3;
         out << "stopped by a signal at step " << st.step << "; checkpoint saved to " << ckpt_path
             << " (continue with --resume)" << std::endl;
         return 130;
@@ -1015,7 +1158,13 @@ int run(const Config& c, std::ostream& out, std::ostream& err) {
     std::optional<double> test_nll;
     if (c.eval_samples > 0) {
         const auto t0 = Clock::now();
-        test_nll = evaluator.nll(model, data.test, c.eval_samples, derive_seed(c.seed, eval_seed) - 1);
+        try {
+            test_nll = evaluator.nll(model, data.test, c.eval_samples, derive_seed(c.seed, eval_seed) - 1);
+        } catch (const EvaluationStopped&) {
+            out << "stopped by a signal during the test evaluation; the trained model is in " << ckpt_path
+                << std::endl;
+            return 130;
+        }
         const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         out << "test NLL " << fmt("%.3f", *test_nll) << " nats (m = " << c.eval_samples << ", "
             << data.test.size() << " images, " << fmt("%.1f", seconds) << " s)\n";

@@ -76,8 +76,23 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
-// Checks the values of the flags; throws UsageError naming the flag.
+// Checks the values of the flags; throws UsageError naming the flag. Besides the bounds of
+// each flag (see --help), a training step or an evaluation chunk must fit in this machine's
+// memory (estimate_memory), so that --samples 100000 is refused now, not by the OOM killer.
 void validate(const Config& config);
+
+// Bytes, about, that a training step (the tape of batch-size x samples rows, the parameters,
+// their gradients and optimizer state, the data) and an evaluation chunk need with these flags.
+struct MemoryNeed {
+    double training_step = 0.0, evaluation = 0.0;
+};
+MemoryNeed estimate_memory(const Config& config);
+// "--batch-size 100 --samples 1 --hidden 200: about 12 MB a training step, 9 MB an evaluation chunk".
+std::string describe_memory(const Config& config);
+
+// Creates the output folder and writes (tg::write_file_atomic) and removes a probe file in it:
+// an unwritable --out is found before any work, not after the first epoch. Throws UsageError.
+void check_writable(const std::string& dir);
 
 // The command line: a Config, or the exit status when the program should stop now (0 after
 // --help, 2 after an error, whose one-line message went to err).
@@ -132,8 +147,19 @@ struct EvalRng;  // the evaluation's random numbers (structured_output_lib.cpp)
 // layer's logits once per image, chunks of about 2000 rows (images x samples) as one batch.
 // The buffers hold one chunk whatever n: with 200 units about 8 MB (m = 1000: 2 images per
 // chunk; m = 5: 400 images, whose floats add 1.3 MB).
+// Thrown by the Evaluator when its stop request is set (checked between chunks).
+class EvaluationStopped : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Sampling units whose probabilities are NaN would silently give a finite NLL (a uniform is
+// never below NaN): the Evaluator throws std::domain_error instead, naming the layer.
 class Evaluator {
 public:
+    // stop_requested (if given) is checked between chunks: once set, nll throws EvaluationStopped.
+    explicit Evaluator(const volatile std::sig_atomic_t* stop_requested = nullptr) : stop_(stop_requested) {}
+
     // Mean NLL in nats over the rows of upper/lower [n, 392]; per_image (if given) gets each.
     double nll(const Model& model, const Array& upper, const Array& lower, std::size_t m, std::uint64_t seed,
                std::vector<double>* per_image = nullptr);
@@ -152,6 +178,7 @@ private:
     struct Rows;  // where nll_rows reads the halves: float arrays, or a data set's bytes
     double nll_rows(const Model& model, const Rows& rows, std::size_t n, std::size_t m, std::uint64_t seed,
                     std::vector<double>* per_image);
+    const volatile std::sig_atomic_t* stop_ = nullptr;
     std::vector<float> a1_, h1_, a2_, h2_, logits_;
     std::vector<float> images_;  // a chunk of a data set's images as floats
 };
@@ -170,9 +197,10 @@ struct EpochMetrics {
 
 // Trains, writes metrics.csv, checkpoint.npz, completions.png and curves.png into the output
 // directory, evaluates, and prints the per-epoch lines and the final machine-readable lines
-// to out (progress on err). Returns the exit status: 0, or 3 when a non-finite loss or
-// gradient stopped training, or 130 after stop_requested. Throws UsageError for flags that
-// do not fit the data or checkpoint, other exceptions for files.
+// to out (progress on err). Returns the exit status: 0, or 3 when a non-finite loss, gradient
+// or state stopped training, or 130 after stop_requested (during training or evaluation).
+// Throws UsageError for flags that do not fit the data, checkpoint or output folder, other
+// exceptions for files (a checkpoint's name the file).
 int run(const Config& config, std::ostream& out, std::ostream& err);
 
 // metrics.csv back as rows (for resuming and tests).

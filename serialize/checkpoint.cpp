@@ -185,17 +185,38 @@ struct ZipCloser {
     void operator()(zip_t* za) const { zip_discard(za); }
 };
 
+// The whole file, if it is a regular file of at most max_checkpoint_bytes (a FIFO would block
+// the open, a huge file would exhaust memory).
 std::string read_file(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) throw CheckpointError("checkpoint '" + path + "': cannot open: " + std::strerror(errno));
+    const std::string where = "checkpoint '" + path + "'";
+    std::string why;
+    std::size_t size = 0;
+    const int fd = open_regular_file(path, why, &size);
+    if (fd < 0) throw CheckpointError(where + ": cannot open: " + why);
+    std::FILE* f = ::fdopen(fd, "rb");
+    if (!f) {
+        ::close(fd);
+        throw CheckpointError(where + ": cannot open: " + std::strerror(errno));
+    }
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, std::fclose);
+    if (size > max_checkpoint_bytes)
+        throw CheckpointError(where + ": " + std::to_string(size) + " bytes, more than the " +
+                              std::to_string(max_checkpoint_bytes) + " a checkpoint may have");
     std::string data;
+    try {
+        data.reserve(size);
+    } catch (const std::bad_alloc&) {
+        throw CheckpointError(where + ": out of memory allocating " + std::to_string(size) + " bytes to read it");
+    }
     char buf[1 << 16];
     std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-    const bool failed = std::ferror(f);
-    const int error = errno;
-    std::fclose(f);
-    if (failed) throw CheckpointError("checkpoint '" + path + "': cannot read: " + std::strerror(error));
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+        if (data.size() + n > max_checkpoint_bytes)  // grew while being read
+            throw CheckpointError(where + ": more than the " + std::to_string(max_checkpoint_bytes) +
+                                  " bytes a checkpoint may have");
+        data.append(buf, n);
+    }
+    if (std::ferror(f)) throw CheckpointError(where + ": cannot read: " + std::strerror(errno));
     return data;
 }
 
@@ -413,7 +434,12 @@ Checkpoint Checkpoint::load_bytes(const std::string& bytes, const std::string& n
         // buffer grows as bytes arrive. Read to the end: libzip checks the CRC on reaching it.
         const zip_uint64_t claimed = st.size;
         std::string data;
-        data.reserve(std::min<zip_uint64_t>(claimed, bytes.size()));  // exact for stored entries
+        try {
+            data.reserve(std::min<zip_uint64_t>(claimed, bytes.size()));  // exact for stored entries
+        } catch (const std::bad_alloc&) {
+            zip_fclose(zf);
+            throw CheckpointError(at + ": out of memory allocating " + std::to_string(claimed) + " bytes to read it");
+        }
         char chunk[1 << 16];
         while (true) {
             const zip_int64_t n = zip_fread(zf, chunk, sizeof chunk);
@@ -445,15 +471,20 @@ Checkpoint Checkpoint::load_bytes(const std::string& bytes, const std::string& n
         e.dtype = h.dtype;
         e.shape = h.shape;
         void* dst;
-        if (h.dtype == DType::float32) {
-            e.f32 = Array::from_shape(h.shape);
-            dst = e.f32.data();
-        } else if (h.dtype == DType::int64) {
-            e.i64.resize(n);
-            dst = e.i64.data();
-        } else {
-            e.u64.resize(n);
-            dst = e.u64.data();
+        try {
+            if (h.dtype == DType::float32) {
+                e.f32 = Array::from_shape(h.shape);
+                dst = e.f32.data();
+            } else if (h.dtype == DType::int64) {
+                e.i64.resize(n);
+                dst = e.i64.data();
+            } else {
+                e.u64.resize(n);
+                dst = e.u64.data();
+            }
+        } catch (const std::bad_alloc&) {
+            throw CheckpointError(at + ": out of memory allocating " + std::to_string(have) + " bytes for shape " +
+                                  shape_tuple(h.shape));
         }
         if (have) std::memcpy(dst, raw, have);  // an empty array may have a null data pointer
     }
@@ -485,6 +516,16 @@ std::vector<std::string> optimizer_param_names(const nn::Module& model, const op
 }
 
 std::string optim_kind_prefix(const optim::Optimizer& o) { return optim_prefix + o.kind() + "."; }
+
+// "NaN at index 3 of 12", or "" when every value is finite.
+std::string non_finite_value(const Array& a) {
+    const float* p = a.data();
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (!std::isfinite(p[i]))
+            return std::string(std::isnan(p[i]) ? "NaN" : p[i] > 0 ? "+inf" : "-inf") + " at index " +
+                   std::to_string(i) + " of " + std::to_string(a.size());
+    return "";
+}
 
 }  // namespace
 
@@ -533,6 +574,9 @@ void load_state_dict(const Checkpoint& ck, nn::Module& model, optim::Optimizer* 
         const std::string key = model_prefix + name;
         expected.insert(key);
         values.push_back(*expect_entry(ck, key, DType::float32, Shape(t.shape().begin(), t.shape().end()), where));
+        if (const std::string bad = non_finite_value(values.back()); !bad.empty())
+            throw CheckpointError(where + ", entry '" + key + "': holds " + bad +
+                                  " (a non-finite parameter is never loaded)");
     }
     float lr = 0.0f;
     std::vector<std::int64_t> steps;
@@ -568,6 +612,9 @@ void load_state_dict(const Checkpoint& ck, nn::Module& model, optim::Optimizer* 
                 expected.insert(key);
                 const auto& ps = optimizer->parameters()[i].shape();
                 const Array& a = *expect_entry(ck, key, DType::float32, Shape(ps.begin(), ps.end()), where);
+                if (const std::string bad = non_finite_value(a); !bad.empty())
+                    throw CheckpointError(where + ", entry '" + key + "': holds " + bad +
+                                          " (non-finite optimizer state is never loaded)");
                 // No update yet: the buffer stays unallocated, as in an optimizer that never stepped.
                 buffers.back().push_back(steps[i] == 0 ? optim::detail::unallocated() : a);
             }
@@ -608,6 +655,18 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
         if (starts_with(name, model_prefix) || starts_with(name, optim_prefix))
             throw std::invalid_argument("save_checkpoint: the extra entry '" + name +
                                         "' uses a reserved prefix (model. or optim.)");
+    }
+    // A NaN or an infinity in the model or its optimizer would make "the last good checkpoint"
+    // a bad one: such a state is refused, and the file keeps what it held.
+    for (const std::string& name : ck.names()) {
+        if (ck.dtype(name) != DType::float32) continue;
+        if (const std::string bad = non_finite_value(ck.get(name)); !bad.empty()) {
+            const bool param = starts_with(name, model_prefix);
+            throw NonFiniteStateError("checkpoint '" + path + "': " +
+                                      (param ? "parameter '" + name.substr(model_prefix.size()) + "'"
+                                             : "optimizer state '" + name + "'") +
+                                      " holds " + bad + "; a non-finite state is not saved (the file is unchanged)");
+        }
     }
     ck.update(extra);
     ck.save(path);

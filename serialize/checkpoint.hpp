@@ -20,6 +20,15 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// save_checkpoint was given a model or optimizer state holding a NaN or an infinity.
+class NonFiniteStateError : public CheckpointError {
+public:
+    using CheckpointError::CheckpointError;
+};
+
+// The largest checkpoint file Checkpoint::load reads (4 GiB); a larger one is refused unread.
+constexpr std::size_t max_checkpoint_bytes = std::size_t{4} << 30;
+
 enum class DType { float32, int64, uint64 };  // .npy '<f4', '<i8', '<u8'
 
 // An ordered map from names to arrays: float32 tensors, and int64/uint64 arrays for counters
@@ -49,7 +58,8 @@ public:
     // Temporary files left by saves killed midway (path.tmp.XXXXXX) are removed afterwards.
     void save(const std::string& path) const;
     // Reads every entry in full (zip CRCs checked) and parses its .npy header; throws
-    // CheckpointError naming the file and entry on any defect.
+    // CheckpointError naming the file and entry on any defect, for a file that is not a regular
+    // file (a FIFO), or one of more than max_checkpoint_bytes.
     static Checkpoint load(const std::string& path);
     // The same on the bytes of a file already in memory; `name` stands for the path in messages.
     static Checkpoint load_bytes(const std::string& bytes, const std::string& name);
@@ -77,13 +87,14 @@ private:
 Checkpoint state_dict(const nn::Module& model, const optim::Optimizer* optimizer = nullptr);
 
 // Checks every model (and, when given, optimizer) entry of ck first: none missing, none
-// unexpected, dtypes and shapes equal; then copies them in. On any error it throws
+// unexpected, dtypes and shapes equal, every value finite; then copies them in. On any error it throws
 // CheckpointError and leaves model and optimizer unchanged. Other entries are ignored, and
 // so are optim. entries when no optimizer is given.
 void load_state_dict(const Checkpoint& ck, nn::Module& model, optim::Optimizer* optimizer = nullptr);
 
 // state_dict(model, optimizer) plus the caller's extra entries (whose names must not start
-// with model. or optim.), saved atomically to path.
+// with model. or optim.), saved atomically to path. Throws NonFiniteStateError naming the
+// parameter (or optimizer entry) when one holds a NaN or an infinity, leaving path unchanged.
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* optimizer = nullptr,
                      const Checkpoint& extra = {});
 // Checkpoint::load then load_state_dict; returns the whole file, for the extra entries.

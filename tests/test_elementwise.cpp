@@ -76,9 +76,9 @@ TEST_CASE("Elementwise: gradients of the smooth unary ops") {
         {"sigmoid", [](auto& in) { return sigmoid(in[0]); }},
         {"tanh", [](auto& in) { return tanh(in[0]); }},
     };
-    for (const auto& [name, f] : on_x) {
-        INFO(name);
-        check_gradients(f, {x});
+    for (const auto& op : on_x) {  // no structured binding: INFO's lambda captures it (C++20)
+        INFO(op.first);
+        check_gradients(op.second, {x});
     }
     const std::vector<std::pair<const char*, Fn>> on_pos = {
         {"log", [](auto& in) { return log(in[0]); }},
@@ -87,18 +87,18 @@ TEST_CASE("Elementwise: gradients of the smooth unary ops") {
         {"pow -0.5", [](auto& in) { return pow(in[0], -0.5f); }},
         {"pow 1.7", [](auto& in) { return pow(in[0], 1.7f); }},
     };
-    for (const auto& [name, f] : on_pos) {
-        INFO(name);
-        check_gradients(f, {pos});
+    for (const auto& op : on_pos) {  // no structured binding: INFO's lambda captures it (C++20)
+        INFO(op.first);
+        check_gradients(op.second, {pos});
     }
     const std::vector<std::pair<const char*, Fn>> on_wide = {
         {"softplus", [](auto& in) { return softplus(in[0]); }},
         {"log_sigmoid", [](auto& in) { return log_sigmoid(in[0]); }},
         {"sigmoid", [](auto& in) { return sigmoid(in[0]); }},
     };
-    for (const auto& [name, f] : on_wide) {
-        INFO(name);
-        check_gradients(f, {wide});
+    for (const auto& op : on_wide) {  // no structured binding: INFO's lambda captures it (C++20)
+        INFO(op.first);
+        check_gradients(op.second, {wide});
     }
 }
 

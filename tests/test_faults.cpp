@@ -12,11 +12,14 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <zip.h>
+#include <zlib.h>
 
 #include <xtensor/xbuilder.hpp>
 
 #include "datasets/mnist.hpp"
+#include "serialize/atomic_file.hpp"
 #include "helpers.hpp"
 
 using namespace tg;
@@ -260,6 +263,177 @@ TEST_CASE("Faults: an IDX header claiming more data than the file holds is refus
     write_bytes(path, std::string(bytes.begin(), bytes.end()));
     msg = message_of<std::runtime_error>([&] { mnist::read_idx(path, 3); });
     CHECK(contains(msg, path + ": truncated data: expected 47040000 bytes after the header (60000x28x28), found 10"));
+}
+
+namespace {
+
+// An IDX header of unsigned bytes with these sizes.
+std::string idx_header(std::uint8_t ndim, const std::vector<std::uint32_t>& dims) {
+    std::string h = {0, 0, 8, static_cast<char>(ndim)};
+    for (std::uint32_t d : dims)
+        for (int shift = 24; shift >= 0; shift -= 8) h += static_cast<char>(d >> shift);
+    return h;
+}
+
+// A gzip file of header followed by `zeros` zero bytes (compressed about 1000:1).
+void write_gzip(const std::string& path, const std::string& header, std::size_t zeros) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    REQUIRE(f);
+    gzwrite(f, header.data(), static_cast<unsigned>(header.size()));
+    const std::vector<char> block(1 << 20, 0);
+    for (std::size_t left = zeros; left > 0;) {
+        const std::size_t n = std::min(left, block.size());
+        gzwrite(f, block.data(), static_cast<unsigned>(n));
+        left -= n;
+    }
+    REQUIRE(gzclose(f) == Z_OK);
+}
+
+}  // namespace
+
+TEST_CASE("Faults: an IDX claim past max_idx_bytes is refused at the header, even in a small gzip file") {
+    // 2,000,000 images claimed (1.5 GB) over 32 MB of zeros that compress to 32 kB: the reader
+    // used to decompress all of it into a buffer growing with the claim.
+    const TempDir dir("idx-bomb");
+    const std::string path = dir.file("train-images-idx3-ubyte.gz");
+    write_gzip(path, idx_header(3, {2000000, 28, 28}), std::size_t{32} << 20);
+    CHECK(fs::file_size(path) < 100000);
+    const std::string msg = message_of<std::runtime_error>([&] { mnist::read_idx(path, 3); });
+    INFO(msg);
+    CHECK(contains(msg, path + ": dimensions 2000000x28x28 claim more than the 47040000 data bytes"));
+    // in memory and raw too, and a claim whose product overflows 64 bits
+    const std::string big = idx_header(3, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF});
+    CHECK(contains(message_of<std::runtime_error>([&] {
+                       mnist::parse_idx(reinterpret_cast<const std::uint8_t*>(big.data()), big.size(), "mem", 3);
+                   }),
+                   "claim more than"));
+    // the largest legitimate claim is still read (here: 60,000 labels-sized rows of 784 bytes)
+    write_gzip(path, idx_header(2, {60000, 784}), mnist::max_idx_bytes);
+    CHECK(mnist::read_idx(path, 2).data.size() == mnist::max_idx_bytes);
+}
+
+TEST_CASE("Faults: load_pair checks the labels header before it reads the images") {
+    const TempDir dir("idx-pair");
+    // 5 images claimed, their data cut short; the labels file claims 4 labels
+    write_gzip(dir.file("images"), idx_header(3, {5, 28, 28}), 100);  // gzip: the data's length is unknown
+    write_bytes(dir.file("labels"), idx_header(1, {4}) + std::string(4, '\1'));
+    const std::string msg = message_of<std::runtime_error>([&] { mnist::load_pair(dir.file("images"), dir.file("labels")); });
+    INFO(msg);
+    CHECK(contains(msg, dir.file("labels") + ": expected 5 labels, one per image"));
+}
+
+TEST_CASE("Faults: a FIFO or a device is refused as an IDX file or a checkpoint, without blocking") {
+    const TempDir dir("fifo");
+    const std::string fifo = dir.file("train-images-idx3-ubyte");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    // without O_NONBLOCK the open would wait for a writer forever
+    std::string msg = message_of<std::runtime_error>([&] { mnist::read_idx(fifo, 3); });
+    CHECK(contains(msg, fifo + ": cannot open: Is a FIFO, not a regular file"));
+    msg = message_of<CheckpointError>([&] { Checkpoint::load(fifo); });
+    CHECK(contains(msg, "checkpoint '" + fifo + "': cannot open: Is a FIFO, not a regular file"));
+    msg = message_of<std::runtime_error>([&] { mnist::read_idx("/dev/zero"); });
+    CHECK(contains(msg, "/dev/zero: cannot open: Is a device, not a regular file"));
+    msg = message_of<CheckpointError>([&] { Checkpoint::load("/dev/zero"); });
+    CHECK(contains(msg, "Is a device, not a regular file"));
+}
+
+// ---- the atomic writer ----------------------------------------------------------------------
+
+TEST_CASE("Faults: a failed atomic write names the file, the step and errno, and keeps the old file") {
+    using detail::WriteStep;
+    const TempDir dir("atomic");
+    const std::string path = dir.file("metrics.csv");
+    write_file_atomic(path, "the good file\n");
+    const struct {
+        WriteStep step;
+        const char* what;
+    } steps[] = {{WriteStep::create, "cannot create a temporary file"}, {WriteStep::write, "write failed"},
+                 {WriteStep::fsync, "fsync failed"},                    {WriteStep::close, "close failed"},
+                 {WriteStep::rename, "rename failed"}};
+    for (const auto& s : steps) {
+        CAPTURE(s.what);
+        detail::fail_next_write_at(s.step, ENOSPC, "metrics.csv");
+        const std::string msg = message_of<FileWriteError>([&] { write_file_atomic(path, "a new, longer file\n"); });
+        CHECK(msg == "'" + path + "': " + s.what + ": No space left on device");
+        CHECK(read_bytes(path) == "the good file\n");
+        CHECK(dir.names() == std::vector<std::string>{"metrics.csv"});  // no temporary left behind
+    }
+    // the sync of the folder is checked too: the new file is in place, but the error is reported
+    detail::fail_next_write_at(WriteStep::sync_folder, EIO, "metrics.csv");
+    CHECK(message_of<FileWriteError>([&] { write_file_atomic(path, "new\n"); }) ==
+          "'" + path + "': written, but the sync of its folder failed: Input/output error");
+    // an injected failure waits for its path, and happens once
+    detail::fail_next_write_at(WriteStep::write, ENOSPC, "other.csv");
+    write_file_atomic(path, "new\n");
+    detail::fail_next_write_at(WriteStep::none, 0);
+    // real failures: a missing folder, a directory in the way
+    CHECK(contains(message_of<FileWriteError>([&] { write_file_atomic(dir.file("no/such/dir/f"), "x"); }),
+                   "cannot create a temporary file: No such file or directory"));
+    fs::create_directories(dir.path / "taken");
+    CHECK(contains(message_of<FileWriteError>([&] { write_file_atomic(dir.file("taken"), "x"); }),
+                   "rename failed: Is a directory"));
+}
+
+TEST_CASE("Faults: mnist::write_idx writes atomically and reports a full disk") {
+    const TempDir dir("idx-write");
+    const mnist::Idx labels{{3}, {1, 2, 3}};
+    for (const std::string name : {"labels", "labels.gz"}) {
+        CAPTURE(name);
+        mnist::write_idx(dir.file(name), labels);
+        const std::string before = read_bytes(dir.file(name));
+        detail::fail_next_write_at(detail::WriteStep::write, ENOSPC, name);
+        const std::string msg = message_of<std::runtime_error>([&] { mnist::write_idx(dir.file(name), {{1}, {9}}); });
+        CHECK(contains(msg, "write failed: No space left on device"));
+        CHECK(read_bytes(dir.file(name)) == before);
+        CHECK(mnist::read_idx(dir.file(name)).data == labels.data);
+    }
+}
+
+// ---- non-finite state in checkpoints ---------------------------------------------------------
+
+TEST_CASE("Checkpoint: NaN or infinite parameters and optimizer state are never saved nor loaded") {
+    const TempDir dir("nan");
+    const std::string path = dir.file("ck.npz");
+    auto model = mlp(3, 4, 2, 1);
+    optim::Adam adam(model->parameters());
+    Tensor loss = sum(square(model->forward(Tensor(Array(xt::ones<float>({2, 3}))))));
+    loss.backward();
+    adam.step();
+    save_checkpoint(path, *model, &adam);
+    const std::string good = read_bytes(path);
+
+    // saving: refused naming the parameter, the file keeps the good state
+    const auto params = model->named_parameters();
+    Tensor w = params[0].second;
+    const float kept = w.value()(1, 2);
+    w.value()(1, 2) = std::numeric_limits<float>::quiet_NaN();
+    std::string msg = message_of<NonFiniteStateError>([&] { save_checkpoint(path, *model, &adam); });
+    CHECK(contains(msg, "parameter '" + params[0].first + "' holds NaN at index 5 of 12"));
+    CHECK(read_bytes(path) == good);
+
+    // loading: a file with a NaN weight (valid CRCs: written by Checkpoint::save) is refused
+    Checkpoint bad = state_dict(*model, &adam);
+    bad.save(path);
+    w.value()(1, 2) = kept;
+    const auto values = values_of(*model);
+    msg = message_of<CheckpointError>([&] { load_checkpoint(path, *model, &adam); });
+    CHECK(contains(msg, "checkpoint '" + path + "', entry 'model." + params[0].first + "': holds NaN at index 5"));
+    CHECK(same_values(*model, values));
+
+    // and optimizer state: an infinite second moment
+    Checkpoint inf_state = state_dict(*model, &adam);
+    const std::string v_name = "optim.adam.v." + params[1].first;
+    Array v = inf_state.get(v_name);
+    v(0) = std::numeric_limits<float>::infinity();
+    inf_state.put(v_name, v);
+    inf_state.save(path);
+    msg = message_of<CheckpointError>([&] { load_checkpoint(path, *model, &adam); });
+    CHECK(contains(msg, "entry '" + v_name + "': holds +inf at index 0"));
+    msg = message_of<NonFiniteStateError>([&] {
+        adam.set_state("v", {adam.state("v")[0], v});
+        save_checkpoint(path, *model, &adam);
+    });
+    CHECK(contains(msg, "optimizer state '" + v_name + "' holds +inf"));
 }
 
 // ---- tensor ops on empty, mismatched and out-of-range arguments ---------------------------

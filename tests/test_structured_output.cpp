@@ -1,17 +1,23 @@
 // The structured-output example (examples/structured_output_lib.hpp) on small synthetic IDX
 // files written here, never the real download.
+#include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <xtensor/xbuilder.hpp>
+
 #include "datasets/mnist.hpp"
 #include "examples/structured_output_lib.hpp"
+#include "serialize/atomic_file.hpp"
 #include "helpers.hpp"
 
 using namespace tg;
@@ -462,7 +468,12 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with exit status
         {"--lr", "abc"},         {"--estimator", "vimco"},  {"--latent", "gaussian"},   {"--binarize", "x"},
         {"--optimizer", "rmsprop"}, {"--frobnicate"},       {"--latent", "categorical", "--hidden", "205"},
         {"--momentum", "1.5"},   {"--threads", "0"},        {"--samples", "0"},         {"--tau", "0.2"},
-        {"extra-positional"}};
+        {"extra-positional"},
+        // negative counts (CLI11 alone wraps them to 2^64 - 1), fractions, octal, absurd sizes
+        {"--eval-samples", "-1"}, {"--epochs", "-1"}, {"--batch-size", "-1"}, {"--val-samples", "-1"},
+        {"--max-steps", "-1"},   {"--hidden", "-20"},       {"--anneal-every", "-1"},   {"--seed", "-1"},
+        {"--samples", "100000"}, {"--samples", "1.5"},      {"--threads", "-1"},        {"--threads", "100000"},
+        {"--epochs", "1e9"},     {"--batch-size", "70000"}, {"--hidden", "100000"},     {"--eval-samples", "1000000"}};
     for (const auto& args : bad) {
         CAPTURE(args[0]);
         const ParsedArgs r = parse(args, &err);
@@ -475,6 +486,15 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with exit status
     CHECK(contains(err, "--tau"));
     parse({"--estimator", "vimco"}, &err);
     CHECK(contains(err, "vimco"));
+    for (const char* flag : {"--eval-samples", "--epochs", "--batch-size", "--seed", "--max-steps"}) {
+        parse({flag, "-1"}, &err);
+        CHECK(contains(err, std::string(flag) + ": expected a whole number from "));
+    }
+    parse({"--samples", "100000"}, &err);  // 253 GB a step: refused by the memory estimate
+    CHECK(contains(err, "--samples 100000"));
+    CHECK(contains(err, "memory"));
+    CHECK(parse({"--hidden", "010"}).config->hidden == 10);  // decimal, not octal
+    CHECK(parse({"--seed", "18446744073709551615"}).config->seed == UINT64_MAX);
 
     // errors found once the data or the output directory is known
     TempDir dir;
@@ -498,6 +518,8 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with exit status
     CHECK(run_program(data + " --resume") == 2);
     CHECK(run_program(data + " --batch-size 100000") == 2);
     CHECK(run_program("--data " + (dir / "missing")) == 2);
+    CHECK(run_program(data + " --epochs -1") == 2);
+    CHECK(run_program(data + " --samples 100000") == 2);
     CHECK(run_program("--help") == 0);
 }
 
@@ -518,4 +540,148 @@ TEST_CASE("StructuredOutput: --resume refuses a checkpoint of another model") {
     c.latent = Latent::bernoulli;
     c.hidden = 30;
     CHECK_THROWS_AS(run_quietly(c), UsageError);
+}
+
+TEST_CASE("StructuredOutput: a stop request ends the evaluation between chunks, and the run with 130") {
+    TempDir dir;
+    Config c = small_config(dir);
+    c.epochs = 1;
+    REQUIRE(run_quietly(c).status == 0);
+    // the trained run resumed: straight to the pictures and the test evaluation, which stops
+    volatile std::sig_atomic_t stop = 1;
+    c.resume = true;
+    c.stop_requested = &stop;
+    const RunOutput r = run_quietly(c);
+    CHECK(r.status == 130);
+    CHECK(contains(r.out, "stopped by a signal during the test evaluation"));
+    CHECK_FALSE(contains(r.out, "test_nll="));
+
+    Generator init(3);
+    const Model model(Latent::bernoulli, 20, init);
+    const Array halves = Array(xt::zeros<float>({10, 392}));
+    Evaluator stopping(&stop);
+    CHECK_THROWS_AS(stopping.nll(model, halves, halves, 4, 1), EvaluationStopped);
+    stop = 0;
+    CHECK(std::isfinite(stopping.nll(model, halves, halves, 4, 1)));
+}
+
+TEST_CASE("StructuredOutput: units with NaN probabilities are an error of the Evaluator, not a finite NLL") {
+    Generator init(3);
+    for (Latent latent : {Latent::bernoulli, Latent::categorical}) {
+        Model model(latent, 20, init);
+        const Array halves = Array(xt::ones<float>({3, 392}));
+        Evaluator evaluator;
+        model.fc2->weight.value()(0, 0) = std::numeric_limits<float>::quiet_NaN();
+        try {
+            evaluator.nll(model, halves, halves, 4, 1);
+            FAIL("expected std::domain_error");
+        } catch (const std::domain_error& e) {
+            CHECK(contains(e.what(), "the units of fc2 have non-finite probabilities"));
+        }
+        model.fc2->weight.value()(0, 0) = 0.0f;
+        model.fc1->bias.value()(1) = std::numeric_limits<float>::infinity();
+        if (latent == Latent::categorical)  // exp(inf - inf); a Bernoulli unit of logit +inf is simply 1
+            CHECK_THROWS_AS(evaluator.lower_probabilities(model, halves, 2, 1), std::domain_error);
+    }
+}
+
+TEST_CASE("StructuredOutput: an unwritable --out is refused before training") {
+    TempDir dir;
+    Config c = small_config(dir);
+    detail::fail_next_write_at(detail::WriteStep::write, ENOSPC, ".write-probe");
+    try {
+        run_quietly(c);
+        FAIL("expected a UsageError");
+    } catch (const UsageError& e) {
+        CHECK(contains(e.what(), "--out " + (dir / "out") + " is not writable"));
+        CHECK(contains(e.what(), "No space left on device"));
+    }
+    detail::fail_next_write_at(detail::WriteStep::none, 0);
+    CHECK(fs::is_empty(dir.path / "out"));  // no epoch ran, the probe is gone
+}
+
+TEST_CASE("StructuredOutput: a failed write of metrics or pictures keeps the old file, leaves no temporary, is no success") {
+    TempDir dir;
+    Config c = small_config(dir);
+    c.epochs = 1;
+    REQUIRE(run_quietly(c).status == 0);
+    for (const char* name : {"metrics.csv", "completions.png", "curves.png", "checkpoint.npz"}) {
+        CAPTURE(name);
+        const std::string before = file_bytes(dir / (std::string("out/") + name));
+        const std::vector<std::string> files_before = [&] {
+            std::vector<std::string> v;
+            for (const auto& e : fs::directory_iterator(dir.path / "out")) v.push_back(e.path().filename().string());
+            std::sort(v.begin(), v.end());
+            return v;
+        }();
+        Config again = c;
+        again.out = dir / "out2";
+        fs::remove_all(again.out);
+        fs::copy(dir.path / "out", again.out);
+        again.resume = true;
+        again.epochs = 2;
+        detail::fail_next_write_at(detail::WriteStep::write, ENOSPC, name);
+        try {
+            run_quietly(again);
+            FAIL("expected a write error");
+        } catch (const std::runtime_error& e) {
+            CHECK(contains(e.what(), name));
+            CHECK(contains(e.what(), "No space left on device"));
+        }
+        detail::fail_next_write_at(detail::WriteStep::none, 0);
+        CHECK(file_bytes(again.out + "/" + name) == before);
+        std::vector<std::string> files_after;
+        for (const auto& e : fs::directory_iterator(again.out)) files_after.push_back(e.path().filename().string());
+        std::sort(files_after.begin(), files_after.end());
+        CHECK(files_after == files_before);  // no .tmp left
+    }
+}
+
+TEST_CASE("StructuredOutput: --resume errors name the checkpoint file") {
+    TempDir dir;
+    Config c = small_config(dir);
+    c.epochs = 1;
+    REQUIRE(run_quietly(c).status == 0);
+    const std::string path = dir / "out/checkpoint.npz";
+    const Checkpoint full = Checkpoint::load(path);
+    c.resume = true;
+    c.epochs = 2;
+    const auto message = [&] {
+        try {
+            run_quietly(c);
+        } catch (const std::exception& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    Checkpoint cut;  // without the run's progress
+    for (const std::string& name : full.names()) {
+        if (name == "run.progress") continue;
+        if (full.dtype(name) == DType::float32) cut.put(name, full.get(name));
+        else if (full.dtype(name) == DType::int64 && full.shape(name).empty()) cut.put_int(name, full.get_int(name));
+        else if (full.dtype(name) == DType::int64) cut.put_ints(name, full.get_ints(name));
+        else cut.put_uints(name, full.get_uints(name));
+    }
+    cut.save(path);
+    std::string msg = message();
+    INFO(msg);
+    CHECK(contains(msg, path));
+    CHECK(contains(msg, "run.progress"));
+    // a NaN weight in a file with valid CRCs
+    Checkpoint nan = full;
+    Array w = nan.get("model.fc1.weight");
+    w(0, 0) = std::numeric_limits<float>::quiet_NaN();
+    nan.put("model.fc1.weight", w);
+    nan.save(path);
+    msg = message();
+    CHECK(contains(msg, path));
+    CHECK(contains(msg, "model.fc1.weight': holds NaN"));
+    // a batch order for another data set
+    Checkpoint other = full;
+    std::vector<std::uint64_t> words = other.get_uints("data.batches");
+    words[2] = 7;
+    other.put_uints("data.batches", words);
+    other.save(path);
+    msg = message();
+    CHECK(contains(msg, path));
 }

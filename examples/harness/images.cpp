@@ -2,6 +2,8 @@
 
 #include <stb_image_write.h>
 
+#include "serialize/atomic_file.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -82,15 +84,15 @@ int Canvas::text_width(const std::string& s, int scale) {
 int Canvas::text_height(int scale) { return 8 * scale; }
 
 void Canvas::save_png(const std::string& path) const {
-    const std::string tmp = path + ".tmp";
-    if (!stbi_write_png(tmp.c_str(), width_, height_, 3, rgb_.data(), width_ * 3)) {
-        std::remove(tmp.c_str());
-        throw std::runtime_error("cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw std::runtime_error("cannot rename " + tmp + " to " + path);
-    }
+    // Encoded in memory, then written by the one atomic writer: stbi_write_png would ignore
+    // the errors of its fwrite and fclose, and a full disk would leave a truncated picture.
+    std::string png;
+    const auto append = [](void* context, void* data, int size) {
+        static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<std::size_t>(size));
+    };
+    if (!stbi_write_png_to_func(append, &png, width_, height_, 3, rgb_.data(), width_ * 3))
+        throw std::runtime_error("'" + path + "': cannot encode the PNG");
+    write_file_atomic(path, png);
 }
 
 namespace {

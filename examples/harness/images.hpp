@@ -32,7 +32,8 @@ public:
     static int text_width(const std::string& s, int scale = 1);
     static int text_height(int scale = 1);
 
-    // Atomic: written next to path, then renamed over it. Throws std::runtime_error.
+    // Atomic (tg::write_file_atomic): a failed write leaves the old picture. Throws
+    // tg::FileWriteError (a std::runtime_error) naming the file and errno.
     void save_png(const std::string& path) const;
 
 private:
