@@ -159,9 +159,11 @@ Tensor kl_divergence(const Bernoulli& p, const Bernoulli& q) {
 
 // ---- RelaxedOneHotCategorical
 
+Tempered::Tempered(Tensor logits, float temperature, const char* who, bool needs_class_axis)
+    : logits_(checked_logits(std::move(logits), who, needs_class_axis)), tau_(checked_temperature(temperature, who)) {}
+
 RelaxedOneHotCategorical::RelaxedOneHotCategorical(Tensor logits, float temperature)
-    : logits_(checked_logits(std::move(logits), "RelaxedOneHotCategorical", true)),
-      tau_(checked_temperature(temperature, "RelaxedOneHotCategorical")) {}
+    : Tempered(std::move(logits), temperature, "RelaxedOneHotCategorical", true) {}
 
 Tensor RelaxedOneHotCategorical::rsample(Generator* gen) const {
     return gumbel_softmax(logits_, GumbelSoftmaxOptions().tau(tau_).generator(gen));
@@ -190,8 +192,7 @@ Tensor RelaxedOneHotCategorical::log_prob(const Tensor& value) const {
 // ---- RelaxedBernoulli
 
 RelaxedBernoulli::RelaxedBernoulli(Tensor logits, float temperature)
-    : logits_(checked_logits(std::move(logits), "RelaxedBernoulli", false)),
-      tau_(checked_temperature(temperature, "RelaxedBernoulli")) {}
+    : Tempered(std::move(logits), temperature, "RelaxedBernoulli", false) {}
 
 Tensor RelaxedBernoulli::rsample(Generator* gen) const {
     return binary_concrete(logits_, BinaryConcreteOptions().tau(tau_).generator(gen));
@@ -208,8 +209,7 @@ Tensor RelaxedBernoulli::log_prob(const Tensor& value) const {
 // ---- LogitRelaxedBernoulli
 
 LogitRelaxedBernoulli::LogitRelaxedBernoulli(Tensor logits, float temperature)
-    : logits_(checked_logits(std::move(logits), "LogitRelaxedBernoulli", false)),
-      tau_(checked_temperature(temperature, "LogitRelaxedBernoulli")) {}
+    : Tempered(std::move(logits), temperature, "LogitRelaxedBernoulli", false) {}
 
 Tensor LogitRelaxedBernoulli::rsample(Generator* gen) const {
     Generator& g = gen ? *gen : default_generator();

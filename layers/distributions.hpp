@@ -57,12 +57,22 @@ private:
 
 Tensor kl_divergence(const Bernoulli& p, const Bernoulli& q);  // elementwise, broadcast
 
-// The Concrete distribution (Gumbel-Softmax), on the open simplex.
-class RelaxedOneHotCategorical {
+// The parameters of the relaxed distributions: logits and a temperature, positive and finite.
+class Tempered {
 public:
-    RelaxedOneHotCategorical(Tensor logits, float temperature);  // temperature > 0
     const Tensor& logits() const { return logits_; }
     float temperature() const { return tau_; }
+
+protected:
+    Tempered(Tensor logits, float temperature, const char* who, bool needs_class_axis);
+    Tensor logits_;
+    float tau_;
+};
+
+// The Concrete distribution (Gumbel-Softmax), on the open simplex.
+class RelaxedOneHotCategorical : public Tempered {
+public:
+    RelaxedOneHotCategorical(Tensor logits, float temperature);  // temperature > 0
 
     // softmax((logits + g) / tau), differentiable (the fused gumbel_softmax).
     Tensor rsample(Generator* gen = nullptr) const;
@@ -76,46 +86,30 @@ public:
     // The ExpConcrete log-density of a log-space sample z (Maddison et al. appendix C):
     // log((K-1)!) + (K-1) log tau + sum_k a_k - K logsumexp_k(a_k), a = logits - tau z.
     Tensor log_prob_log(const Tensor& z) const;
-
-private:
-    Tensor logits_;
-    float tau_;
 };
 
 // The binary Concrete distribution on (0,1): sigmoid((logits + L) / tau), L ~ Logistic(0,1).
-class RelaxedBernoulli {
+class RelaxedBernoulli : public Tempered {
 public:
     RelaxedBernoulli(Tensor logits, float temperature);
-    const Tensor& logits() const { return logits_; }
-    float temperature() const { return tau_; }
 
     Tensor rsample(Generator* gen = nullptr) const;  // differentiable (the fused binary_concrete)
     // The binary Concrete log-density at x in (0,1), elementwise: the LogitRelaxedBernoulli
     // density of logit(x) - log x - log(1 - x).
     Tensor log_prob(const Tensor& value) const;
-
-private:
-    Tensor logits_;
-    float tau_;
 };
 
 // The binary Concrete in logit space (the analogue of ExpConcrete, torch's
 // LogitRelaxedBernoulli): X = (logits + L) / tau, L ~ Logistic(0,1), so sigmoid(X) ~
 // RelaxedBernoulli. Its density stays exact where sigmoid(x) rounds to 0 or 1 (|x| > 17 in
 // float, reached at low temperature).
-class LogitRelaxedBernoulli {
+class LogitRelaxedBernoulli : public Tempered {
 public:
     LogitRelaxedBernoulli(Tensor logits, float temperature);
-    const Tensor& logits() const { return logits_; }
-    float temperature() const { return tau_; }
 
     Tensor rsample(Generator* gen = nullptr) const;  // (logits + L) / tau, differentiable
     // log tau - softplus(w) - softplus(-w), w = logits - tau x, elementwise.
     Tensor log_prob(const Tensor& value) const;
-
-private:
-    Tensor logits_;
-    float tau_;
 };
 
 }  // namespace tg::dist

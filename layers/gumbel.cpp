@@ -74,6 +74,13 @@ struct Noise {
     Generator* gen = nullptr;
 };
 
+// The uniforms u given for logits, checked.
+Noise given_uniforms(const Tensor& logits, const Array& u, const char* op) {
+    detail::require_defined(op, {&logits});
+    check_uniforms(logits.shape(), u, op);
+    return Noise{&u, nullptr};
+}
+
 // z := (logits + transform(u)) * scale, the uniforms drawn (or copied) straight into z and
 // transformed in place.
 template <class Transform>
@@ -204,9 +211,7 @@ Tensor gumbel_softmax(const Tensor& logits, const GumbelSoftmaxOptions& options)
 
 Tensor gumbel_softmax_from_uniforms(const Tensor& logits, const Array& u, const GumbelSoftmaxOptions& options) {
     const char* op = "gumbel_softmax_from_uniforms";
-    detail::require_defined(op, {&logits});
-    check_uniforms(logits.shape(), u, op);
-    return relaxed_one_hot(logits, Noise{&u, nullptr}, options, op);
+    return relaxed_one_hot(logits, given_uniforms(logits, u, op), options, op);
 }
 
 Tensor binary_concrete(const Tensor& logits, const BinaryConcreteOptions& options) {
@@ -216,9 +221,7 @@ Tensor binary_concrete(const Tensor& logits, const BinaryConcreteOptions& option
 
 Tensor binary_concrete_from_uniforms(const Tensor& logits, const Array& u, const BinaryConcreteOptions& options) {
     const char* op = "binary_concrete_from_uniforms";
-    detail::require_defined(op, {&logits});
-    check_uniforms(logits.shape(), u, op);
-    return relaxed_bernoulli(logits, Noise{&u, nullptr}, options, op);
+    return relaxed_bernoulli(logits, given_uniforms(logits, u, op), options, op);
 }
 
 Array gumbel_noise(const Array& u) { return noise_of(u, gumbel_of, "gumbel_noise"); }
