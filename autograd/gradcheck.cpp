@@ -23,6 +23,25 @@ GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
         return s;
     };
 
+    // The caller's gradients, put back on every way out.
+    struct Saved {
+        Tensor t;
+        bool had;
+        Array grad;
+    };
+    std::vector<Saved> saved;
+    for (const Tensor& t : inputs)
+        if (t.defined() && t.requires_grad()) saved.push_back({t, t.has_grad(), t.has_grad() ? t.grad() : Array()});
+    struct Restore {
+        std::vector<Saved>& s;
+        ~Restore() {
+            for (Saved& x : s) {
+                x.t.zero_grad();
+                if (x.had) x.t.accumulate_grad(x.grad, "gradcheck");
+            }
+        }
+    } restore{saved};
+
     for (Tensor t : inputs) if (t.requires_grad()) t.zero_grad();
     Tensor out = f(inputs);
     weights = gen.normal(Shape(out.shape().begin(), out.shape().end()));
@@ -41,16 +60,16 @@ GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
         Array& v = t.value();
         for (std::size_t i = 0; i < v.size(); ++i) {
             const float x0 = v.data()[i];
-            double fp, fm;
-            {
+            auto central = [&](float h) {
                 NoGradGuard no_grad;
-                v.data()[i] = x0 + opt.eps;
-                fp = projected(f(inputs));
-                v.data()[i] = x0 - opt.eps;
-                fm = projected(f(inputs));
-            }
-            v.data()[i] = x0;
-            const double numeric = (fp - fm) / (2.0 * double(opt.eps));
+                v.data()[i] = x0 + h;
+                const double fp = projected(f(inputs));
+                v.data()[i] = x0 - h;
+                const double fm = projected(f(inputs));
+                v.data()[i] = x0;
+                return (fp - fm) / (double(x0 + h) - double(x0 - h));  // the steps as float stored them
+            };
+            const double numeric = (4.0 * central(opt.eps / 2) - central(opt.eps)) / 3.0;
             const double a = analytic.data()[i];
             const double err = std::abs(a - numeric);
             result.max_abs_error = std::max(result.max_abs_error, float(err));
@@ -63,7 +82,6 @@ GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
             }
         }
     }
-    for (Tensor t : inputs) if (t.requires_grad()) t.zero_grad();
     return result;
 }
 
