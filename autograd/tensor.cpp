@@ -308,12 +308,17 @@ void Tape::backward(const Tensor& root, const Array& seed, bool retain_tape) {
 // (their output's only owner is the node): newest first, so freeing a node releases its
 // inputs before their own nodes are looked at.
 void Tape::free_walked_and_dead(std::uint64_t pass) {
+    bool all_walked = true;  // the common case: one loss per step, so clear() keeps the capacity
+    for (const Node& node : nodes_) all_walked = all_walked && node.output.impl()->pass == pass;
+    if (all_walked) return clear();
     bool kept = false;
     for (std::size_t k = nodes_.size(); k-- > 0;) {
         Node& node = nodes_[k];
         if (node.output.impl()->pass == pass || node.output.impl_.use_count() == 1) {
             mark_freed(node);
-            node = Node{nullptr, {}, Tensor(), nullptr};
+            node.inputs.clear();  // releases the inputs before their own nodes are looked at
+            node.output = Tensor();
+            node.name = nullptr;
         } else {
             kept = true;
         }

@@ -293,7 +293,7 @@ TEST_CASE("Engine: gradcheck's defaults catch a backward off by 1% and leave the
     CHECK_FALSE(z.has_grad());
 }
 
-TEST_CASE("Engine: shapes: Tensor::shape() feeds zeros and reshape; sizes that overflow are refused") {
+TEST_CASE("Engine: Tensor::shape() feeds zeros and reshape, and sizes that overflow are refused") {
     Tensor x = Tensor::ones({2, 3});
     CHECK(Tensor::zeros(x.shape()).shape() == x.shape());
     CHECK(reshape(x, x.shape()).shape() == x.shape());
