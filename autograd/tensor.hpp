@@ -11,12 +11,10 @@
 
 #include <xtensor/xarray.hpp>
 
-#include "autograd/kernels/allocator.hpp"
-
 namespace tg {
 
-// Row-major float arrays whose storage comes from the per-thread block cache.
-using Array = xt::xarray<float, xt::layout_type::row_major, CachingAllocator<float>>;
+// Plain xtensor arrays: a user's xt::xarray<float> is a tg::Array.
+using Array = xt::xarray<float>;
 using Shape = std::vector<std::size_t>;
 // The one index type: class labels, argmax's result, one_hot's and gather's input.
 using Indices = xt::xarray<std::size_t>;

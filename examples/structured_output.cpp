@@ -11,7 +11,6 @@
 #include <exception>
 #include <iostream>
 
-#include "autograd/kernels/blas.hpp"
 #include "examples/structured_output_lib.hpp"
 
 namespace {
@@ -30,7 +29,6 @@ extern "C" void on_signal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    tg::use_avx512_blas_kernels(argv);  // a no-op unless OpenBLAS chose its slow SSE3 kernels
     try {
         tg::structured::ParsedArgs args = tg::structured::parse_command_line(argc, argv, std::cout, std::cerr);
         if (!args.config) return args.exit_status;

@@ -17,7 +17,7 @@
 #include <limits>
 #include <sstream>
 
-#include "autograd/kernels/blas.hpp"
+#include "autograd/threads.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/ops.hpp"
