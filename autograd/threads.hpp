@@ -4,10 +4,11 @@
 namespace tg {
 
 // set_num_threads(n) splits large GEMMs (by rows or columns of the result) and the optimizers'
-// updates into n parts run by an OpenMP team (the calling thread and n - 1 workers), with
-// OpenBLAS single-threaded inside each part. Each thread that calls into tapegrad gets its own
-// team. Before the first call OpenBLAS threads the GEMMs by itself, with as many threads as it
-// chose (num_threads() reports those). With the same thread count results repeat bit for bit;
+// updates into n parts run by tapegrad's pool (the calling thread and n - 1 workers,
+// autograd/kernels/parallel.hpp), with OpenBLAS single-threaded inside each part. A second
+// thread calling in while the pool is busy runs its parts itself, one after the other. Before
+// the first call OpenBLAS threads the GEMMs by itself, with as many threads as it chose
+// (num_threads() reports those). With the same thread count results repeat bit for bit;
 // different counts may differ in the last bits (whether they do depends on OpenBLAS's kernel).
 void set_num_threads(int n);
 int num_threads();

@@ -1,7 +1,14 @@
-// The parts GEMMs and the optimizers' updates split into, run by OpenMP (parallel.cpp). On the
-// training step of the structured-output example (batch 100, 392-200-200-392) on 2 free cores
-// this gains 1.25-1.3x; OpenBLAS's own pool 1.05-1.1x (it waits for each of its threads, and
-// these GEMMs are small).
+// tapegrad's own threads. set_num_threads(n) (autograd/threads.hpp) gives the pool n threads: the caller
+// and n - 1 workers. Large GEMMs and the optimizers' updates split their work into parts over
+// them, with OpenBLAS single-threaded inside each part. On the training step of the
+// structured-output example (batch 100, 392-200-200-392) on 2 free cores this gains 1.25-1.3x,
+// OpenBLAS's own pool 1.05-1.1x. When another program takes a core, OpenBLAS's threads wait
+// for each other (0.4-0.6x of one thread); here parts go to whichever thread is free (0.75-1x).
+// Workers spin for a moment between regions (a training step starts one every ~0.1 ms), then
+// sleep. OpenMP (libgomp, `omp parallel for` over the same parts) was tried in its place: the
+// same on one thread, but on a busy machine (load 15 on the 2 cores) 2 threads ran 20-50
+// steps/s against 200-450 here, since every region ends in a barrier that waits for a worker
+// the OS has not scheduled.
 #pragma once
 
 #include <cstddef>
@@ -9,15 +16,17 @@
 
 namespace tg::detail {
 
-// Runs f(part) for part = 0 .. parts - 1 and returns when all are done. Parts go to whichever
-// thread of the team is free, so a part's result must depend on `part` only. Runs them one
-// after the other on the calling thread when set_num_threads is 1 or when called from inside
-// a part. An exception thrown by a part is rethrown here (the first one; the other parts
-// still run).
+// Runs f(part) for part = 0 .. parts - 1 and returns when all are done. The caller runs parts
+// too; which thread runs which part varies, so a part's result must depend on `part` only.
+// Runs them one after the other on the calling thread when the pool has one thread, when
+// called from inside a part, or while another thread uses the pool. An exception thrown by a
+// part is rethrown here (the first one; the other parts still run).
 template <class F>
 void parallel_for(std::size_t parts, F&& f);
 
-std::size_t pool_threads();  // set_num_threads' count (1 before any call)
+std::size_t pool_threads();            // the pool's threads, including the caller
+std::size_t pool_sleepers();           // workers asleep (not spinning); for the tests
+void set_pool_threads(std::size_t n);  // n >= 1; called by set_num_threads
 void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx);
 
 template <class F>
