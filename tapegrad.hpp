@@ -1,7 +1,7 @@
 // Everything of tapegrad in one include.
 #pragma once
 
-#include "autograd/kernels/blas.hpp"
+#include "autograd/threads.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/random.hpp"

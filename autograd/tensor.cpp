@@ -1,4 +1,5 @@
 #include "autograd/tensor.hpp"
+#include "autograd/kernels/memory.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -88,7 +89,9 @@ std::string shape_str(const Array::shape_type& shape) {
     return out.str();
 }
 
-Tensor::Tensor(Array value, bool requires_grad) : impl_(std::allocate_shared<TensorImpl>(CachingAllocator<TensorImpl>())) {
+Tensor::Tensor(Array value, bool requires_grad) : impl_(std::make_shared<TensorImpl>()) {
+    static const bool memory_kept = detail::keep_freed_memory();
+    (void)memory_kept;
     impl_->value = std::move(value);
     impl_->requires_grad = requires_grad;
 }

@@ -12,13 +12,12 @@
 
 #include <xtensor/xarray.hpp>
 
-#include "autograd/kernels/allocator.hpp"
 #include "tapegrad_arch.hpp"  // generated: stops code compiled for other SIMD sets than the library
 
 namespace tg {
 
-// Row-major float arrays whose storage comes from the per-thread block cache.
-using Array = xt::xarray<float, xt::layout_type::row_major, CachingAllocator<float>>;
+// Plain xtensor arrays: a user's xt::xarray<float> is a tg::Array.
+using Array = xt::xarray<float>;
 // The one shape type: what Tensor::shape() returns and every shape parameter takes.
 using Shape = Array::shape_type;
 // The number of elements of shape, or std::length_error naming op and the shape when the

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "autograd/detail.hpp"
+#include "autograd/threads.hpp"
 #include "examples/harness/memory.hpp"
 #include "tapegrad.hpp"
 
@@ -49,7 +50,6 @@ Tensor uniform_param(Generator& g, std::size_t rows, std::size_t cols) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    tg::use_avx512_blas_kernels(argv);  // the same kernels as structured_output
     CLI::App app("tapegrad engine micro-benchmarks: tape cost per op, MLP step against its GEMMs");
     int threads = 1, steps = 500;
     app.add_option("threads", threads, "OpenBLAS threads")->check(CLI::Range(1, 256));

@@ -11,14 +11,13 @@
 
 #include <CLI/CLI.hpp>
 
-#include "autograd/kernels/blas.hpp"
+#include "autograd/threads.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/random.hpp"
 
 extern "C" char* openblas_get_corename(void);
 
 int main(int argc, char** argv) {
-    tg::use_avx512_blas_kernels(argv);  // the same kernels as structured_output
     CLI::App app("The GEMM floor of one structured-output training step (its eight GEMMs alone)");
     int threads = 1, reps = 41;
     app.add_option("threads", threads, "OpenBLAS threads")->check(CLI::Range(1, 256));

@@ -1,6 +1,8 @@
 // One training step of examples/structured_output on synthetic binary images, for profiling
 // (callgrind, perf) without loading MNIST: gather a batch, the Gumbel-Softmax loss, backward,
 // Adam. Usage: bench_step [bernoulli|categorical] [steps=2000] [threads=1]
+// On an AVX-512 CPU that OpenBLAS 0.3.21 does not know, run it with OPENBLAS_CORETYPE=SkylakeX
+// (the library warns when OpenBLAS fell back to its slow kernels).
 // Per-step instruction counts: valgrind --tool=callgrind --toggle-collect=timed_steps bench_step ...
 #include <algorithm>
 #include <chrono>
@@ -8,9 +10,12 @@
 #include <cstring>
 #include <string>
 
+#include <malloc.h>
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
 
-#include "autograd/kernels/blas.hpp"
+#include "autograd/threads.hpp"
 #include "examples/structured_output_lib.hpp"
 #include "optim/adam.hpp"
 
@@ -23,7 +28,6 @@ __attribute__((noinline)) void timed_steps(int n, F& step) {
 }
 
 int main(int argc, char** argv) {
-    tg::use_avx512_blas_kernels(argv);  // the same kernels as structured_output
     CLI::App app("One training step of examples/structured_output on synthetic binary images, for profiling");
     std::string latent = "bernoulli";
     int steps = 2000, threads = 1;  // bounded: atoi took "-1" and "abc" silently
@@ -53,9 +57,24 @@ int main(int argc, char** argv) {
         loss = l.nll;
     };
     for (int i = 0; i < 20; ++i) step();
+    // Memory taken from the system: page faults (a block given back to the OS and taken again
+    // faults its pages in anew) and the bytes glibc holds, over the timed steps.
+    const auto faults = [] {
+        rusage u{};
+        getrusage(RUSAGE_SELF, &u);
+        return u.ru_minflt;
+    };
+    const auto held = [] {
+        const struct mallinfo2 mi = mallinfo2();
+        return mi.arena + mi.hblkhd;
+    };
+    const long faults0 = faults();
+    const std::size_t held0 = held();
     const auto t0 = std::chrono::steady_clock::now();
     timed_steps(steps, step);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%s: %.4f ms/step, %.1f steps/s (loss %.3f)\n", latent.c_str(), s / steps * 1e3, steps / s, loss);
+    std::printf("%s: %.4f ms/step, %.1f steps/s (loss %.3f); %.2f page faults/step, malloc'd memory %+.1f kB\n",
+                latent.c_str(), s / steps * 1e3, steps / s, loss, double(faults() - faults0) / steps,
+                (double(held()) - double(held0)) / 1024);
     return 0;
 }

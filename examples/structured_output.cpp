@@ -13,7 +13,6 @@
 #include <new>
 #include <optional>
 
-#include "autograd/kernels/blas.hpp"
 #include "examples/structured_output_lib.hpp"
 
 namespace {
@@ -32,7 +31,6 @@ extern "C" void on_signal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    tg::use_avx512_blas_kernels(argv);  // a no-op unless OpenBLAS chose its slow SSE3 kernels
     std::optional<tg::structured::Config> config;
     try {
         tg::structured::ParsedArgs args = tg::structured::parse_command_line(argc, argv, std::cout, std::cerr);

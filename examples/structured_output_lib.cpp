@@ -19,7 +19,7 @@
 
 #include <unistd.h>
 
-#include "autograd/kernels/blas.hpp"
+#include "autograd/threads.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/ops.hpp"

@@ -5,7 +5,7 @@
 #include <thread>
 #include <vector>
 
-#include "autograd/kernels/blas.hpp"
+#include "autograd/threads.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/kernels/parallel.hpp"
 #include "examples/structured_output_lib.hpp"

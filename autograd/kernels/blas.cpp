@@ -1,52 +1,48 @@
-#include "autograd/kernels/blas.hpp"
-#include "autograd/kernels/parallel.hpp"
+// The GEMMs, through xtensor-blas's cxxblas layer: a direct call of cblas_sgemm (the raw
+// cblas_sgemm gave the same steps/s), with the transposes as flags and beta = 1 to accumulate.
+#include <xtensor-blas/xblas_config.hpp>  // before cxxblas: it selects the CBLAS back end
+#include <xflens/cxxblas/cxxblas.cxx>
 
-#include <cblas.h>
-#include <unistd.h>
-
-#include <cstddef>
-#include <cstdlib>
+#include <cstdio>
 #include <cstring>
-#include <stdexcept>
-#include <string>
 
-namespace tg {
+#include "autograd/detail.hpp"
+#include "autograd/kernels/parallel.hpp"
+#include "autograd/threads.hpp"
 
-void set_num_threads(int n) {
-    if (n < 1) throw std::invalid_argument("set_num_threads: need at least 1 thread, got " + std::to_string(n));
-    detail::set_pool_threads(static_cast<std::size_t>(n));
-    openblas_set_num_threads(1);  // parallel_for splits the GEMMs; OpenBLAS runs inside each part
-}
-// Before any set_num_threads, OpenBLAS's own default (its pool, sized by OPENBLAS_NUM_THREADS or
-// the cores) does the threading.
-int num_threads() {
-    return detail::pool_threads() > 1 ? static_cast<int>(detail::pool_threads()) : openblas_get_num_threads();
-}
-const char* blas_core() { return openblas_get_corename(); }
-
-void use_avx512_blas_kernels(char** argv) {
-    if (std::getenv("OPENBLAS_CORETYPE") || std::strcmp(openblas_get_corename(), "Prescott") != 0 ||
-        !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
-        return;
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the slow kernels
-}
-
-namespace detail {
+namespace tg::detail {
 
 namespace {
+
+// OpenBLAS 0.3.21 falls back to its SSE3 Prescott kernels on CPUs it does not know (Intel
+// Sapphire and Emerald Rapids): SGEMM at ~30 GFLOP/s instead of ~140. Which kernels run is
+// fixed when OpenBLAS loads, so all the library can do is say so.
+bool warn_if_slow_blas() {
+    if (std::strcmp(blas_core(), "Prescott") == 0 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        std::fprintf(stderr,
+                     "tapegrad: OpenBLAS runs its slow SSE3 'Prescott' kernels on this AVX-512 CPU (about a quarter "
+                     "of the speed); set OPENBLAS_CORETYPE=SkylakeX in the environment before starting the program\n");
+    return true;
+}
+
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
            std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+    using cxxblas::Transpose;
+    cxxblas::gemm<int>(cxxblas::StorageOrder::RowMajor, trans_a ? Transpose::Trans : Transpose::NoTrans,
+                       trans_b ? Transpose::Trans : Transpose::NoTrans, static_cast<int>(m), static_cast<int>(n),
+                       static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+                       static_cast<int>(ldc));
 }
+
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
           std::size_t ldc) {
+    static const bool warned = warn_if_slow_blas();
+    (void)warned;
     if (m == 0 || n == 0) return;
     if (k == 0) {  // an empty product: C = beta C. BLAS would reject the zero leading dimension.
         for (std::size_t i = 0; i < m; ++i)
@@ -72,6 +68,5 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
         }
     });
 }
-}  // namespace detail
 
-}  // namespace tg
+}  // namespace tg::detail

@@ -1,4 +1,7 @@
 #include "autograd/kernels/parallel.hpp"
+#include "autograd/threads.hpp"
+
+#include <cblas.h>  // OpenBLAS's own functions; kept apart from xtensor-blas (blas.cpp): they clash
 
 #include <atomic>
 #include <chrono>
@@ -7,6 +10,7 @@
 #include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -171,3 +175,19 @@ void set_pool_threads(std::size_t n) { pool().resize(n < 1 ? 1 : n); }
 void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx) { pool().run(parts, fn, ctx); }
 
 }  // namespace tg::detail
+
+namespace tg {
+
+void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("set_num_threads: need at least 1 thread, got " + std::to_string(n));
+    detail::set_pool_threads(static_cast<std::size_t>(n));
+    openblas_set_num_threads(1);  // parallel_for splits the GEMMs; OpenBLAS runs inside each part
+}
+// Before any set_num_threads, OpenBLAS's own default (its pool, sized by OPENBLAS_NUM_THREADS or
+// the cores) does the threading.
+int num_threads() {
+    return detail::pool_threads() > 1 ? static_cast<int>(detail::pool_threads()) : openblas_get_num_threads();
+}
+const char* blas_core() { return openblas_get_corename(); }
+
+}  // namespace tg

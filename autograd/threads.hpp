@@ -1,0 +1,22 @@
+// How many threads tapegrad computes with, and which BLAS kernels run.
+#pragma once
+
+namespace tg {
+
+// set_num_threads(n) splits large GEMMs (by rows or columns of the result) and the optimizers'
+// updates into n parts run by tapegrad's pool (the calling thread and n - 1 workers,
+// autograd/kernels/parallel.hpp), with OpenBLAS single-threaded inside each part. A second
+// thread calling in while the pool is busy runs its parts itself, one after the other. Before
+// the first call OpenBLAS threads the GEMMs by itself, with as many threads as it chose
+// (num_threads() reports those). With the same thread count results repeat bit for bit;
+// different counts may differ in the last bits (whether they do depends on OpenBLAS's kernel).
+void set_num_threads(int n);
+int num_threads();
+
+// The kernel family OpenBLAS chose for this CPU ("SkylakeX", "Haswell"...). "Prescott" on an
+// AVX-512 machine means OpenBLAS did not know the CPU and fell back to slow SSE3 kernels (a
+// quarter of the speed): set OPENBLAS_CORETYPE=SkylakeX before the program starts. The first
+// GEMM warns once on stderr when that happens.
+const char* blas_core();
+
+}  // namespace tg
