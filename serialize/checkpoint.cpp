@@ -268,14 +268,20 @@ std::string zip_entries(const std::vector<std::pair<std::string, std::string>>& 
 
 std::size_t item_size(DType d) { return d == DType::float32 ? 4 : 8; }
 
-// Product of the dimensions, or SIZE_MAX when it overflows (a corrupt header).
+// Product of the dimensions, or SIZE_MAX (a corrupt header) when the product of the non-zero
+// ones overflows: even for an empty array, xtensor's signed strides would.
 std::size_t element_count(const Shape& shape) {
-    std::size_t n = 1;
+    std::size_t nonzero = 1;
+    bool empty = false;
     for (std::size_t d : shape) {
-        if (d != 0 && n > SIZE_MAX / 8 / d) return SIZE_MAX;
-        n *= d;
+        if (d == 0) {
+            empty = true;
+            continue;
+        }
+        if (nonzero > static_cast<std::size_t>(PTRDIFF_MAX) / 8 / d) return SIZE_MAX;
+        nonzero *= d;
     }
-    return n;
+    return empty ? 0 : nonzero;
 }
 
 }  // namespace

@@ -395,6 +395,9 @@ TEST_CASE("Checkpoint: damaged .npy entries are refused with the entry named") {
     refused({{"a.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }", floats)}},
             "shape holds a non-integer");
     refused({{"a.npy", npy("{'descr': '<f4', 'shape': (2,), }", floats)}}, "lacks descr, fortran_order or shape");
+    // an empty array whose other dimensions overflow: xtensor's strides would overflow (fuzzer finding)
+    refused({{"a.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1073740000000000000, 1073741824), }", "")}},
+            "shape (0, 1073740000000000000, 1073741824) of <f4 does not fit the 0 data bytes");
     refused({{"a.npy", "not numpy at all"}}, "not a .npy file (bad magic string)");
     refused({{"a.txt", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", floats)}}, "not a .npy file");
     // A well-formed file still loads (the parser takes numpy's own spelling, any key order).

@@ -267,6 +267,20 @@ TEST_CASE("Faults: an IDX header claiming more data than the file holds is refus
 
 namespace {
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TAPEGRAD_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TAPEGRAD_TEST_ASAN 1
+#endif
+#ifdef TAPEGRAD_TEST_ASAN
+constexpr bool address_sanitizer = true;
+#else
+constexpr bool address_sanitizer = false;
+#endif
+
 // An IDX header of unsigned bytes with these sizes.
 std::string idx_header(std::uint8_t ndim, const std::vector<std::uint32_t>& dims) {
     std::string h = {0, 0, 8, static_cast<char>(ndim)};
@@ -310,6 +324,42 @@ TEST_CASE("Faults: an IDX claim past max_idx_bytes is refused at the header, eve
     // the largest legitimate claim is still read (here: 60,000 labels-sized rows of 784 bytes)
     write_gzip(path, idx_header(2, {60000, 784}), mnist::max_idx_bytes);
     CHECK(mnist::read_idx(path, 2).data.size() == mnist::max_idx_bytes);
+}
+
+TEST_CASE("Faults: out of memory in the IDX reader says what it was allocating and how big") {
+    if (address_sanitizer) {
+        MESSAGE("AddressSanitizer reserves terabytes of address space: no address-space limit here");
+        return;
+    }
+    const TempDir dir("idx-oom");
+    const std::string path = dir.file("big.gz");
+    write_gzip(path, idx_header(2, {60000, 784}), mnist::max_idx_bytes);
+    long vm_kb = -1;  // the address space in use now (VmSize of /proc/self/status)
+    {
+        std::ifstream status("/proc/self/status");
+        for (std::string key; status >> key;)
+            if (key == "VmSize:") status >> vm_kb;
+    }
+    REQUIRE(vm_kb > 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {  // a child with 16 MB of address space to spare, short of the 47 MB the file holds
+        struct rlimit limit;
+        limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(vm_kb + 16 * 1024) * 1024;
+        ::setrlimit(RLIMIT_AS, &limit);
+        try {
+            mnist::read_idx(path, 2);
+            ::_exit(1);
+        } catch (const std::runtime_error& e) {
+            ::_exit(contains(e.what(), path + ": out of memory allocating 47040000 bytes for the data (60000x784)") ? 0 : 2);
+        } catch (...) {
+            ::_exit(3);
+        }
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);  // 1: it read the file anyway; 2: another message; 3: a bare bad_alloc
 }
 
 TEST_CASE("Faults: load_pair checks the labels header before it reads the images") {

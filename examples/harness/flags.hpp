@@ -31,7 +31,7 @@ inline CLI::Validator whole_number(std::uint64_t min, std::uint64_t max) {
             text = std::to_string(v);  // no leading zeros, which CLI11 would read as octal
             return "";
         },
-        "INT in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+        "[" + std::to_string(min) + ", " + std::to_string(max) + "]");
 }
 
 // app.add_option for an unsigned count bounded to [min, max].

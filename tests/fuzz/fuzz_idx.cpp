@@ -3,12 +3,13 @@
 // (raw or gzip); bits 1-2 give expected_ndim (0: any). Bit 3 set builds a large gzip file
 // from a small input, so that claims near and past mnist::max_idx_bytes meet as many bytes
 // as they ask for (within -max_len, a gzip input decompresses to at most about 8 MB): the
-// next byte is a count k (0-64), the one after a fill byte, the rest the start of the file
+// next byte is a count k (0-64, see max_expansion_mib), the one after a fill byte, the rest the start of the file
 // (header and first bytes), followed by k MiB of the fill byte as further gzip members.
 // The reader may only throw std::runtime_error; anything else (a crash, another exception, a
 // leak, an allocation above -malloc_limit_mb) is a finding.
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -40,7 +41,7 @@ void check(const tg::mnist::Idx& idx) {
 // bytes as one gzip member.
 std::string gzip_member(const std::uint8_t* bytes, std::size_t size) {
     z_stream zs{};
-    deflateInit2(&zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+    deflateInit2(&zs, 1, Z_DEFLATED, 9 + 16, 1, Z_DEFAULT_STRATEGY);  // a small window and state: cheap per input
     std::string out(deflateBound(&zs, static_cast<uLong>(size)), '\0');
     zs.next_in = const_cast<Bytef*>(bytes);
     zs.avail_in = static_cast<uInt>(size);
@@ -63,6 +64,16 @@ const std::string& mebibyte_of(std::uint8_t fill) {
     return it->second;
 }
 
+// The largest k: 64, or TAPEGRAD_FUZZ_IDX_MIB. Reading tens of MB costs tens of ms, so a
+// fuzzing run that must reach many executions (scripts/fuzz with TAPEGRAD_FUZZ_RUNS) may lower it.
+std::size_t max_expansion_mib() {
+    static const std::size_t mib = [] {
+        const char* v = std::getenv("TAPEGRAD_FUZZ_IDX_MIB");
+        return v ? static_cast<std::size_t>(std::strtoul(v, nullptr, 10) % 256) : std::size_t{64};
+    }();
+    return mib;
+}
+
 void write_file(const std::string& path, const std::string& bytes) {
     std::FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) return;
@@ -80,7 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
         if (expanded) {
             if (size < 3) return 0;
-            const std::size_t mebibytes = data[1] % 65;
+            const std::size_t mebibytes = data[1] % (max_expansion_mib() + 1);
             std::string bytes = gzip_member(data + 3, size - 3);
             for (std::size_t i = 0; i < mebibytes; ++i) bytes += mebibyte_of(data[2]);
             write_file(file.path, bytes);
