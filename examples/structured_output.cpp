@@ -28,19 +28,8 @@ struct Options {
     std::size_t validation = mnist::validation_size;
 };
 
-template <class T>
-T pick(const std::string& flag, const std::string& name, const std::vector<std::pair<std::string, T>>& choices) {
-    std::string names;
-    for (const auto& [n, v] : choices) {
-        if (n == name) return v;
-        names += (names.empty() ? "" : ", ") + n;
-    }
-    throw harness::UsageError("unknown " + flag + " '" + name + "' (expected " + names + ")");
-}
-
-void check_positive(float v, const char* flag) {
-    harness::require(std::isfinite(v) && v > 0.0f, std::string(flag) + " must be positive, got " + harness::format("%g", v));
-}
+const std::vector<std::string> latents = {"bernoulli", "categorical"}, estimators = {"gs", "st-gs", "st", "sf"},
+                               binarizations = {"fixed", "threshold", "dynamic"};
 
 // The first test image of each digit 0-7 (or the first 8 images if some digit is missing).
 std::vector<std::size_t> picture_rows(const mnist::DataSet& test) {
@@ -86,26 +75,23 @@ int run(int argc, char** argv) {
         "structured_output"};
     app.get_formatter()->column_width(34);
     harness::add_common_flags(app, o.run);
-    app.add_option("--latent", o.latent, "bernoulli: binary units (Binary Concrete when relaxed); categorical: "
-                                         "hidden/10 variables of 10 classes (Gumbel-Softmax when relaxed)")
-        ->capture_default_str();
-    app.add_option("--estimator", o.estimator,
+    harness::add_choice(app, "--latent", o.latent, "bernoulli: binary units (Binary Concrete when relaxed); categorical: "
+                                         "hidden/10 variables of 10 classes (Gumbel-Softmax when relaxed)", latents);
+    harness::add_choice(app, "--estimator", o.estimator,
                    "Gradient estimator: gs (relaxed samples), st-gs (straight-through Gumbel-Softmax: discrete "
                    "forward, relaxed gradient), st (plain straight-through: discrete sample forward, gradient of the "
-                   "probabilities backward), sf (score function / REINFORCE with a moving-average baseline)")
-        ->capture_default_str();
-    app.add_option("--binarize", o.binarize,
+                   "probabilities backward), sf (score function / REINFORCE with a moving-average baseline)", estimators);
+    harness::add_choice(app, "--binarize", o.binarize,
                    "fixed: each pixel sampled once from its intensity (fixed seed, the paper's data); threshold: "
-                   "intensity > 0.5 (an easier data set, lower NLL); dynamic: training images resampled every batch")
-        ->capture_default_str();
-    app.add_option("--optimizer", o.optimizer, "adam or sgd (SGD with --momentum)")->capture_default_str();
-    app.add_option("--lr", o.lr, "Learning rate (constant)")->capture_default_str();
-    app.add_option("--momentum", o.momentum, "Momentum of SGD (the paper: 0.9)")->capture_default_str();
+                   "intensity > 0.5 (an easier data set, lower NLL); dynamic: training images resampled every batch", binarizations);
+    harness::add_choice(app, "--optimizer", o.optimizer, "adam or sgd (SGD with --momentum)", {"adam", "sgd"});
+    harness::add_positive(app, "--lr", o.lr, "Learning rate (constant)");
+    harness::add_real(app, "--momentum", o.momentum, "Momentum of SGD (the paper: 0.9)", 0.0f, 1.0f);
     harness::add_count(app, "--hidden", o.hidden, "Stochastic units per layer (a multiple of 10 for categorical)", 1, 100000);
-    app.add_option("--tau", o.tau, "Temperature of the relaxed samples at step 0")->capture_default_str();
-    app.add_option("--tau-min", o.tau_min, "Floor of the annealed temperature")->capture_default_str();
-    app.add_option("--anneal-rate", o.anneal_rate, "r in tau = max(tau-min, tau exp(-r step)) (0: a fixed tau)")
-        ->capture_default_str();
+    harness::add_positive(app, "--tau", o.tau, "Temperature of the relaxed samples at step 0");
+    harness::add_positive(app, "--tau-min", o.tau_min, "Floor of the annealed temperature");
+    harness::add_real(app, "--anneal-rate", o.anneal_rate, "r in tau = max(tau-min, tau exp(-r step)) (0: a fixed tau)",
+                      0.0f, INFINITY);
     harness::add_count(app, "--anneal-every", o.anneal_every, "Steps between temperature updates", 1, std::size_t{1} << 40);
     harness::add_count(app, "--samples", o.samples, "m of the training objective: -log((1/m) sum_i p(lower | h_i)) "
                                                     "over m samples per image (1: the plain NLL of one sample)", 1, 10000);
@@ -125,24 +111,14 @@ int run(int argc, char** argv) {
         "bit for bit). Exit status: 0 done; 2 bad flags, data or checkpoint; 3 a non-finite loss or gradient.");
     if (const auto status = harness::parse(app, argc, argv)) return *status;
 
-    const Latent latent = pick<Latent>("--latent", o.latent, {{"bernoulli", Latent::bernoulli}, {"categorical", Latent::categorical}});
-    const Estimator estimator = pick<Estimator>("--estimator", o.estimator, {{"gs", Estimator::gs}, {"st-gs", Estimator::st_gs},
-                                                                             {"st", Estimator::st}, {"sf", Estimator::sf}});
-    const mnist::Binarization binarization = pick<mnist::Binarization>(
-        "--binarize", o.binarize, {{"fixed", mnist::Binarization::fixed}, {"threshold", mnist::Binarization::threshold},
-                                   {"dynamic", mnist::Binarization::dynamic}});
-    pick<int>("--optimizer", o.optimizer, {{"adam", 0}, {"sgd", 1}});
-    check_positive(o.tau, "--tau");
-    check_positive(o.lr, "--lr");
-    harness::require(o.momentum >= 0.0f && o.momentum < 1.0f, "--momentum must be in [0, 1), got " + harness::format("%g", o.momentum));
+    const Latent latent = Latent(harness::index_of(o.latent, latents));
+    const Estimator estimator = Estimator(harness::index_of(o.estimator, estimators));
+    const auto binarization = mnist::Binarization(harness::index_of(o.binarize, binarizations));
     harness::require(latent == Latent::bernoulli || o.hidden % classes == 0,
                      "--hidden " + std::to_string(o.hidden) + " is not divisible by 10: categorical units are variables of 10 classes");
-    harness::require(std::isfinite(o.anneal_rate) && o.anneal_rate >= 0.0f, "--anneal-rate must be non-negative, got " + harness::format("%g", o.anneal_rate));
-    if (o.anneal_rate > 0.0f) {
-        check_positive(o.tau_min, "--tau-min");
-        harness::require(o.tau_min <= o.tau, "--tau " + harness::format("%g", o.tau) + " is below --tau-min " + harness::format("%g", o.tau_min) +
-                                                 " (lower --tau-min, or use --anneal-rate 0 for a fixed tau)");
-    }
+    harness::require(o.anneal_rate == 0.0f || o.tau_min <= o.tau,
+                     "--tau " + harness::format("%g", o.tau) + " is below --tau-min " + harness::format("%g", o.tau_min) +
+                         " (lower --tau-min, or use --anneal-rate 0 for a fixed tau)");
     harness::require(o.samples * o.run.batch_size <= 10000000, "--samples " + std::to_string(o.samples) + " times --batch-size " +
                                                                   std::to_string(o.run.batch_size) + " is over 10^7 rows a step");
     const std::string dir = o.run.out.empty() ? "runs/" + o.latent + "-" + o.estimator : o.run.out;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <cmath>
@@ -52,6 +53,47 @@ CLI::Option* add_count(CLI::App& app, const std::string& name, std::size_t& valu
 CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& value, const std::string& help) {
     return app.add_option(name, value, help)->capture_default_str()->check(CLI::Validator(
         [](std::string& s) { return check_count(s, 0, std::numeric_limits<std::uint64_t>::max()); }, "UINT64"));
+}
+
+namespace {
+
+std::string check_real(const std::string& text, float min, float below, bool positive) {
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0') return "expects a number, got '" + text + "'";
+    if (!std::isfinite(v)) return "must be finite, got " + text;
+    if (positive && !(v > 0)) return "must be positive, got " + text;
+    if (!positive && !(v >= min && v < below))
+        return "must be in [" + format("%g", min) + ", " + format("%g", below) + "), got " + text;
+    return "";
+}
+
+}  // namespace
+
+CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
+                      float below) {
+    return app.add_option(name, value, help)->capture_default_str()->check(CLI::Validator(
+        [min, below](std::string& s) { return check_real(s, min, below, false); }, "FLOAT"));
+}
+
+CLI::Option* add_positive(CLI::App& app, const std::string& name, float& value, const std::string& help) {
+    return app.add_option(name, value, help)->capture_default_str()->check(
+        CLI::Validator([](std::string& s) { return check_real(s, 0, 0, true); }, "FLOAT > 0"));
+}
+
+CLI::Option* add_choice(CLI::App& app, const std::string& name, std::string& value, const std::string& help,
+                        const std::vector<std::string>& choices) {
+    std::string names;
+    for (const std::string& c : choices) names += (names.empty() ? "" : ", ") + c;
+    return app.add_option(name, value, help)->capture_default_str()->check(CLI::Validator(
+        [choices, names](std::string& s) {
+            return index_of(s, choices) < choices.size() ? "" : "unknown value '" + s + "' (expected " + names + ")";
+        },
+        "{" + names + "}"));
+}
+
+std::size_t index_of(const std::string& value, const std::vector<std::string>& choices) {
+    return static_cast<std::size_t>(std::find(choices.begin(), choices.end(), value) - choices.begin());
 }
 
 void add_common_flags(CLI::App& app, Flags& f) {

@@ -54,6 +54,15 @@ void add_common_flags(CLI::App& app, Flags& flags);
 CLI::Option* add_count(CLI::App& app, const std::string& name, std::size_t& value, const std::string& help,
                        std::size_t min, std::size_t max);
 CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& value, const std::string& help);
+// A finite float in [min, below) (below may be infinity), or one that must be positive.
+CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
+                      float below);
+CLI::Option* add_positive(CLI::App& app, const std::string& name, float& value, const std::string& help);
+// One of the names in choices; its index goes to index.
+CLI::Option* add_choice(CLI::App& app, const std::string& name, std::string& value, const std::string& help,
+                        const std::vector<std::string>& choices);
+// The position of value in choices (add_choice has checked that it is there).
+std::size_t index_of(const std::string& value, const std::vector<std::string>& choices);
 
 // Parses argv into app's variables: nothing to go on, or the exit status to stop with now (0
 // after --help, 2 after a one-line error on err, "program: message").
