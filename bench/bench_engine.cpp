@@ -114,10 +114,10 @@ int main(int argc, char** argv) {
 
     const double t_gemm = time_per_call(gemms_only, 21, 50);
     for (int i = 0; i < 50; ++i) train_step();
-    const long rss0 = memory::rss_kb();
+    const long rss0 = harness::memory::rss_kb();
     const std::size_t heap0 = mallinfo2().uordblks;
     const double t_step = time_per_call(train_step, 21, std::max(1, steps / 21));
-    const long rss1 = memory::rss_kb();
+    const long rss1 = harness::memory::rss_kb();
     const std::size_t heap1 = mallinfo2().uordblks;
     const double flops = 2.0 * n * (d_in * h + h * h + h * d_out) * 3 - 2.0 * n * d_in * h;
     std::printf("MLP 392-200-200-392, batch 100 (sigmoid, BCE with logits, SGD):\n");

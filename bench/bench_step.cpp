@@ -16,7 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "autograd/threads.hpp"
-#include "examples/structured_output_lib.hpp"
+#include "examples/structured_output.hpp"
 #include "optim/adam.hpp"
 
 using namespace tg;
@@ -41,16 +41,15 @@ int main(int argc, char** argv) {
     data.pixels.resize(5000 * mnist::image_pixels);
     for (std::uint8_t& b : data.pixels) b = data_gen.uniform() < 0.2f ? 255 : 0;  // binarized: 0 or 255
     data.labels.assign(5000, 0);
-    structured::Model model(structured::parse_latent(latent), 200, init);
+    structured::Model model(latent == "categorical" ? structured::Latent::categorical : structured::Latent::bernoulli, 200, init);
     optim::Adam adam(model.parameters());
     mnist::BatchIterator batches(data.size(), {100});
     Tensor upper(Array::from_shape({100, mnist::half_pixels})), lower(Array::from_shape({100, mnist::half_pixels}));
-    structured::TrainOptions options;
     double loss = 0.0;
     auto step = [&] {
         if (!batches.next()) batches.next();
         mnist::gather_halves(data, batches.indices(), upper.value(), lower.value());
-        const structured::Loss l = structured::training_loss(model, upper, lower, options, noise);
+        const structured::Loss l = structured::training_loss(model, upper, lower, structured::Estimator::gs, 1.0f, 1, noise);
         l.objective.backward();
         adam.step();
         adam.zero_grad();

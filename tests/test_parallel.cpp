@@ -8,7 +8,7 @@
 #include "autograd/threads.hpp"
 #include "autograd/detail.hpp"
 #include "autograd/kernels/parallel.hpp"
-#include "examples/structured_output_lib.hpp"
+#include "examples/structured_output.hpp"
 #include "helpers.hpp"
 #include "optim/adam.hpp"
 
@@ -168,7 +168,7 @@ TEST_CASE("Parallel: training steps with two threads repeat bit for bit and matc
         structured::Model model(structured::Latent::categorical, 200, init);
         optim::Adam adam(model.parameters());
         for (int step = 0; step < 3; ++step) {
-            structured::training_loss(model, upper, lower, {}, noise).objective.backward();
+            structured::training_loss(model, upper, lower, structured::Estimator::gs, 1.0f, 1, noise).objective.backward();
             adam.step();
             adam.zero_grad();
         }

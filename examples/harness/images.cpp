@@ -2,18 +2,20 @@
 
 #include <stb_image_write.h>
 
-#include "serialize/atomic_file.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <stdexcept>
 
+#include "serialize/atomic_file.hpp"
+
 // Header-only, all static: compiled here and nowhere else.
 #include <stb_easy_font.h>
 
-namespace tg::images {
+namespace harness::images {
+
+using tg::Array;
 
 Canvas::Canvas(int width, int height, Color background) : width_(width), height_(height) {
     if (width <= 0 || height <= 0)
@@ -84,15 +86,13 @@ int Canvas::text_width(const std::string& s, int scale) {
 int Canvas::text_height(int scale) { return 8 * scale; }
 
 void Canvas::save_png(const std::string& path) const {
-    // Encoded in memory, then written by the one atomic writer: stbi_write_png would ignore
-    // the errors of its fwrite and fclose, and a full disk would leave a truncated picture.
     std::string png;
-    const auto append = [](void* context, void* data, int size) {
+    auto append = [](void* context, void* data, int size) {
         static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<std::size_t>(size));
     };
     if (!stbi_write_png_to_func(append, &png, width_, height_, 3, rgb_.data(), width_ * 3))
-        throw std::runtime_error("'" + path + "': cannot encode the PNG");
-    write_file_atomic(path, png);
+        throw std::runtime_error("cannot encode " + path + " as PNG");
+    tg::write_file_atomic(path, png);
 }
 
 namespace {
@@ -189,8 +189,8 @@ Canvas completion_grid(const Array& upper, const Array& truth, const Array& comp
     if (upper.dimension() != 2 || upper.shape()[1] != half || truth.shape() != upper.shape() ||
         completions.dimension() != 2 || completions.shape()[0] != n * k || completions.shape()[1] != half)
         throw std::invalid_argument("completion_grid: expected upper and truth [n, 392] and completions [n * k, 392], "
-                                    "got " + shape_str(upper.shape()) + ", " + shape_str(truth.shape()) + " and " +
-                                    shape_str(completions.shape()) + " with k = " + std::to_string(k));
+                                    "got " + tg::shape_str(upper.shape()) + ", " + tg::shape_str(truth.shape()) + " and " +
+                                    tg::shape_str(completions.shape()) + " with k = " + std::to_string(k));
     const int cell = side * scale, gap = 6, header = 30;
     const int columns = static_cast<int>(k) + 2;
     const Color background{40, 40, 48}, divider{200, 60, 60}, label{235, 235, 235};
@@ -226,4 +226,4 @@ Canvas completion_grid(const Array& upper, const Array& truth, const Array& comp
     return c;
 }
 
-}  // namespace tg::images
+}  // namespace harness::images

@@ -10,7 +10,9 @@
 
 #include "autograd/tensor.hpp"
 
-namespace tg::images {
+namespace harness::images {
+
+using tg::Array;
 
 struct Color {
     std::uint8_t r = 0, g = 0, b = 0;
@@ -32,8 +34,7 @@ public:
     static int text_width(const std::string& s, int scale = 1);
     static int text_height(int scale = 1);
 
-    // Atomic (tg::write_file_atomic): a failed write leaves the old picture. Throws
-    // tg::FileWriteError (a std::runtime_error) naming the file and errno.
+    // Encoded in memory, then written with tg::write_file_atomic (throws tg::FileWriteError).
     void save_png(const std::string& path) const;
 
 private:
@@ -57,4 +58,4 @@ Canvas plot(const std::vector<Series>& series, const std::string& title, const s
 Canvas completion_grid(const Array& upper, const Array& truth, const Array& completions, std::size_t k,
                        int scale = 3);
 
-}  // namespace tg::images
+}  // namespace harness::images

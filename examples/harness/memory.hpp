@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-namespace tg::memory {
+namespace harness::memory {
 
 // The resident set size (VmRSS of /proc/self/status) in kB; -1 where it cannot be read (not Linux).
 inline long rss_kb() {
@@ -32,4 +32,4 @@ inline void release_free_heap() {
 #endif
 }
 
-}  // namespace tg::memory
+}  // namespace harness::memory

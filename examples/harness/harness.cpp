@@ -1,0 +1,523 @@
+#include "examples/harness/harness.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <new>
+#include <sstream>
+
+#include "autograd/threads.hpp"
+#include "datasets/mnist.hpp"
+#include "examples/harness/memory.hpp"
+#include "serialize/atomic_file.hpp"
+
+namespace harness {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// ---- Flags -------------------------------------------------------------------------------
+
+namespace {
+
+// A decimal count with nothing else: "-1", "1e3", "12abc" and values past max are refused.
+std::string check_count(const std::string& text, std::size_t min, std::size_t max) {
+    if (!text.empty() && text[0] == '-') return "must not be negative, got " + text;
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+        return "expects a whole number, got '" + text + "'";
+    errno = 0;
+    const unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
+    if (errno == ERANGE || v > max) return "must be at most " + std::to_string(max) + ", got " + text;
+    if (v < min) return "must be at least " + std::to_string(min) + ", got " + text;
+    return "";
+}
+
+}  // namespace
+
+CLI::Option* add_count(CLI::App& app, const std::string& name, std::size_t& value, const std::string& help,
+                       std::size_t min, std::size_t max) {
+    return app.add_option(name, value, help)
+        ->capture_default_str()
+        ->check(CLI::Validator([min, max](std::string& s) { return check_count(s, min, max); },
+                               "in [" + std::to_string(min) + ", " + std::to_string(max) + "]"));
+}
+
+CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& value, const std::string& help) {
+    return app.add_option(name, value, help)->capture_default_str()->check(CLI::Validator(
+        [](std::string& s) { return check_count(s, 0, std::numeric_limits<std::uint64_t>::max()); }, "UINT64"));
+}
+
+namespace {
+
+std::string check_real(const std::string& text, float min, float below, bool positive) {
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0') return "expects a number, got '" + text + "'";
+    if (!std::isfinite(v)) return "must be finite, got " + text;
+    if (positive && !(v > 0)) return "must be positive, got " + text;
+    if (!positive && !(v >= min && v < below))
+        return "must be in [" + format("%g", min) + ", " + format("%g", below) + "), got " + text;
+    return "";
+}
+
+}  // namespace
+
+CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
+                      float below) {
+    return app.add_option(name, value, help)->capture_default_str()->check(CLI::Validator(
+        [min, below](std::string& s) { return check_real(s, min, below, false); }, "FLOAT"));
+}
+
+CLI::Option* add_positive(CLI::App& app, const std::string& name, float& value, const std::string& help) {
+    return app.add_option(name, value, help)->capture_default_str()->check(
+        CLI::Validator([](std::string& s) { return check_real(s, 0, 0, true); }, "FLOAT > 0"));
+}
+
+CLI::Option* add_choice(CLI::App& app, const std::string& name, std::string& value, const std::string& help,
+                        const std::vector<std::string>& choices) {
+    std::string names;
+    for (const std::string& c : choices) names += (names.empty() ? "" : ", ") + c;
+    return app.add_option(name, value, help)->capture_default_str()->check(CLI::Validator(
+        [choices, names](std::string& s) {
+            return index_of(s, choices) < choices.size() ? "" : "unknown value '" + s + "' (expected " + names + ")";
+        },
+        "{" + names + "}"));
+}
+
+std::size_t index_of(const std::string& value, const std::vector<std::string>& choices) {
+    return static_cast<std::size_t>(std::find(choices.begin(), choices.end(), value) - choices.begin());
+}
+
+void add_common_flags(CLI::App& app, Flags& f) {
+    // a flag given twice takes its last value: a script's defaults can be overridden after them
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    app.add_option("--data", f.data, "Directory of the four MNIST IDX files (scripts/fetch-mnist DIR gets them)")
+        ->capture_default_str();
+    add_count(app, "--epochs", f.epochs, "Epochs in all (a resumed run counts the epochs already done)", 0, 1000000);
+    add_count(app, "--batch-size", f.batch_size, "Images per training step", 1, 1000000);
+    add_count(app, "--max-steps", f.max_steps, "Stop after this many training steps in all, even mid-epoch (0: no limit)",
+              0, std::size_t{1} << 40);
+    add_count(app, "--seed", f.seed,
+              "Seed of the initial weights, the batch order and the noise (the fixed binarization of the data "
+              "always uses seed 0, so that every run sees the same data)");
+    add_count(app, "--threads", f.threads, "Threads (tg::set_num_threads: GEMMs and the optimizer split over them)", 1,
+              256);
+    app.add_option("--out", f.out, "Output directory");
+    app.add_flag("--resume", f.resume,
+                 "Continue from OUT/checkpoint.npz (same model flags); --epochs and --max-steps may be raised");
+}
+
+std::optional<int> parse(CLI::App& app, int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        out << app.help();
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        err << app.get_name() << ": " << e.what() << " (see --help)\n";
+        return 2;
+    }
+    return std::nullopt;
+}
+
+void require(bool ok, const std::string& message) {
+    if (!ok) throw UsageError(message);
+}
+
+std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t purpose) {
+    return seed * 0x9E3779B97F4A7C15ull + purpose * 0xBF58476D1CE4E5B9ull + 1;
+}
+
+// ---- Stopping ----------------------------------------------------------------------------
+
+namespace {
+
+volatile std::sig_atomic_t stop_flag = 0;
+
+extern "C" void on_signal(int sig) {
+    if (stop_flag) {  // the second one: die as the signal would have
+        std::signal(sig, SIG_DFL);
+        std::raise(sig);
+    }
+    stop_flag = 1;
+}
+
+std::string doing = "starting";
+
+}  // namespace
+
+void install_signal_handlers() {
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+}
+bool stop_requested() { return stop_flag != 0; }
+void request_stop(bool on) { stop_flag = on ? 1 : 0; }
+void check_stop() {
+    if (stop_flag) throw Interrupted();
+}
+void now_doing(std::string what) { doing = std::move(what); }
+
+// ---- Files -------------------------------------------------------------------------------
+
+void check_writable(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw UsageError("--out " + dir + ": cannot create the directory: " + ec.message());
+    const std::string probe = (fs::path(dir) / ".write-probe").string();
+    try {
+        tg::write_file_atomic(probe, "probe\n");
+    } catch (const std::exception& e) {
+        throw UsageError("--out " + dir + " is not writable: " + e.what());
+    }
+    fs::remove(probe, ec);
+}
+
+void write_csv(const std::string& path, const std::vector<std::string>& header,
+               const std::vector<std::vector<double>>& rows) {
+    std::string text;
+    for (std::size_t i = 0; i < header.size(); ++i) text += (i ? "," : "") + header[i];
+    text += "\n";
+    char buf[64];
+    for (const auto& row : rows) {
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            // counts as integers, seconds to the millisecond, the rest exactly enough to read back
+            const std::string& name = header[i];
+            const bool count = name == "epoch" || name == "step";
+            const bool seconds = name.size() > 8 && name.compare(name.size() - 8, 8, "_seconds") == 0;
+            std::snprintf(buf, sizeof buf, count ? "%.0f" : seconds ? "%.3f" : "%.9g", row[i]);
+            text += (i ? "," : "") + std::string(buf);
+        }
+        text += "\n";
+    }
+    tg::write_file_atomic(path, text);
+}
+
+std::string format(const char* fmt, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, fmt, v);
+    return buf;
+}
+
+// ---- Progress ----------------------------------------------------------------------------
+
+namespace {
+
+std::string duration(double seconds) {
+    const long s = std::lround(std::max(0.0, seconds));
+    char buf[32];
+    if (s >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+    return buf;
+}
+
+// A progress bar redrawn in place on a terminal; elsewhere a plain line every half minute.
+class Progress {
+public:
+    explicit Progress(const Console& console) : err_(console.err), tty_(console.tty), last_(Clock::now()) {}
+
+    void update(std::size_t epoch, std::size_t epochs, std::size_t done, std::size_t total, double loss,
+                double seconds_per_step, std::size_t steps_left) {
+        const auto now = Clock::now();
+        if (std::chrono::duration<double>(now - last_).count() < (tty_ ? 0.1 : 30.0)) return;
+        last_ = now;
+        std::ostringstream line;
+        line << "epoch " << epoch << "/" << epochs << " ";
+        if (tty_) {
+            const int width = 30, filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
+            line << "[" << std::string(filled, '=') << (filled < width ? ">" : "")
+                 << std::string(width - filled - (filled < width ? 1 : 0), ' ') << "] ";
+        }
+        line << done << "/" << total << "  loss " << format("%.3f", loss) << "  "
+             << format("%.2f", seconds_per_step * 1e3) << " ms/step  ETA " << duration(seconds_per_step * steps_left);
+        if (tty_) {
+            err_ << "\r" << line.str() << "\x1b[K" << std::flush;
+            drawn_ = true;
+        } else {
+            err_ << line.str() << "\n" << std::flush;
+        }
+    }
+    void clear() {
+        if (drawn_) err_ << "\r\x1b[K" << std::flush;
+        drawn_ = false;
+    }
+
+private:
+    std::ostream& err_;
+    bool tty_;
+    bool drawn_ = false;
+    Clock::time_point last_;
+};
+
+// ---- The run's state in the checkpoint ---------------------------------------------------
+
+// Everything of a run that is neither the model, the optimizer nor the experiment's own.
+struct RunState {
+    std::size_t epoch = 0;  // epochs completed
+    std::size_t step = 0;
+    std::size_t epoch_batches = 0;  // of the current epoch so far
+    bool trained = false;           // the current epoch's batches are done; its metrics are not
+    double epoch_loss = 0.0;        // sum of the batch losses of the current epoch so far
+    double epoch_seconds = 0.0;
+    std::vector<std::vector<double>> history;  // metrics.csv
+};
+
+std::uint64_t bits_of(double v) {  // doubles kept exactly
+    std::uint64_t b;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+}
+double double_of(std::uint64_t b) {
+    double v;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+std::vector<std::uint64_t> chars_of(const std::string& s) { return {s.begin(), s.end()}; }
+std::string string_of(const std::vector<std::uint64_t>& v) { return {v.begin(), v.end()}; }
+
+tg::Checkpoint run_entries(const Experiment& ex, const RunState& st, const tg::mnist::BatchIterator& batches) {
+    tg::Checkpoint ck;
+    for (const auto& [flag, value] : ex.identity) ck.put_uints("run.flag" + flag, chars_of(value));
+    ck.put_ints("run.progress", {static_cast<std::int64_t>(st.epoch), static_cast<std::int64_t>(st.step),
+                                 static_cast<std::int64_t>(st.epoch_batches), st.trained ? 1 : 0});
+    ck.put_uints("run.epoch_sums", {bits_of(st.epoch_loss), bits_of(st.epoch_seconds)});
+    std::vector<std::uint64_t> history;
+    for (const auto& row : st.history)
+        for (double v : row) history.push_back(bits_of(v));
+    ck.put_uints("run.history", std::move(history));
+    ck.put_uints("data.batches", batches.state().words());
+    for (const auto& [name, gen] : ex.generators) ck.put_generator("rng." + name, *gen);
+    if (ex.save_state) ex.save_state(ck);
+    return ck;
+}
+
+// The flags of the checkpoint against this run's: resuming with others would not continue it.
+void check_identity(const tg::Checkpoint& ck, const Experiment& ex, const std::string& path) {
+    for (const auto& [flag, value] : ex.identity) {
+        if (!ck.contains("run.flag" + flag))
+            throw UsageError("--resume: " + path + " is not a checkpoint of " + ex.program + " (no " + flag + ")");
+        const std::string was = string_of(ck.get_uints("run.flag" + flag));
+        if (was != value)
+            throw UsageError("--resume: the checkpoint " + path + " was made with " + flag + " " + was + ", not " +
+                             value + " (resume with the same model flags, or choose another --out)");
+    }
+}
+
+void restore_run(const tg::Checkpoint& ck, const Experiment& ex, std::size_t columns, RunState& st,
+                 tg::mnist::BatchIterator& batches) {
+    const std::vector<std::int64_t>& progress = ck.get_ints("run.progress");
+    const std::vector<std::uint64_t>& sums = ck.get_uints("run.epoch_sums");
+    const std::vector<std::uint64_t>& history = ck.get_uints("run.history");
+    if (progress.size() != 4 || sums.size() != 2 || history.size() % columns != 0)
+        throw tg::CheckpointError("checkpoint: the run.* entries have unexpected sizes");
+    batches.set_state(tg::mnist::BatchState::from_words(ck.get_uints("data.batches")));  // throws for another data set
+    for (const auto& [name, gen] : ex.generators) ck.get_generator("rng." + name, *gen);
+    if (ex.load_state) ex.load_state(ck);
+    st.epoch = static_cast<std::size_t>(progress[0]);
+    st.step = static_cast<std::size_t>(progress[1]);
+    st.epoch_batches = static_cast<std::size_t>(progress[2]);
+    st.trained = progress[3] != 0;
+    st.epoch_loss = double_of(sums[0]);
+    st.epoch_seconds = double_of(sums[1]);
+    st.history.clear();
+    for (std::size_t i = 0; i < history.size(); i += columns) {
+        st.history.emplace_back();
+        for (std::size_t j = 0; j < columns; ++j) st.history.back().push_back(double_of(history[i + j]));
+    }
+}
+
+// The first parameter whose gradient holds a NaN or an infinity, or "".
+std::string non_finite_gradient(const tg::nn::Module& model) {
+    for (const auto& [name, p] : model.named_parameters()) {
+        if (!p.has_grad()) continue;
+        const float* g = p.grad().data();
+        std::uint32_t bad = 0;  // an exponent of all ones; integer tests vectorize
+        for (std::size_t i = 0, n = p.grad().size(); i < n; ++i) {
+            std::uint32_t b;
+            std::memcpy(&b, g + i, 4);
+            bad |= (b & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad) return name;
+    }
+    return "";
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+Console terminal() { return Console{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0}; }
+
+Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Console console) {
+    tg::set_num_threads(static_cast<int>(flags.threads));
+    Trained result;
+    result.checkpoint = (fs::path(dir) / "checkpoint.npz").string();
+    const std::string& ckpt = result.checkpoint;
+    const std::string metrics_path = (fs::path(dir) / "metrics.csv").string();
+    result.header = {"epoch", "step", "train_loss"};
+    for (const Column& c : ex.columns) result.header.push_back(c.name);
+    result.header.insert(result.header.end(), {"train_seconds", "val_seconds"});
+    require(flags.batch_size <= ex.train_size, "--batch-size " + std::to_string(flags.batch_size) +
+                                                   " is larger than the training set (" +
+                                                   std::to_string(ex.train_size) + " images)");
+    if (flags.resume && !fs::exists(ckpt))
+        throw UsageError("--resume: no checkpoint at " + ckpt + " (a run writes one at the end of each epoch)");
+
+    tg::mnist::BatchOptions bo;
+    bo.batch_size = flags.batch_size;
+    bo.seed = derive_seed(flags.seed, batch_order_purpose);
+    tg::mnist::BatchIterator batches(ex.train_size, bo);
+    RunState st;
+    if (flags.resume) {
+        now_doing("reading the checkpoint " + ckpt);
+        const tg::Checkpoint ck = tg::Checkpoint::load(ckpt);
+        check_identity(ck, ex, ckpt);
+        try {
+            tg::load_state_dict(ck, *ex.model, ex.optimizer);
+            restore_run(ck, ex, result.header.size(), st, batches);
+        } catch (const std::exception& e) {
+            throw tg::CheckpointError("--resume: " + ckpt + ": " + e.what());
+        }
+        console.out << "resumed from " << ckpt << ": epoch " << st.epoch << ", step " << st.step << "\n";
+    }
+    // Nothing in the directory changes before the first epoch ends: a run that fails early
+    // leaves the previous run's files as they were.
+    check_writable(dir);
+    auto save = [&] {
+        now_doing("saving the checkpoint " + ckpt);
+        tg::save_checkpoint(ckpt, *ex.model, ex.optimizer, run_entries(ex, st, batches));
+    };
+
+    Progress progress(console);
+    const std::size_t rows = ex.train_size, per_epoch = batches.batches_per_epoch();
+    double train_seconds = 0.0;
+    std::size_t steps_here = 0;
+    bool stopped = false;
+    auto stop_line = [&] {
+        save();
+        console.out << "stopped by a signal at step " << st.step << "; checkpoint saved to " << ckpt
+                    << " (continue with --resume)" << std::endl;
+        result.status = 130;
+    };
+    auto non_finite = [&](const std::string& what) {
+        progress.clear();
+        console.err << ex.program << ": non-finite " << what << " at step " << st.step + 1 << " (epoch "
+                    << st.epoch + 1 << "); stopped; the last good checkpoint is kept in " << ckpt << "\n";
+        result.status = 3;
+    };
+
+    while (st.epoch < flags.epochs) {
+        const auto epoch_start = Clock::now();
+        now_doing("training (epoch " + std::to_string(st.epoch + 1) + ")");
+        while (!st.trained) {
+            // a stop between two batches of an epoch; at its end the epoch is completed first
+            const bool out_of_steps = flags.max_steps > 0 && st.step >= flags.max_steps;
+            if ((out_of_steps || stop_requested()) && batches.state().position < rows) {
+                stopped = stop_requested();
+                break;
+            }
+            if (!batches.next()) {
+                st.trained = true;
+                break;
+            }
+            const Loss loss = ex.loss(batches.indices(), st.step);
+            if (!std::isfinite(loss.objective.item()) || !std::isfinite(loss.value)) {
+                non_finite("loss");
+                return result;
+            }
+            loss.objective.backward();
+            if (const std::string bad = non_finite_gradient(*ex.model); !bad.empty()) {
+                non_finite("gradient of " + bad);
+                return result;
+            }
+            ex.optimizer->step();
+            ex.optimizer->zero_grad();
+            ++st.step;
+            ++steps_here;
+            st.epoch_loss += loss.value;
+            ++st.epoch_batches;
+            const double elapsed = train_seconds + seconds_since(epoch_start);
+            std::size_t left = (flags.epochs - st.epoch) * per_epoch - std::min(per_epoch, st.epoch_batches);
+            if (flags.max_steps) left = std::min(left, flags.max_steps - std::min(flags.max_steps, st.step));
+            progress.update(st.epoch + 1, flags.epochs, st.epoch_batches, per_epoch,
+                            st.epoch_loss / st.epoch_batches, elapsed / steps_here, left);
+        }
+        const double seconds = seconds_since(epoch_start);
+        train_seconds += seconds;
+        st.epoch_seconds += seconds;
+        progress.clear();
+        if (!st.trained) break;
+
+        std::vector<double> row = {double(st.epoch + 1), double(st.step),
+                                   st.epoch_batches ? st.epoch_loss / double(st.epoch_batches) : 0.0};
+        const auto val_start = Clock::now();
+        now_doing("evaluating (epoch " + std::to_string(st.epoch + 1) + ")");
+        try {
+            const std::vector<double> values = ex.after_epoch(st.epoch + 1, st.step);
+            if (values.size() != ex.columns.size())
+                throw std::logic_error("after_epoch gave " + std::to_string(values.size()) + " values for " +
+                                       std::to_string(ex.columns.size()) + " columns");
+            row.insert(row.end(), values.begin(), values.end());
+        } catch (const Interrupted&) {
+            stop_line();  // the epoch's evaluation runs again on --resume
+            return result;
+        }
+        const double val_seconds = seconds_since(val_start);
+        row.insert(row.end(), {st.epoch_seconds, val_seconds});
+        st.history.push_back(row);
+        ++st.epoch;
+        st.trained = false;
+        st.epoch_loss = 0.0;
+        st.epoch_batches = 0;
+        st.epoch_seconds = 0.0;
+
+        std::ostringstream line;
+        line << "epoch " << format("%3.0f", row[0]) << "  step " << format("%7.0f", row[1]) << "  train_loss "
+             << format("%8.3f", row[2]);
+        for (std::size_t i = 0; i < ex.columns.size(); ++i)
+            line << "  " << ex.columns[i].name << " " << format(ex.columns[i].format, row[3 + i]);
+        line << "  " << format("%.1f", row[row.size() - 2]) << " s (+" << format("%.1f", val_seconds)
+             << " s validation)  rss " << format("%.1f", memory::rss_kb() / 1024.0) << " MB";
+        console.out << line.str() << std::endl;
+        write_csv(metrics_path, result.header, st.history);
+        save();
+        memory::release_free_heap();  // the checkpoint's buffers: RSS stays flat from epoch to epoch
+    }
+    result.history = st.history;
+    result.steps_per_s = train_seconds > 0.0 ? double(steps_here) / train_seconds : 0.0;
+    if (stopped) stop_line();
+    else if (steps_here > 0 && st.epoch_batches > 0) save();  // stopped mid-epoch by --max-steps
+    return result;
+}
+
+int main(const char* program, int argc, char** argv, const std::function<int(int, char**)>& body) {
+    install_signal_handlers();
+    try {
+        return body(argc, argv);
+    } catch (const Interrupted&) {
+        std::cout.flush();
+        std::cerr << program << ": stopped by a signal while " << doing << "\n";
+        return 130;
+    } catch (const std::bad_alloc&) {
+        std::cout.flush();
+        std::cerr << program << ": out of memory while " << doing << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cout.flush();
+        std::cerr << program << ": " << e.what() << "\n";
+        return 2;
+    } catch (...) {
+        std::cerr << program << ": unknown error while " << doing << "\n";
+        return 2;
+    }
+}
+
+}  // namespace harness

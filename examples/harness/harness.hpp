@@ -1,0 +1,166 @@
+// What every example needs and no library does: the common flags (bounded), a progress bar
+// with ETA, the per-epoch line, metrics.csv, checkpoint/resume of a whole run, Ctrl-C, and a
+// main() that turns errors into one line on stderr. An example describes its run as an
+// Experiment (model, optimizer, the loss of a batch, what to measure after each epoch) and
+// hands it to harness::train; what it does after training (a test set, pictures) is its own.
+//
+// Exit statuses of every example: 0 done, 2 bad flags, data or checkpoint (one line on
+// stderr), 3 a non-finite loss or gradient (the last good checkpoint is kept), 130 stopped by
+// SIGINT/SIGTERM (a checkpoint was saved first; --resume continues).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/random.hpp"
+#include "autograd/tensor.hpp"
+#include "layers/module.hpp"
+#include "optim/optimizer.hpp"
+#include "serialize/checkpoint.hpp"
+
+namespace harness {
+
+// A flag the user got wrong (or one that does not fit the data or the checkpoint): exit 2.
+class UsageError : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+// ---- Flags -------------------------------------------------------------------------------
+
+struct Flags {
+    std::string data = "data/mnist";
+    std::size_t epochs = 10, batch_size = 100, max_steps = 0;
+    std::uint64_t seed = 0;
+    std::size_t threads = 1;
+    std::string out;  // the example picks the default
+    bool resume = false;
+};
+
+// --data --epochs --batch-size --max-steps --seed --threads --out --resume, with bounds.
+void add_common_flags(CLI::App& app, Flags& flags);
+
+// An unsigned option in [min, max]: a negative number or one out of range is refused with a
+// message naming the flag (CLI11 alone would wrap "-1" around to 2^64 - 1).
+CLI::Option* add_count(CLI::App& app, const std::string& name, std::size_t& value, const std::string& help,
+                       std::size_t min, std::size_t max);
+CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& value, const std::string& help);
+// A finite float in [min, below) (below may be infinity), or one that must be positive.
+CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
+                      float below);
+CLI::Option* add_positive(CLI::App& app, const std::string& name, float& value, const std::string& help);
+// One of the names in choices; its index goes to index.
+CLI::Option* add_choice(CLI::App& app, const std::string& name, std::string& value, const std::string& help,
+                        const std::vector<std::string>& choices);
+// The position of value in choices (add_choice has checked that it is there).
+std::size_t index_of(const std::string& value, const std::vector<std::string>& choices);
+
+// Parses argv into app's variables: nothing to go on, or the exit status to stop with now (0
+// after --help, 2 after a one-line error on err, "program: message").
+std::optional<int> parse(CLI::App& app, int argc, const char* const* argv, std::ostream& out = std::cout,
+          std::ostream& err = std::cerr);
+
+// Throws UsageError(message) unless ok.
+void require(bool ok, const std::string& message);
+
+// The seed of one of a run's generators, derived from --seed and a purpose number.
+std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t purpose);
+constexpr std::uint64_t batch_order_purpose = 2;  // the harness's own: the shuffling of the batches
+
+// ---- Stopping ----------------------------------------------------------------------------
+
+// The first SIGINT or SIGTERM asks the run to checkpoint and stop; a second one ends the
+// process at once. install_signal_handlers() is called by harness::main.
+void install_signal_handlers();
+bool stop_requested();
+void request_stop(bool on = true);  // what the handler does; for tests
+// Thrown by check_stop() (call it between chunks of a long evaluation) when a stop was asked.
+struct Interrupted : std::runtime_error {
+    Interrupted() : std::runtime_error("stopped by a signal") {}
+};
+void check_stop();
+
+// What the program is doing, for the message if memory runs out ("out of memory while ...").
+void now_doing(std::string what);
+
+// ---- Files -------------------------------------------------------------------------------
+
+// Creates dir and writes and removes a probe file in it: a run that cannot save its results
+// fails before training, not after. Throws UsageError naming the directory (flag: --out).
+void check_writable(const std::string& dir);
+
+// Atomically (tg::write_file_atomic): a header line of names, then one row per entry.
+void write_csv(const std::string& path, const std::vector<std::string>& header,
+               const std::vector<std::vector<double>>& rows);
+
+// ---- The training loop -------------------------------------------------------------------
+
+struct Loss {
+    tg::Tensor objective;  // what backward() differentiates
+    double value = 0.0;    // the figure averaged into the epoch's train_loss
+};
+
+// A metric the experiment measures after each epoch: its metrics.csv column and how the
+// epoch line prints it (a printf format).
+struct Column {
+    std::string name;
+    const char* format;
+};
+
+struct Experiment {
+    std::string program;  // names the messages ("structured_output: ...")
+    tg::nn::Module* model = nullptr;
+    tg::optim::Optimizer* optimizer = nullptr;
+    std::size_t train_size = 0;  // rows of the training set; the harness shuffles their order
+    // The loss of a batch (rows of the training set) at a step (from 0), recorded on the tape.
+    std::function<Loss(const std::vector<std::size_t>& rows, std::size_t step)> loss;
+    // After each epoch (from 1, `step` steps done): the values of `columns`. May throw Interrupted.
+    std::vector<Column> columns;
+    std::function<std::vector<double>(std::size_t epoch, std::size_t step)> after_epoch;
+    // The run's generators besides the batch order's (saved and restored in the checkpoint).
+    std::vector<std::pair<std::string, tg::Generator*>> generators;
+    // The flags that define the run, as "--flag" and value: --resume refuses other values.
+    std::vector<std::pair<std::string, std::string>> identity;
+    // Anything else of the run's state (a baseline), into and out of the checkpoint.
+    std::function<void(tg::Checkpoint&)> save_state;
+    std::function<void(const tg::Checkpoint&)> load_state;
+};
+
+struct Console {
+    std::ostream& out = std::cout;  // epoch lines and results
+    std::ostream& err = std::cerr;  // progress and errors
+    bool tty = false;               // err is a terminal: a progress bar redrawn in place
+};
+Console terminal();  // std::cout, std::cerr, tty if stderr is a terminal
+
+struct Trained {
+    int status = 0;  // 0, or 3 (non-finite) or 130 (signal): return it from main
+    double steps_per_s = 0.0;  // of this process's training
+    // metrics.csv: epoch, step, train_loss, the experiment's columns, train_seconds, val_seconds
+    std::vector<std::string> header;
+    std::vector<std::vector<double>> history;
+    std::string checkpoint;  // its path
+};
+
+// Trains for flags.epochs (or flags.max_steps) from a fresh start or, with flags.resume,
+// from out_dir/checkpoint.npz; writes out_dir/metrics.csv and the checkpoint after every epoch.
+// Sets the threads (tg::set_num_threads). A stop (signal) checkpoints and returns 130.
+Trained train(const Flags& flags, const std::string& out_dir, Experiment& experiment, Console console = terminal());
+
+// A printf of one number.
+std::string format(const char* format, double v);
+
+// The body of an example's main(): runs body(argc, argv) with the signal handlers installed
+// and turns any exception into one line on stderr ("program: message") and exit status 2.
+int main(const char* program, int argc, char** argv, const std::function<int(int, char**)>& body);
+
+}  // namespace harness
