@@ -83,6 +83,13 @@ Tensor mul(const Tensor& a, float s) {
     });
 }
 
+Tensor div(const Tensor& a, float s) {
+    detail::require_defined("div_scalar", {&a});
+    return record("div_scalar", a.value() / s, {a}, [s](In in, const Tensor& out) {
+        accumulate_expr(in[0], out.grad() / s, "div_scalar");
+    });
+}
+
 Tensor rsub(float s, const Tensor& a) {
     detail::require_defined("rsub", {&a});
     return record("rsub", s - a.value(), {a}, [](In in, const Tensor& out) {
@@ -211,8 +218,9 @@ Tensor clamp(const Tensor& a, float lo, float hi) {
     });
 }
 
-Tensor where(const Array& condition, const Tensor& a, const Tensor& b) {
-    detail::require_defined("where", {&a, &b});
+Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {
+    detail::require_defined("where", {&condition_tensor, &a, &b});
+    const Array& condition = condition_tensor.value();
     try {
         detail::broadcast_shapes(detail::broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where");
     } catch (const std::invalid_argument&) {
@@ -220,9 +228,11 @@ Tensor where(const Array& condition, const Tensor& a, const Tensor& b) {
                                     shape_str(a.shape()) + " and " + shape_str(b.shape()) +
                                     " cannot be broadcast together");
     }
-    // The condition rides along as an input that needs no gradient (copied only when a
-    // backward will read it), so the backward captures nothing.
-    Tensor cond = grad_enabled() && any_requires_grad({&a, &b}) ? Tensor(condition) : Tensor();
+    // The condition rides along as an input that gets no gradient, so the backward captures
+    // nothing; detached, so what made it is not walked.
+    Tensor cond = grad_enabled() && any_requires_grad({&a, &b})
+                       ? (condition_tensor.requires_grad() ? detach(condition_tensor) : condition_tensor)
+                       : Tensor();
     return record("where", xt::where(xt::not_equal(condition, 0.0f), a.value(), b.value()), {a, b, cond},
                   [](In in, const Tensor& out) {
                       const Array& g = out.grad();

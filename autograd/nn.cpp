@@ -19,14 +19,18 @@ namespace tg {
 
 namespace {
 
-void require_nonempty_axis(const Tensor& a, std::size_t axis, const char* op) {
-    detail::require(a.shape()[axis] > 0, op, "the reduced axis " + std::to_string(axis) + " is empty", a.shape());
+// A null input, or an axis with nothing to index, is refused naming the op.
+std::size_t nonempty_axis(const Tensor& a, int axis, const char* op) {
+    detail::require_defined(op, {&a});
+    const std::size_t ax = detail::normalize_axis(axis, a.shape(), op);
+    detail::require(a.shape()[ax] > 0, op, "the axis " + std::to_string(axis) + " is empty", a.shape());
+    return ax;
 }
 
 }  // namespace
 
 Tensor softmax(const Tensor& logits, int axis) {
-    const std::size_t ax = detail::normalize_axis(axis, logits.shape(), "softmax");
+    const std::size_t ax = nonempty_axis(logits, axis, "softmax");
     Array y = logits.value();
     detail::softmax_inplace(y, ax);
     return record("softmax", std::move(y), {logits}, [ax](const std::vector<Tensor>& in, const Tensor& out) {
@@ -37,7 +41,7 @@ Tensor softmax(const Tensor& logits, int axis) {
 }
 
 Tensor log_softmax(const Tensor& logits, int axis) {
-    const std::size_t ax = detail::normalize_axis(axis, logits.shape(), "log_softmax");
+    const std::size_t ax = nonempty_axis(logits, axis, "log_softmax");
     Array y = logits.value();
     detail::log_softmax_inplace(y, ax);
     return record("log_softmax", std::move(y), {logits}, [ax](const std::vector<Tensor>& in, const Tensor& out) {
@@ -56,7 +60,7 @@ Tensor log_softmax(const Tensor& logits, int axis) {
 }
 
 Tensor logsumexp(const Tensor& a, int axis, bool keepdims) {
-    const std::size_t ax = detail::normalize_axis(axis, a.shape(), "logsumexp");
+    const std::size_t ax = nonempty_axis(a, axis, "logsumexp");
     Array out = Array::from_shape(detail::reduced_shape(a.shape(), ax, keepdims));
     detail::logsumexp_along(a.value(), ax, out.data());
     return record("logsumexp", std::move(out), {a}, [ax](const std::vector<Tensor>& in, const Tensor& o) {
@@ -87,6 +91,7 @@ float reduce_loss(const Array& per_element, Reduction reduction, const char* op,
 
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction reduction) {
     const char* op = "binary_cross_entropy_with_logits";
+    detail::require_defined(op, {&logits, &targets});
     if (logits.shape() != targets.shape())
         throw std::invalid_argument("binary_cross_entropy_with_logits: logits " + shape_str(logits.shape()) +
                                     " and targets " + shape_str(targets.shape()) + " must have the same shape");
@@ -138,10 +143,16 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
                   });
 }
 
-Tensor cross_entropy(const Tensor& logits, const std::vector<std::size_t>& labels, Reduction reduction) {
+Tensor cross_entropy(const Tensor& logits, const Indices& label_array, Reduction reduction) {
     const char* op = "cross_entropy";
+    detail::require_defined(op, {&logits});
     detail::require(logits.dim() == 2, op, "logits must be [n, k]", logits.shape());
     const std::size_t n = logits.shape()[0], k = logits.shape()[1];
+    detail::require(k > 0, op, "logits need at least one class", logits.shape());
+    if (label_array.dimension() != 1)
+        throw std::invalid_argument("cross_entropy: labels must be 1-D (one per row), got shape " +
+                                    shape_str(Shape(label_array.shape().begin(), label_array.shape().end())));
+    const std::vector<std::size_t> labels(label_array.begin(), label_array.end());
     if (labels.size() != n)
         throw std::invalid_argument("cross_entropy: " + std::to_string(labels.size()) + " labels for logits of shape " +
                                     shape_str(logits.shape()) + " (one label per row)");
@@ -172,15 +183,15 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::size_t>& label
                   });
 }
 
-xt::xarray<std::size_t> argmax(const Tensor& a, int axis) {
-    const std::size_t ax = detail::normalize_axis(axis, a.shape(), "argmax");
-    require_nonempty_axis(a, ax, "argmax");
-    xt::xarray<std::size_t> out = xt::xarray<std::size_t>::from_shape(detail::reduced_shape(a.shape(), ax, false));
+Indices argmax(const Tensor& a, int axis) {
+    const std::size_t ax = nonempty_axis(a, axis, "argmax");
+    Indices out = Indices::from_shape(detail::reduced_shape(a.shape(), ax, false));
     detail::argmax_along(a.value(), ax, out.data());
     return out;
 }
 
-Tensor one_hot(const xt::xarray<std::size_t>& indices, std::size_t num_classes) {
+Tensor one_hot(const Indices& indices, std::size_t num_classes) {
+    if (num_classes == 0) throw std::invalid_argument("one_hot: num_classes must be positive, got 0");
     Array::shape_type shape(indices.shape().begin(), indices.shape().end());
     shape.push_back(num_classes);
     Array out = xt::zeros<float>(shape);
@@ -194,8 +205,46 @@ Tensor one_hot(const xt::xarray<std::size_t>& indices, std::size_t num_classes) 
     return Tensor(std::move(out));
 }
 
-Tensor one_hot(const std::vector<std::size_t>& labels, std::size_t num_classes) {
-    return one_hot(xt::xarray<std::size_t>(xt::adapt(labels, {labels.size()})), num_classes);
+Tensor gather(const Tensor& a, int axis, const Indices& index) {
+    const char* op = "gather";
+    const std::size_t ax = nonempty_axis(a, axis, op);
+    bool ok = index.dimension() == a.dim();
+    for (std::size_t d = 0; ok && d < a.dim(); ++d) ok = d == ax || index.shape()[d] == a.shape()[d];
+    if (!ok)
+        throw std::invalid_argument("gather: the index of shape " +
+                                    shape_str(Shape(index.shape().begin(), index.shape().end())) +
+                                    " must match the tensor of shape " + shape_str(a.shape()) +
+                                    " on every axis but " + std::to_string(axis));
+    const detail::AxisView v = detail::axis_view(a.shape(), ax);
+    const std::size_t m = index.dimension() ? index.shape()[ax] : 1;
+    Array out = Array::from_shape(Shape(index.shape().begin(), index.shape().end()));
+    const float* x = a.value().data();
+    const std::size_t* idx = index.data();
+    for (std::size_t o = 0; o < v.outer; ++o)
+        for (std::size_t j = 0; j < m; ++j)
+            for (std::size_t i = 0; i < v.inner; ++i) {
+                const std::size_t s = (o * m + j) * v.inner + i, c = idx[s];
+                if (c >= v.n)
+                    throw std::out_of_range("gather: index " + std::to_string(c) + " at position " + std::to_string(s) +
+                                            " is out of range for axis " + std::to_string(axis) + " of length " +
+                                            std::to_string(v.n) + " (shape " + shape_str(a.shape()) + ")");
+                out.data()[s] = x[(o * v.n + c) * v.inner + i];
+            }
+    // The index rides along as a float tensor (exact up to 2^24, far beyond any axis here).
+    Tensor where_from = needs_recording(&a, &a + 1) ? Tensor(Array(xt::cast<float>(index))) : Tensor();
+    return record(op, std::move(out), {a, where_from}, [v, m](const std::vector<Tensor>& in, const Tensor& result) {
+        float beta;
+        Array& ga = detail::grad_for_accumulate(in[0], beta);
+        if (beta == 0.0f) std::fill(ga.begin(), ga.end(), 0.0f);
+        const float* g = result.grad().data();
+        const float* idx = in[1].value().data();
+        for (std::size_t o = 0; o < v.outer; ++o)
+            for (std::size_t j = 0; j < m; ++j)
+                for (std::size_t i = 0; i < v.inner; ++i) {
+                    const std::size_t s = (o * m + j) * v.inner + i;
+                    ga.data()[(o * v.n + static_cast<std::size_t>(idx[s])) * v.inner + i] += g[s];
+                }
+    });
 }
 
 }  // namespace tg

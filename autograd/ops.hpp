@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/tensor.hpp"
@@ -17,6 +19,7 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor add(const Tensor& a, float s);
 Tensor mul(const Tensor& a, float s);
+Tensor div(const Tensor& a, float s);   // a / s, a true division
 Tensor rsub(float s, const Tensor& a);  // s - a
 Tensor rdiv(float s, const Tensor& a);  // s / a
 Tensor neg(const Tensor& a);
@@ -34,7 +37,9 @@ Tensor relu(const Tensor& a);
 Tensor softplus(const Tensor& a);     // log(1 + exp(a)), stable for any a
 Tensor clamp(const Tensor& a, float lo, float hi);  // gradient 1 inside [lo, hi], 0 outside
 // Picks a where condition is nonzero, else b; condition broadcasts with both.
-Tensor where(const Array& condition, const Tensor& a, const Tensor& b);
+// The condition is a tensor of the library's own type (nonzero = true; no gradient flows into
+// it), so an unqualified where(c, a, b) never resolves to xt::where.
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 Tensor detach(const Tensor& a);  // same value, no gradient flows back (stop_gradient)
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
@@ -48,7 +53,7 @@ inline Tensor operator-(const Tensor& a, float s) { return add(a, -s); }
 inline Tensor operator-(float s, const Tensor& a) { return rsub(s, a); }
 inline Tensor operator*(const Tensor& a, float s) { return mul(a, s); }
 inline Tensor operator*(float s, const Tensor& a) { return mul(a, s); }
-inline Tensor operator/(const Tensor& a, float s) { return mul(a, 1.0f / s); }
+inline Tensor operator/(const Tensor& a, float s) { return div(a, s); }
 inline Tensor operator/(float s, const Tensor& a) { return rdiv(s, a); }
 
 // ---- linear algebra (linalg.cpp): GEMMs go to OpenBLAS, transposes as BLAS flags
@@ -57,15 +62,24 @@ Tensor matmul(const Tensor& a, const Tensor& b);  // [m,k] x [k,n] -> [m,n]
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // ---- reductions (reduce.cpp)
-Tensor sum(const Tensor& a);  // all elements, 0-d result
+// All elements: a 0-d result, or with keepdims every axis kept with length 1.
+Tensor sum(const Tensor& a, bool keepdims = false);
 Tensor sum(const Tensor& a, int axis, bool keepdims = false);
-Tensor mean(const Tensor& a);
+Tensor mean(const Tensor& a, bool keepdims = false);
 Tensor mean(const Tensor& a, int axis, bool keepdims = false);
 // Maximum along an axis; the gradient goes to the first maximal element.
 Tensor max(const Tensor& a, int axis, bool keepdims = false);
 
 // ---- shape (shape.cpp)
-Tensor reshape(const Tensor& a, const Shape& shape);  // same number of elements
+// Same number of elements; one size may be -1 (inferred from the others): reshape(x, {-1, 3}).
+Tensor reshape(const Tensor& a, const Shape& shape);
+namespace detail {
+Tensor reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>& shape);
+}
+template <class I, class = std::enable_if_t<std::is_signed<I>::value>>  // a braced list of ints
+Tensor reshape(const Tensor& a, std::initializer_list<I> shape) {
+    return detail::reshape_signed(a, std::vector<std::ptrdiff_t>(shape.begin(), shape.end()));
+}
 Tensor transpose(const Tensor& a);                     // reverses the axes (2-D: the transpose)
 Tensor transpose(const Tensor& a, const std::vector<std::size_t>& perm);
 Tensor slice(const Tensor& a, int axis, std::size_t start, std::size_t stop);  // [start, stop)
@@ -81,15 +95,16 @@ enum class Reduction { none, sum, mean };
 // Elementwise max(x,0) - x*t + log1p(exp(-|x|)); targets need no gradient.
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets,
                                         Reduction reduction = Reduction::mean);
-// logits [n, k], one class index per row.
-Tensor cross_entropy(const Tensor& logits, const std::vector<std::size_t>& labels,
-                     Reduction reduction = Reduction::mean);
+// logits [n, k], one class index per row (labels [n]).
+Tensor cross_entropy(const Tensor& logits, const Indices& labels, Reduction reduction = Reduction::mean);
+// PyTorch's gather: out[..., j, ...] = a[..., index[..., j, ...], ...] along axis; index has a's
+// rank and a's sizes on the other axes. The gradient is added back at the gathered places.
+Tensor gather(const Tensor& a, int axis, const Indices& index);
 
 // ---- no gradient (nn.cpp)
 // Index of the largest entry along axis (the first one on ties); the axis is removed.
-xt::xarray<std::size_t> argmax(const Tensor& a, int axis = -1);
+Indices argmax(const Tensor& a, int axis = -1);
 // A new trailing axis of num_classes holding a 1 at each index.
-Tensor one_hot(const xt::xarray<std::size_t>& indices, std::size_t num_classes);
-Tensor one_hot(const std::vector<std::size_t>& labels, std::size_t num_classes);  // [n, num_classes]
+Tensor one_hot(const Indices& indices, std::size_t num_classes);
 
 }  // namespace tg

@@ -55,6 +55,7 @@ std::uint64_t Generator::below(std::uint64_t n) {
 }
 
 Array Generator::uniform_open(const Shape& shape) {
+    element_count(shape, "Generator::uniform_open");
     Array a = Array::from_shape(shape);
     fill_uniform_open(a.data(), a.size());
     return a;
@@ -70,6 +71,7 @@ void Generator::fill_uniform_open(float* out, std::size_t n) {
 }
 
 Array Generator::normal(const Shape& shape) {
+    element_count(shape, "Generator::normal");
     Array a = Array::from_shape(shape);
     for (float& v : a) v = normal();
     return a;

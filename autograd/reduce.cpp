@@ -112,24 +112,32 @@ void accumulate_constant(const Tensor& t, float c) {
 
 }  // namespace
 
-Tensor sum(const Tensor& a) {
+// A one-element array of v: 0-d, or of a's rank with every length 1 (keepdims).
+static Array full_reduction(float v, const Tensor& a, bool keepdims) {
+    if (!keepdims) return Array(v);
+    Array out = Array::from_shape(Shape(a.dim(), 1));
+    out.data()[0] = v;
+    return out;
+}
+
+Tensor sum(const Tensor& a, bool keepdims) {
     detail::require_defined("sum", {&a});
     // A long float sum loses digits; the accumulator is double.
     const double s = row_sum<double>(a.value().data(), a.size());
-    return record("sum", Array(static_cast<float>(s)), {a}, [](In in, const Tensor& out) {
-        accumulate_constant(in[0], out.grad()());
+    return record("sum", full_reduction(static_cast<float>(s), a, keepdims), {a}, [](In in, const Tensor& out) {
+        accumulate_constant(in[0], *out.grad().data());
     });
 }
 
 Tensor sum(const Tensor& a, int axis, bool keepdims) { return scaled_sum(a, axis, keepdims, false, "sum"); }
 
-Tensor mean(const Tensor& a) {
+Tensor mean(const Tensor& a, bool keepdims) {
     detail::require_defined("mean", {&a});
     const std::size_t n = a.size();
     if (n == 0) throw std::invalid_argument("mean: cannot average an empty tensor of shape " + shape_str(a.shape()));
     const double s = row_sum<double>(a.value().data(), n);
-    return record("mean", Array(static_cast<float>(s / double(n))), {a}, [n](In in, const Tensor& out) {
-        accumulate_constant(in[0], out.grad()() / static_cast<float>(n));
+    return record("mean", full_reduction(static_cast<float>(s / double(n)), a, keepdims), {a}, [n](In in, const Tensor& out) {
+        accumulate_constant(in[0], *out.grad().data() / static_cast<float>(n));
     });
 }
 

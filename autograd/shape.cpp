@@ -102,8 +102,38 @@ void require_parts(const std::vector<Tensor>& parts, const char* op) {
 
 Tensor reshape(const Tensor& a, const Shape& shape) {
     detail::require_defined("reshape", {&a});
-    const Array::shape_type to(shape.begin(), shape.end());
-    const std::size_t n = product(to, 0, to.size());
+    Shape known = shape;  // size_t(-1) reads as -1; any other size must fit the count
+    for (std::size_t& d : known) d = d == std::size_t(-1) ? 1 : d;
+    element_count(known, "reshape");
+    return detail::reshape_signed(a, std::vector<std::ptrdiff_t>(shape.begin(), shape.end()));
+}
+
+Tensor detail::reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>& shape) {
+    detail::require_defined("reshape", {&a});
+    Array::shape_type to(shape.size());
+    std::size_t inferred = shape.size();
+    for (std::size_t d = 0; d < shape.size(); ++d) {
+        if (shape[d] == -1 && inferred == shape.size()) {
+            inferred = d;
+            to[d] = 1;
+        } else if (shape[d] < 0) {
+            std::string dims;
+            for (std::size_t k = 0; k < shape.size(); ++k) dims += (k ? ", " : "") + std::to_string(shape[k]);
+            throw std::invalid_argument("reshape: the shape (" + dims + ") may hold one -1 (inferred) and otherwise "
+                                        "sizes >= 0, for a tensor of shape " + shape_str(a.shape()));
+        } else {
+            to[d] = static_cast<std::size_t>(shape[d]);
+        }
+    }
+    std::size_t n = element_count(to, "reshape");
+    if (inferred < shape.size()) {
+        if (n == 0 || a.size() % n != 0)
+            throw std::invalid_argument("reshape: cannot infer the -1 at position " + std::to_string(inferred) +
+                                        " of " + shape_str(to) + " (1 there) for a tensor of shape " +
+                                        shape_str(a.shape()) + " (" + std::to_string(a.size()) + " elements)");
+        to[inferred] = a.size() / n;
+        n = a.size();
+    }
     if (n != a.size())
         throw std::invalid_argument("reshape: cannot reshape a tensor of shape " + shape_str(a.shape()) + " (" +
                                     std::to_string(a.size()) + " elements) into " + shape_str(to) + " (" +

@@ -1,6 +1,10 @@
 #include "autograd/tensor.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <iostream>
+#include <mutex>
 #include <cstdint>
 #include <cstring>
 #include <sstream>
@@ -89,14 +93,21 @@ Tensor::Tensor(Array value, bool requires_grad) : impl_(std::allocate_shared<Ten
     impl_->requires_grad = requires_grad;
 }
 
+std::size_t element_count(const Shape& shape, const char* op) {
+    std::size_t n = 1;
+    for (std::size_t d : shape)
+        if (d != 0 && n > SIZE_MAX / sizeof(float) / d)
+            throw std::length_error(std::string(op) + ": the shape " + shape_str(shape) +
+                                    " has more elements than memory can address");
+        else n *= d;
+    return n;
+}
+
 Tensor Tensor::scalar(float v, bool requires_grad) { return Tensor(Array(v), requires_grad); }
-Tensor Tensor::zeros(const Shape& shape, bool requires_grad) {
-    return Tensor(Array(xt::zeros<float>(shape)), requires_grad);
-}
-Tensor Tensor::ones(const Shape& shape, bool requires_grad) {
-    return Tensor(Array(xt::ones<float>(shape)), requires_grad);
-}
+Tensor Tensor::zeros(const Shape& shape, bool requires_grad) { return full(shape, 0.0f, requires_grad); }
+Tensor Tensor::ones(const Shape& shape, bool requires_grad) { return full(shape, 1.0f, requires_grad); }
 Tensor Tensor::full(const Shape& shape, float v, bool requires_grad) {
+    element_count(shape, "Tensor::full/zeros/ones");
     Array a = Array::from_shape(shape);
     a.fill(v);
     return Tensor(std::move(a), requires_grad);
@@ -178,31 +189,148 @@ void Tensor::backward(bool retain_tape) const {
     backward(Array(xt::ones<float>(value().shape())), retain_tape);
 }
 
+bool Tensor::is_leaf() const {
+    check("is_leaf");
+    return impl_->tape == nullptr && !impl_->graph_freed;
+}
+
 void Tensor::backward(const Array& seed, bool retain_tape) const {
     check("backward");
     if (!impl_->requires_grad)
         throw std::logic_error("backward: the output does not require grad (no input of it did, or it was "
                                "computed under NoGradGuard)");
+    if (impl_->graph_freed)
+        throw std::logic_error("backward through a graph a second time: pass retain_tape to the first backward "
+                               "(this output's node was freed when a backward walked it)");
     if (anomaly_mode && !all_finite(seed))
         throw AnomalyError("anomaly: the backward seed holds " + first_non_finite(seed));
-    accumulate_grad(seed, "backward (seed)");
-    try {
-        current_tape().backward();
-    } catch (...) {  // a failed step must not leave its nodes for the next one
-        if (!retain_tape) current_tape().clear();
-        throw;
+    if (!impl_->tape) {  // a leaf: its own gradient is all there is
+        accumulate_grad(seed, "backward (seed)");
+        return;
     }
-    if (!retain_tape) current_tape().clear();
+    if (impl_->tape != &current_tape())
+        throw std::logic_error("backward: the output was recorded on another tape (another thread's, or a "
+                               "TapeScope that is no longer current); call backward where it was recorded");
+    check_grad_shape(impl_->value, seed, "backward (seed)");
+    impl_->tape->backward(*this, seed, retain_tape);
 }
 
-void Tape::backward() {
+namespace {
+std::atomic<std::uint64_t> backward_passes{0};
+std::atomic<std::size_t> warning_size{1000000};
+
+// Leaf gradients may be shared by tapes on several threads (one model, two threads): a node
+// whose backward adds into leaves holds their locks, striped by address, taken in order.
+std::mutex leaf_locks[64];
+std::uint64_t leaf_lock_mask(const Node& node) {
+    std::uint64_t mask = 0;
+    for (const Tensor& t : node.inputs) {
+        const TensorImpl* in = t.impl();
+        if (in && in->requires_grad && !in->tape && !in->graph_freed)
+            mask |= std::uint64_t(1) << ((reinterpret_cast<std::uintptr_t>(in) >> 6) % 64);
+    }
+    return mask;
+}
+struct LeafLocks {
+    std::uint64_t mask;
+    explicit LeafLocks(std::uint64_t m) : mask(m) {
+        for (unsigned i = 0; i < 64; ++i) if (mask >> i & 1) leaf_locks[i].lock();
+    }
+    ~LeafLocks() {
+        for (unsigned i = 0; i < 64; ++i) if (mask >> i & 1) leaf_locks[i].unlock();
+    }
+};
+
+void mark_freed(Node& node) {
+    node.output.impl()->tape = nullptr;
+    node.output.impl()->graph_freed = true;
+}
+}  // namespace
+
+void set_tape_warning_size(std::size_t nodes) { warning_size = nodes; }
+std::size_t tape_warning_size() { return warning_size; }
+
+void Tape::push(Node node) {
+    nodes_.push_back(std::move(node));
+    const std::size_t limit = warning_size;
+    if (limit && nodes_.size() > limit && !warned_) {
+        warned_ = true;
+        std::cerr << "tapegrad: warning: a tape holds more than " << limit << " nodes (the latest "
+                  << nodes_.back().name << "): ops are recorded and no backward frees them; a forward for "
+                     "evaluation outside NoGradGuard? (tg::set_tape_warning_size changes this limit)\n";
+    }
+}
+
+void Tape::backward(const Tensor& root, const Array& seed, bool retain_tape) {
+    const std::uint64_t pass = ++backward_passes;
     const std::size_t count = nodes_.size();
+    // Mark the nodes that lead to root, newest first; each tensor made by an op starts this
+    // pass with no gradient. A freed node on the way is refused before any gradient moves.
+    root.impl()->pass = pass;
+    root.impl()->has_grad = false;
     for (std::size_t k = count; k-- > 0;) {
         const Node& node = nodes_[k];
-        if (!node.output.impl()->has_grad) continue;
-        node.backward(node.inputs, node.output);
-        if (anomaly_mode) check_gradients(node, k, count);
+        if (node.output.impl()->pass != pass) continue;
+        for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+            TensorImpl* in = node.inputs[i].impl();
+            if (!in) continue;
+            if (in->graph_freed)
+                throw std::logic_error(std::string("backward through a graph a second time: input ") +
+                                       std::to_string(i) + " of " + node.name +
+                                       " was made by an op whose node an earlier backward freed; pass "
+                                       "retain_tape to that backward (or backward the sum of both losses)");
+            if (in->tape && in->pass != pass) {
+                in->pass = pass;
+                in->has_grad = false;
+            }
+        }
     }
+    root.accumulate_grad(seed, "backward (seed)");
+    try {
+        for (std::size_t k = count; k-- > 0;) {
+            const Node& node = nodes_[k];
+            const TensorImpl* out = node.output.impl();
+            if (out->pass != pass || !out->has_grad) continue;
+            {
+                LeafLocks locks(leaf_lock_mask(node));
+                node.backward(node.inputs, node.output);
+            }
+            if (anomaly_mode) check_gradients(node, k, count);
+        }
+    } catch (...) {  // a failed step must not leave its nodes for the next one
+        if (!retain_tape) clear();
+        throw;
+    }
+    if (!retain_tape) free_walked_and_dead(pass);
+}
+
+// Frees the nodes this pass walked and those no tensor outside the tape can reach any more
+// (their output's only owner is the node): newest first, so freeing a node releases its
+// inputs before their own nodes are looked at.
+void Tape::free_walked_and_dead(std::uint64_t pass) {
+    bool all_walked = true;  // the common case: one loss per step, so clear() keeps the capacity
+    for (const Node& node : nodes_) all_walked = all_walked && node.output.impl()->pass == pass;
+    if (all_walked) return clear();
+    bool kept = false;
+    for (std::size_t k = nodes_.size(); k-- > 0;) {
+        Node& node = nodes_[k];
+        if (node.output.impl()->pass == pass || node.output.impl_.use_count() == 1) {
+            mark_freed(node);
+            node.inputs.clear();  // releases the inputs before their own nodes are looked at
+            node.output = Tensor();
+            node.name = nullptr;
+        } else {
+            kept = true;
+        }
+    }
+    if (!kept) nodes_.clear();
+    else nodes_.erase(std::remove_if(nodes_.begin(), nodes_.end(), [](const Node& n) { return n.name == nullptr; }),
+                      nodes_.end());
+}
+
+void Tape::clear() {
+    for (Node& node : nodes_) mark_freed(node);
+    nodes_.clear();
 }
 
 Tape& current_tape() { return *active_tape; }
@@ -237,7 +365,17 @@ Tensor record(const char* name, Array value, std::vector<Tensor> inputs, Backwar
     if (anomaly_mode) check_output(name, value, inputs.data(), inputs.data() + inputs.size());
     const bool needed = needs_recording(inputs.data(), inputs.data() + inputs.size());
     Tensor out(std::move(value), needed);
-    if (needed) current_tape().push(Node{name, std::move(inputs), out, std::move(backward)});
+    if (!needed) return out;
+    Tape& tape = current_tape();
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const TensorImpl* in = inputs[i].impl();
+        if (in && in->tape && in->tape != &tape)
+            throw std::logic_error(std::string(name) + ": input " + std::to_string(i) +
+                                   " was made by an op recorded on another tape (another thread's, or another "
+                                   "TapeScope's); use it on that tape, or pass detach() of it");
+    }
+    out.impl()->tape = &tape;
+    tape.push(Node{name, std::move(inputs), out, std::move(backward)});
     return out;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -18,18 +19,27 @@ namespace tg {
 
 // Row-major float arrays whose storage comes from the per-thread block cache.
 using Array = xt::xarray<float, xt::layout_type::row_major, CachingAllocator<float>>;
-using Shape = std::vector<std::size_t>;
+// The one shape type: what Tensor::shape() returns and every shape parameter takes.
+using Shape = Array::shape_type;
+// The number of elements of shape, or std::length_error naming op and the shape when the
+// product of its dimensions overflows.
+std::size_t element_count(const Shape& shape, const char* op);
 // The one index type: class labels, argmax's result, one_hot's and gather's input.
 using Indices = xt::xarray<std::size_t>;
 
 class Tensor;
 
 // What a tensor handle points at. Shared, so copying a Tensor aliases it.
+class Tape;
 struct TensorImpl {
     Array value;
     Array grad;              // meaningful only while has_grad; the buffer outlives zero_grad
     bool requires_grad = false;
     bool has_grad = false;
+    // Made by an op: the tape holding that op's node (null for a leaf, which the user made).
+    Tape* tape = nullptr;
+    bool graph_freed = false;  // made by an op whose node was freed (by backward or Tape::clear)
+    std::uint64_t pass = 0;    // the last backward pass that reached this non-leaf tensor
 };
 
 // A node's backward: reads output.grad() and accumulates into the inputs that require grad.
@@ -61,9 +71,11 @@ public:
     std::size_t shape(int axis) const;  // negative axes count from the end
     float item() const;  // the value of a one-element tensor
 
-    // Reverse mode from this tensor over the current tape. A one-element tensor is seeded
-    // with 1; any other needs a seed of its own shape. The tape is cleared afterwards
-    // unless retain_tape is set.
+    // Reverse mode from this tensor: its seed flows through the nodes that lead to it, and
+    // only those (PyTorch's semantics). A one-element tensor is seeded with 1; any other needs
+    // a seed of its own shape. Leaf gradients accumulate; the gradients of tensors made by ops
+    // start from zero in each pass. Without retain_tape the walked nodes are freed, and a
+    // second backward through them throws.
     void backward(bool retain_tape = false) const;
     void backward(const Array& seed, bool retain_tape = false) const;
 
@@ -74,8 +86,10 @@ public:
 
     TensorImpl* impl() const { return impl_.get(); }
     bool same(const Tensor& other) const { return impl_ == other.impl_; }
+    bool is_leaf() const;  // made by the user, not by an op (PyTorch's is_leaf)
 
 private:
+    friend class Tape;
     void check(const char* what) const;
     std::shared_ptr<TensorImpl> impl_;
 };
@@ -89,17 +103,33 @@ struct Node {
 };
 
 // Operations in creation order, which is already topological: backward is one reverse loop.
+// A tape holds every node recorded on it until a backward without retain_tape walks it (or
+// it is no longer reachable from any tensor outside the tape, which that backward also frees),
+// or clear() frees all of it. Freed outputs remember it: a backward through them throws.
 class Tape {
 public:
-    void push(Node node) { nodes_.push_back(std::move(node)); }
-    void backward();      // runs every node whose output holds a gradient, newest first
-    void clear() { nodes_.clear(); }  // keeps the capacity for the next step
+    Tape() = default;
+    Tape(const Tape&) = delete;
+    Tape& operator=(const Tape&) = delete;
+    ~Tape() { clear(); }
+    void push(Node node);
+    // Pushes `seed` from `root` (recorded on this tape) back to the leaves.
+    void backward(const Tensor& root, const Array& seed, bool retain_tape);
+    void clear();  // frees every node; keeps the capacity for the next step
     std::size_t size() const { return nodes_.size(); }
     const std::vector<Node>& nodes() const { return nodes_; }
 
 private:
+    void free_walked_and_dead(std::uint64_t pass);
     std::vector<Node> nodes_;
+    bool warned_ = false;
 };
+
+// Past this many nodes a tape warns once on stderr (default 1,000,000; 0 never warns): ops
+// recorded and never followed by a backward, most often a forward for evaluation outside
+// NoGradGuard, make a tape grow without bound.
+void set_tape_warning_size(std::size_t nodes);
+std::size_t tape_warning_size();
 
 // Each thread records onto its own default tape; TapeScope makes another one current.
 Tape& current_tape();

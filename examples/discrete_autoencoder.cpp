@@ -25,7 +25,7 @@ int main() {
     optim::Adam adam(model.parameters(), {/*lr=*/0.05f});
     optim::ExponentialTemperature tau(/*tau0=*/1.0f, /*rate=*/2e-3f, /*tau_min=*/0.5f, /*every=*/50);
 
-    std::vector<std::size_t> labels(64);
+    Indices labels = Indices::from_shape({64});  // class labels: tg::Indices, like argmax's result
     for (int step = 0; step < 400; ++step) {
         for (auto& c : labels) c = gen.below(4);
         model.latent->set_tau(tau.at(step));
@@ -38,11 +38,11 @@ int main() {
 
     model.eval();  // exact one-hot codes (Gumbel-Max) from here on
     NoGradGuard no_grad;
-    labels.resize(1000);
+    labels = Indices::from_shape({1000});
     for (auto& c : labels) c = gen.below(4);
-    const auto predicted = argmax(model.forward(one_hot(labels, 4)));
+    const Indices predicted = argmax(model.forward(one_hot(labels, 4)));
     std::size_t correct = 0;
-    for (std::size_t i = 0; i < labels.size(); ++i) correct += predicted(i) == labels[i];
+    for (std::size_t i = 0; i < labels.size(); ++i) correct += predicted(i) == labels(i);
     std::printf("reconstructed %zu of 1000 symbols through discrete codes\n", correct);
     return correct > 950 ? 0 : 1;
 }

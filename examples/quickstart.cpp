@@ -20,10 +20,8 @@ int main() {
     }
     Tensor x(points), y(labels);
 
-    nn::LinearOptions init{true, &gen};
-    nn::Sequential model{std::make_shared<nn::Linear>(2, 64, init), std::make_shared<nn::Tanh>(),
-                         std::make_shared<nn::Linear>(64, 64, init), std::make_shared<nn::Tanh>(),
-                         std::make_shared<nn::Linear>(64, 1, init)};
+    // Linear 2->64, Tanh, Linear 64->64, Tanh, Linear 64->1 (an nn::Sequential)
+    nn::MLP model({2, 64, 64, 1}, [] { return std::make_shared<nn::Tanh>(); }, nn::LinearOptions{true, &gen});
     optim::Adam opt(model.parameters(), {/*lr=*/0.01f});
 
     float first = 0, last = 0;

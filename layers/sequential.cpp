@@ -3,10 +3,35 @@
 #include <stdexcept>
 #include <string>
 
+#include "autograd/detail.hpp"
+
 namespace tg::nn {
 
 Sequential::Sequential(std::initializer_list<std::shared_ptr<Layer>> layers) {
     for (const auto& l : layers) push_back(l);
+}
+
+Sequential::Sequential(const std::vector<std::shared_ptr<Layer>>& layers) {
+    for (const auto& l : layers) push_back(l);
+}
+
+std::shared_ptr<Sequential> sequential(std::initializer_list<std::shared_ptr<Layer>> layers) {
+    return std::make_shared<Sequential>(std::vector<std::shared_ptr<Layer>>(layers));
+}
+
+MLP::MLP(const std::vector<std::size_t>& sizes, const std::function<std::shared_ptr<Layer>()>& activation,
+         LinearOptions options) {
+    if (sizes.size() < 2)
+        throw std::invalid_argument("MLP: needs at least an input and an output size, got " +
+                                    std::to_string(sizes.size()) + " sizes");
+    for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
+        if (i > 0) {
+            std::shared_ptr<Layer> a = activation ? activation() : nullptr;
+            if (!a) throw std::invalid_argument("MLP: the activation factory gave no layer");
+            push_back(std::move(a));
+        }
+        push_back(std::make_shared<Linear>(sizes[i], sizes[i + 1], options));
+    }
 }
 
 Sequential& Sequential::push_back(std::shared_ptr<Layer> layer) {
@@ -18,6 +43,7 @@ Sequential& Sequential::push_back(std::shared_ptr<Layer> layer) {
 }
 
 Tensor Sequential::forward(const Tensor& x) {
+    detail::require_defined("Sequential::forward", {&x});
     Tensor h = x;
     for (auto& l : layers_) h = l->forward(h);
     return h;

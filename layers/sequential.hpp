@@ -2,10 +2,12 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <vector>
 
+#include "layers/linear.hpp"
 #include "layers/module.hpp"
 
 namespace tg::nn {
@@ -15,6 +17,7 @@ class Sequential : public Layer {
 public:
     Sequential() = default;
     Sequential(std::initializer_list<std::shared_ptr<Layer>> layers);
+    explicit Sequential(const std::vector<std::shared_ptr<Layer>>& layers);
 
     Sequential& push_back(std::shared_ptr<Layer> layer);
     Tensor forward(const Tensor& x) override;  // the input itself when empty
@@ -24,6 +27,19 @@ public:
 
 private:
     std::vector<std::shared_ptr<Layer>> layers_;
+};
+
+// A shared Sequential from a braced list (std::make_shared cannot forward one):
+// auto net = nn::sequential({std::make_shared<nn::Linear>(2, 8), std::make_shared<nn::ReLU>()});
+std::shared_ptr<Sequential> sequential(std::initializer_list<std::shared_ptr<Layer>> layers);
+
+// Linear layers of sizes[0] -> sizes[1] -> ... -> sizes.back(), with a fresh activation()
+// between two of them (none after the last): the start of most small models.
+// nn::MLP net({2, 64, 64, 1}, [] { return std::make_shared<nn::Tanh>(); }, {true, &gen});
+class MLP : public Sequential {
+public:
+    MLP(const std::vector<std::size_t>& sizes, const std::function<std::shared_ptr<Layer>()>& activation,
+        LinearOptions options = {});
 };
 
 }  // namespace tg::nn

@@ -181,8 +181,7 @@ TEST_CASE("Elementwise: gradients accumulate onto an existing gradient") {
 }
 
 TEST_CASE("Elementwise: where picks by condition, broadcasts, and masks the gradients") {
-    // Qualified: an Array argument brings xt::where in through argument-dependent lookup.
-    const Array cond = shaped({3, 1}, {1.0f, 0.0f, 2.0f});  // nonzero picks a
+    const Tensor cond(shaped({3, 1}, {1.0f, 0.0f, 2.0f}));  // nonzero picks a
     Tensor a = random_tensor({3, 4}, 51), b = random_tensor({4}, 52);
     Tensor w = tg::where(cond, a, b);
     CHECK(w.shape() == Array::shape_type{3, 4});
@@ -193,7 +192,7 @@ TEST_CASE("Elementwise: where picks by condition, broadcasts, and masks the grad
     }
     check_gradients([&](auto& in) { return tg::where(cond, in[0], in[1]); }, {a, b});
     // The condition broadcasts beyond both values: (2, 1) against (1, 3) and (3,).
-    const Array wide = shaped({2, 1}, {0.0f, 1.0f});
+    const Tensor wide(shaped({2, 1}, {0.0f, 1.0f}));
     Tensor c = random_tensor({1, 3}, 53), d = random_tensor({3}, 54);
     check_gradients([&](auto& in) { return tg::where(wide, in[0], in[1]); }, {c, d});
     sum(tg::where(wide, c, d)).backward();
@@ -217,7 +216,7 @@ TEST_CASE("Elementwise: errors name the op and the shapes") {
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(div(b, a), "div: shapes (4,) and (2, 3) cannot be broadcast together",
                          std::invalid_argument);
-    CHECK_THROWS_WITH_AS(tg::where(Array{1.0f, 0.0f}, a, a),
+    CHECK_THROWS_WITH_AS(tg::where(Tensor(Array{1.0f, 0.0f}), a, a),
                          "where: shapes (2,) (condition), (2, 3) and (2, 3) cannot be broadcast together",
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(clamp(a, 1.0f, -1.0f), doctest::Contains("clamp: lo"), std::invalid_argument);
@@ -228,8 +227,15 @@ TEST_CASE("Elementwise: a null tensor is a clear error naming the op") {
     CHECK_THROWS_WITH_AS(exp(null), "exp: the input is a null Tensor (default-constructed)", std::invalid_argument);
     CHECK_THROWS_WITH_AS(add(a, null), "add: input 1 is a null Tensor (default-constructed)", std::invalid_argument);
     CHECK_THROWS_WITH_AS(mul(null, 2.0f), doctest::Contains("mul_scalar"), std::invalid_argument);
-    CHECK_THROWS_WITH_AS(tg::where(Array{1.0f}, null, a), doctest::Contains("where: input 0"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(tg::where(Tensor(Array{1.0f}), null, a), doctest::Contains("where: input 1"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(matmul(null, null), doctest::Contains("matmul: input 0"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(linear(a, null), doctest::Contains("linear: input 1"), std::invalid_argument);
     CHECK_THROWS_AS(detach(null), std::invalid_argument);
+}
+
+TEST_CASE("Elementwise: x / s divides (10 / 3 is 10.0f / 3.0f exactly), with its gradient") {
+    Tensor x = Tensor::scalar(10.0f);
+    CHECK((x / 3.0f).item() == 10.0f / 3.0f);
+    Tensor y = random_tensor({4}, 41);
+    check_gradients([](const std::vector<Tensor>& in) { return in[0] / 3.0f; }, {y});
 }

@@ -1,3 +1,7 @@
+#include <iostream>
+#include <sstream>
+#include <thread>
+
 #include <xtensor/xnoalias.hpp>
 
 #include "helpers.hpp"
@@ -152,4 +156,186 @@ TEST_CASE("Engine: a steady training loop takes no new memory from the system") 
     for (int i = 0; i < 20; ++i) step();
     CHECK(system_allocations() == before);
     CHECK(cached_bytes() > 0);
+}
+
+// ---- Backward semantics as PyTorch's (issue 11): the three snippets, with PyTorch's numbers.
+TEST_CASE("Engine: a retained tape walked again gives the same increment (6 then 12)") {
+    Tensor a = Tensor::scalar(1.0f, true);
+    Tensor loss = sum((a * 2.0f) * 3.0f);
+    loss.backward(/*retain_tape=*/true);
+    CHECK(a.grad()() == 6.0f);
+    loss.backward();
+    CHECK(a.grad()() == 12.0f);
+    CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("backward through a graph a second time: pass retain_tape"),
+                         std::logic_error);
+}
+
+TEST_CASE("Engine: a backward pushes only its own seed, not an earlier pass's gradients (3)") {
+    Tensor b = Tensor::scalar(1.0f, true), h = b * 1.0f;
+    Tensor l1 = sum(h * 2.0f), l2 = sum(h * 3.0f);
+    l1.backward(true);
+    b.zero_grad();
+    l2.backward();
+    CHECK(b.grad()() == 3.0f);
+    CHECK(h.grad()() == 3.0f);  // a non-leaf gradient is the last pass's
+}
+
+TEST_CASE("Engine: each loss keeps its nodes until its own backward (5)") {
+    Tensor c = Tensor::scalar(1.0f, true), d = Tensor::scalar(1.0f, true);
+    Tensor lc = sum(c * 2.0f), ld = sum(d * 5.0f);
+    lc.backward();
+    CHECK(current_tape().size() > 0);  // ld's nodes stay
+    ld.backward();
+    CHECK(c.grad()() == 2.0f);
+    CHECK(d.grad()() == 5.0f);
+    CHECK(current_tape().size() == 0);
+}
+
+TEST_CASE("Engine: two losses of one forward: retain_tape, or the backward of their sum") {
+    Tensor b = Tensor::scalar(1.0f, true), h = b * 1.0f;
+    Tensor l1 = sum(h * 2.0f), l2 = sum(h * 3.0f);
+    l1.backward(true);
+    l2.backward();
+    CHECK(b.grad()() == 5.0f);
+    b.zero_grad();
+    Tensor h2 = b * 1.0f;
+    (sum(h2 * 2.0f) + sum(h2 * 3.0f)).backward();
+    CHECK(b.grad()() == 5.0f);
+    // Without retain_tape the shared part is freed: the second loss says so, b is unchanged.
+    b.zero_grad();
+    Tensor h3 = b * 1.0f;
+    Tensor m1 = sum(h3 * 2.0f), m2 = sum(h3 * 3.0f);
+    m1.backward();
+    CHECK_THROWS_WITH_AS(m2.backward(), doctest::Contains("backward through a graph a second time"), std::logic_error);
+    CHECK(b.grad()() == 2.0f);
+    current_tape().clear();
+}
+
+TEST_CASE("Engine: nodes that do not lead to the output do not run and keep their state") {
+    Tensor x = Tensor::scalar(2.0f, true);
+    Tensor other = x * 7.0f;
+    other.backward(Array(1.0f), /*retain_tape=*/true);  // gives other and x gradients
+    x.zero_grad();
+    Tensor loss = sum(x * 3.0f);
+    loss.backward();
+    CHECK(x.grad()() == 3.0f);      // other's node did not run again
+    CHECK(other.grad()() == 1.0f);  // and kept its gradient
+    current_tape().clear();
+}
+
+TEST_CASE("Engine: a tape that only records warns once past the documented size") {
+    const std::size_t before = tape_warning_size();
+    set_tape_warning_size(10);
+    std::ostringstream captured;
+    std::streambuf* old = std::cerr.rdbuf(captured.rdbuf());
+    Tape tape;
+    {
+        TapeScope scope(tape);
+        Tensor w = Tensor::scalar(1.0f, true);
+        for (int i = 0; i < 30; ++i) w * 2.0f;
+    }
+    std::cerr.rdbuf(old);
+    set_tape_warning_size(before);
+    CHECK(tape.size() == 30);
+    const std::string out = captured.str();
+    CHECK(out.find("more than 10 nodes") != std::string::npos);
+    CHECK(out.find("NoGradGuard") != std::string::npos);
+    CHECK(out.find("tapegrad: warning", out.find("tapegrad: warning") + 1) == std::string::npos);  // once
+    CHECK(tape_warning_size() == before);
+}
+
+TEST_CASE("Engine: ops refuse an input recorded on another tape, naming the op") {
+    Tensor w = Tensor::scalar(1.0f, true);
+    Tape other;
+    Tensor h;
+    {
+        TapeScope scope(other);
+        h = w * 2.0f;
+    }
+    CHECK_THROWS_WITH_AS(h * 3.0f, doctest::Contains("mul_scalar: input 0 was made by an op recorded on another tape"),
+                         std::logic_error);
+    CHECK_THROWS_WITH_AS(h.backward(), doctest::Contains("another tape"), std::logic_error);
+    Tensor fine = detach(h) * 3.0f;  // a detached copy is a leaf
+    CHECK_FALSE(fine.requires_grad());
+}
+
+TEST_CASE("Engine: threads on their own tapes sum their gradients into shared parameters") {
+    Tensor w = Tensor::full({64}, 1.0f, true);
+    const int steps = 200;
+    for (int trial = 0; trial < 5; ++trial) {
+        w.zero_grad();
+        auto work = [&](float scale) {
+            for (int s = 0; s < steps; ++s) sum(w * scale).backward();
+        };
+        std::thread t1(work, 1.0f), t2(work, 2.0f);
+        t1.join();
+        t2.join();
+        CHECK(w.grad()(0) == float(3 * steps));
+        CHECK(w.grad()(63) == float(3 * steps));
+    }
+}
+
+TEST_CASE("Engine: gradcheck's defaults catch a backward off by 1% and leave the caller's gradients") {
+    auto off = [](const Tensor& x) {
+        return record("off", Array(x.value() * 2.0f), {x}, [](const std::vector<Tensor>& in, const Tensor& out) {
+            in[0].accumulate_grad(Array(out.grad() * 2.02f), "off");
+        });
+    };
+    Tensor x = random_tensor({5}, 3);
+    CHECK_FALSE(gradcheck([&](const std::vector<Tensor>& in) { return off(in[0]); }, {x}).ok);
+    Tensor y = random_tensor({5}, 4);
+    sum(y * 4.0f).backward();
+    CHECK(gradcheck([](const std::vector<Tensor>& in) { return in[0] * 2.0f; }, {y}).ok);
+    CHECK(y.has_grad());
+    CHECK(y.grad()(2) == 4.0f);
+    Tensor z = random_tensor({5}, 5);
+    CHECK(gradcheck([](const std::vector<Tensor>& in) { return in[0] * 2.0f; }, {z}).ok);
+    CHECK_FALSE(z.has_grad());
+}
+
+TEST_CASE("Engine: Tensor::shape() feeds zeros and reshape, and sizes that overflow are refused") {
+    Tensor x = Tensor::ones({2, 3});
+    CHECK(Tensor::zeros(x.shape()).shape() == x.shape());
+    CHECK(reshape(x, x.shape()).shape() == x.shape());
+    const std::size_t huge = (std::size_t(1) << 63) + 3;
+    CHECK_THROWS_WITH_AS(reshape(x, {huge, 2}), doctest::Contains("reshape: the shape (9223372036854775811, 2)"),
+                         std::length_error);
+    CHECK_THROWS_WITH_AS(Tensor::zeros({huge, 2}), doctest::Contains("(9223372036854775811, 2)"), std::length_error);
+    CHECK_THROWS_AS(Tensor::ones({huge, 2}), std::length_error);
+    CHECK_THROWS_AS(Tensor::full({2, huge}, 1.0f), std::length_error);
+    Generator g(1);
+    CHECK_THROWS_WITH_AS(g.normal({huge, 2}), doctest::Contains("Generator::normal"), std::length_error);
+}
+
+TEST_CASE("Engine: where under using namespace tg takes a Tensor condition") {
+    Tensor a = Tensor::full({3}, 1.0f, true), b = Tensor::full({3}, 2.0f, true);
+    Tensor c(Array{1.0f, 0.0f, 3.0f});
+    Tensor y = where(c, a, b);  // unqualified: tg::where, never xt::where
+    CHECK(y.value() == Array{1.0f, 2.0f, 1.0f});
+    sum(y).backward();
+    CHECK(a.grad() == Array{1.0f, 0.0f, 1.0f});
+    CHECK(b.grad() == Array{0.0f, 1.0f, 0.0f});
+}
+
+TEST_CASE("Engine: ops name themselves when given a null tensor") {
+    const Tensor null, x = Tensor::ones({2, 3});
+    auto names = [](const std::function<void()>& f, const char* op) {
+        CHECK_THROWS_WITH_AS(f(), doctest::Contains(op), std::invalid_argument);
+    };
+    names([&] { softmax(null); }, "softmax");
+    names([&] { log_softmax(null); }, "log_softmax");
+    names([&] { logsumexp(null); }, "logsumexp");
+    names([&] { argmax(null); }, "argmax");
+    names([&] { cross_entropy(null, Indices{0, 1}); }, "cross_entropy");
+    names([&] { binary_cross_entropy_with_logits(null, x); }, "binary_cross_entropy_with_logits");
+    names([&] { gather(null, 1, Indices{{0, 1}}); }, "gather");
+    names([&] { where(null, x, x); }, "where");
+    names([&] { linear(null, x); }, "linear");
+    names([&] { reshape(null, {3, 2}); }, "reshape");
+    names([&] { div(null, 2.0f); }, "div_scalar");
+    names([&] { sum(null, true); }, "sum");
+    nn::Linear layer(3, 2);
+    names([&] { layer.forward(null); }, "linear");
+    nn::Sequential seq;
+    names([&] { seq.forward(null); }, "Sequential::forward");
 }

@@ -361,7 +361,7 @@ TEST_CASE("Gumbel: an autoencoder with a GumbelSoftmax bottleneck learns to pass
         model.latent->set_tau(schedule.at(step));
         const Tensor x = batch(64, labels);
         adam.zero_grad();
-        cross_entropy(model.forward(x), labels).backward();
+        cross_entropy(model.forward(x), Indices(xt::adapt(labels, {labels.size()}))).backward();
         adam.step();
     }
     model.eval();  // discrete one-hot codes now

@@ -247,3 +247,25 @@ TEST_CASE("Sequential: activation layers compute their functions, and an MLP of 
     for (const auto& p : mlp.parameters()) inputs.push_back(p);
     check_gradients([&](const std::vector<Tensor>& v) { return mlp(v[0]); }, inputs);
 }
+
+TEST_CASE("Layers: a shared Sequential from a list or a vector, and nn::MLP") {
+    Generator g1(5), g2(5);
+    auto shared = nn::sequential({std::make_shared<nn::Linear>(2, 3, nn::LinearOptions{true, &g1}),
+                                  std::make_shared<nn::Tanh>(),
+                                  std::make_shared<nn::Linear>(3, 1, nn::LinearOptions{true, &g1})});
+    auto from_vector = std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Layer>>{
+        std::make_shared<nn::ReLU>()});
+    CHECK(from_vector->size() == 1);
+    nn::MLP mlp({2, 3, 1}, [] { return std::make_shared<nn::Tanh>(); }, nn::LinearOptions{true, &g2});
+    REQUIRE(mlp.size() == 3);
+    const auto a = shared->named_parameters(), b = mlp.named_parameters();
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {  // the same layers from the same seed
+        CHECK(a[i].first == b[i].first);
+        CHECK(a[i].second.value() == b[i].second.value());
+    }
+    Tensor x = tgtest::random_tensor({4, 2}, 3, -1.0f, 1.0f, false);
+    CHECK(mlp(x).value() == (*shared)(x).value());
+    CHECK_THROWS_WITH_AS(nn::MLP({3}, [] { return std::make_shared<nn::ReLU>(); }), doctest::Contains("MLP"),
+                         std::invalid_argument);
+}

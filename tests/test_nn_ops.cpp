@@ -147,7 +147,7 @@ TEST_CASE("NN: cross_entropy values, reductions, gradients and stability") {
     CHECK(cross_entropy(x, {0, 1}).item() == doctest::Approx((std::log(4.0f) + 2e4f) / 2.0f));
 
     Tensor logits = random_tensor({4, 5}, 31, -2.0f, 2.0f);
-    const std::vector<std::size_t> labels{0, 4, 2, 2};
+    const Indices labels{0, 4, 2, 2};
     for (Reduction r : {Reduction::none, Reduction::sum, Reduction::mean})
         check_gradients([&labels, r](const std::vector<Tensor>& in) { return cross_entropy(in[0], labels, r); },
                         {logits});
@@ -193,10 +193,57 @@ TEST_CASE("NN: errors name the op and the shapes") {
 }
 
 TEST_CASE("NN: one_hot of a label vector") {
-    const tg::Tensor t = tg::one_hot(std::vector<std::size_t>{2, 0}, 3);
+    const tg::Tensor t = tg::one_hot(tg::Indices{2, 0}, 3);
     CHECK(t.shape() == tg::Array::shape_type{2, 3});
     CHECK(t.value()(0, 2) == 1.0f);
     CHECK(t.value()(1, 0) == 1.0f);
     CHECK(tg::sum(t).item() == 2.0f);
-    CHECK_THROWS_AS(tg::one_hot(std::vector<std::size_t>{3}, 3), std::out_of_range);
+    CHECK_THROWS_AS(tg::one_hot(tg::Indices{3}, 3), std::out_of_range);
+}
+
+TEST_CASE("NN ops: gather picks along an axis with tg::Indices, differentiably") {
+    Tensor x = random_tensor({3, 4}, 21);
+    const Indices idx{{1, 1}, {0, 3}, {2, 0}};
+    Tensor y = gather(x, 1, idx);
+    REQUIRE(y.shape() == Shape{3, 2});
+    CHECK(y.value()(1, 1) == x.value()(1, 3));
+    CHECK(y.value()(2, 0) == x.value()(2, 2));
+    check_gradients([&](const std::vector<Tensor>& in) { return gather(in[0], 1, idx); }, {x});
+    check_gradients([&](const std::vector<Tensor>& in) { return gather(in[0], 0, Indices{{2, 0, 1, 1}}); }, {x});
+    CHECK_THROWS_WITH_AS(gather(x, 1, Indices{{0, 4}, {0, 0}, {0, 0}}), doctest::Contains("gather: index 4"), std::out_of_range);
+    CHECK_THROWS_WITH_AS(gather(x, 1, Indices{0, 1}), doctest::Contains("gather: the index of shape (2,)"),
+                         std::invalid_argument);
+}
+
+TEST_CASE("NN ops: class indices are tg::Indices everywhere: argmax, one_hot, cross_entropy") {
+    Tensor logits = random_tensor({4, 3}, 22);
+    const Indices best = argmax(logits);
+    CHECK(one_hot(best, 3).shape() == Shape{4, 3});
+    const Indices labels{2, 0, 1, 1};
+    check_gradients([&](const std::vector<Tensor>& in) { return cross_entropy(in[0], labels); }, {logits});
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, Indices{0, 1, 3, 0}), doctest::Contains("label 3 of row 2"),
+                         std::out_of_range);
+    CHECK_THROWS_WITH_AS(one_hot(Indices{0, 5}, 3), doctest::Contains("one_hot: index 5"), std::out_of_range);
+    // From a std::vector without xt::adapt: copy into an Indices of its length.
+    const std::vector<std::size_t> v{1, 2};
+    Indices from_vector = Indices::from_shape({v.size()});
+    std::copy(v.begin(), v.end(), from_vector.begin());
+    CHECK(from_vector(1) == 2);
+}
+
+TEST_CASE("NN ops: every op that indexes along an axis refuses an empty one") {
+    Tensor e = Tensor::zeros({3, 0}, true);
+    auto empty = [](const std::function<void()>& f, const char* op) {
+        CHECK_THROWS_WITH_AS(f(), doctest::Contains((std::string(op) + ": the axis").c_str()), std::invalid_argument);
+    };
+    empty([&] { argmax(e); }, "argmax");
+    empty([&] { softmax(e); }, "softmax");
+    empty([&] { log_softmax(e); }, "log_softmax");
+    empty([&] { logsumexp(e); }, "logsumexp");
+    empty([&] { gather(e, 1, Indices::from_shape({3, 0})); }, "gather");
+    CHECK_THROWS_WITH_AS(max(e, 1), doctest::Contains("max: axis 1 has length 0"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(one_hot(Indices{0}, 0), doctest::Contains("one_hot: num_classes must be positive"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(cross_entropy(e, Indices{0, 0, 0}), doctest::Contains("cross_entropy: logits need at least one class"),
+                         std::invalid_argument);
 }

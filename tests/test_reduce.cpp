@@ -147,3 +147,14 @@ TEST_CASE("Reduce: sum_to sums a broadcast gradient back to each shape") {
     check_close(detail::sum_to(v, {2, 3, 4}), v);
     CHECK_THROWS_AS(detail::sum_to(v, {5}), std::invalid_argument);
 }
+
+TEST_CASE("Reduce: sum and mean over all axes keep them with keepdims") {
+    Tensor x = random_tensor({2, 3}, 31);
+    CHECK(sum(x, true).shape() == Shape{1, 1});
+    CHECK(mean(x, true).shape() == Shape{1, 1});
+    CHECK(sum(x, true).item() == sum(x).item());
+    CHECK(mean(x, true).item() == mean(x).item());
+    CHECK(sum(x, 1).shape() == Shape{2});  // an int is still an axis
+    check_gradients([](const std::vector<Tensor>& in) { return sum(in[0], true); }, {x});
+    check_gradients([](const std::vector<Tensor>& in) { return mean(in[0], true); }, {x});
+}

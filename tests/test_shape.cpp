@@ -159,3 +159,16 @@ TEST_CASE("Shape: stack errors") {
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(stack({}, 0), doctest::Contains("stack: needs at least one tensor"), std::invalid_argument);
 }
+
+TEST_CASE("Shape: reshape infers one -1, and refuses two or a size that does not divide") {
+    Tensor x = random_tensor({4, 6}, 11);
+    CHECK(reshape(x, {-1, 3}).shape() == Shape{8, 3});
+    CHECK(reshape(x, {2, -1, 2}).shape() == Shape{2, 6, 2});
+    CHECK(reshape(x, {std::size_t(-1)}).shape() == Shape{24});  // size_t(-1) reads as -1
+    check_gradients([](const std::vector<Tensor>& in) { return reshape(in[0], {-1, 4}); }, {x});
+    CHECK_THROWS_WITH_AS(reshape(x, {-1, -1}), doctest::Contains("one -1"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(reshape(x, {-1, 5}), doctest::Contains("cannot infer the -1"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(reshape(x, {-2, 12}), doctest::Contains("reshape"), std::invalid_argument);
+    const std::size_t n = 12;
+    CHECK(reshape(x, {n, 2}).shape() == Shape{12, 2});  // size_t dims still work
+}
