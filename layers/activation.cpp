@@ -5,6 +5,7 @@
 #include <string>
 
 #include "autograd/ops.hpp"
+#include "layers/detail_checks.hpp"
 
 namespace tg::nn {
 
@@ -13,8 +14,7 @@ Tensor Tanh::forward(const Tensor& x) { return tanh(x); }
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 
 Softplus::Softplus(SoftplusOptions options) : beta_(options.beta) {
-    if (!(beta_ > 0.0f) || !std::isfinite(beta_))
-        throw std::invalid_argument("Softplus: beta must be positive and finite, got " + std::to_string(beta_));
+    detail::require_positive_finite(beta_, "Softplus: beta");
 }
 
 Tensor Softplus::forward(const Tensor& x) {

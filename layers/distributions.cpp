@@ -9,6 +9,7 @@
 
 #include "autograd/detail.hpp"
 #include "autograd/ops.hpp"
+#include "layers/detail_checks.hpp"
 #include "layers/gumbel.hpp"
 
 namespace tg::dist {
@@ -24,10 +25,7 @@ Tensor checked_logits(Tensor logits, const char* who, bool needs_class_axis) {
 }
 
 float checked_temperature(float tau, const char* who) {
-    if (!(tau > 0.0f) || !std::isfinite(tau))
-        throw std::invalid_argument(std::string(who) + ": the temperature must be positive and finite, got " +
-                                    std::to_string(tau));
-    return tau;
+    return detail::require_positive_finite(tau, std::string(who) + ": the temperature");
 }
 
 // The broadcast of a's and b's shapes, or an error naming the method and both.

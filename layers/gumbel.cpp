@@ -12,16 +12,15 @@
 
 #include "autograd/detail.hpp"
 #include "autograd/kernels/nn_kernels.hpp"
-#include "autograd/kernels/simd.hpp"
+#include "autograd/kernels/noise.hpp"
+#include "layers/detail_checks.hpp"
 
 namespace tg {
 
 namespace {
 
 void check_tau(float tau, const char* op) {
-    if (!(tau > 0.0f) || !std::isfinite(tau))
-        throw std::invalid_argument(std::string(op) + ": the temperature tau must be positive and finite, got " +
-                                    std::to_string(tau));
+    detail::require_positive_finite(tau, std::string(op) + ": the temperature tau");
 }
 
 std::string printed(float v) {
@@ -44,19 +43,14 @@ void check_uniforms(const Array::shape_type& shape, const Array& u, const char* 
     }
 }
 
-// The noise transforms, a batch at a time. 1 - u is exact for the generator's u (odd multiples
-// of 2^-24), so log(u / (1 - u)) rounds once where log(u) - log1p(-u) rounds three times, and
-// costs one log instead of two.
-// Function objects, not functions: noisy_logits inlines them (through a function pointer each
-// batch was a call).
-struct LogisticOf {
-    simd::Batch operator()(const simd::Batch& u) const { return detail::log_positive(u / (simd::Batch(1.0f) - u)); }
+// The two noises, each as its pass over uniforms (gumbel_noise) and its pass adding logits
+// (noisy_logits): -log(-log u) and log(u / (1 - u)) (kernels/noise.hpp).
+struct NoiseKind {
+    void (*add_to_logits)(const float* logits, std::size_t n, float scale, float* z);
+    void (*of_uniforms)(const float* u, std::size_t n, float* out);
 };
-struct GumbelOf {
-    simd::Batch operator()(const simd::Batch& u) const { return -detail::log_positive(-detail::log_positive(u)); }
-};
-constexpr LogisticOf logistic_of;
-constexpr GumbelOf gumbel_of;
+constexpr NoiseKind gumbel_of{kernels::add_gumbel_noise, kernels::gumbel_noise};
+constexpr NoiseKind logistic_of{kernels::add_logistic_noise, kernels::logistic_noise};
 
 // The one-hot of argmax of each slice of z (the first maximum on ties); v.n > 0 (class_view).
 Array one_hot_of_argmax(const Array& z, const detail::AxisView& v) {
@@ -81,21 +75,15 @@ Noise given_uniforms(const Tensor& logits, const Array& u, const char* op) {
     return Noise{&u, nullptr};
 }
 
-// z := (logits + transform(u)) * scale, the uniforms drawn (or copied) straight into z and
+// z := (logits + noise(u)) * scale, the uniforms drawn (or copied) straight into z and
 // transformed in place.
-template <class Transform>
-Array noisy_logits(const Tensor& logits, const Noise& from, Transform transform, float scale = 1.0f) {
+Array noisy_logits(const Tensor& logits, const Noise& from, const NoiseKind& noise, float scale = 1.0f) {
     const std::size_t n = logits.size();
     Array z = Array::from_shape(logits.shape());
-    const float* l = logits.value().data();
     float* zp = z.data();
     if (from.u) std::copy(from.u->data(), from.u->data() + n, zp);
     else (from.gen ? *from.gen : default_generator()).fill_uniform_open(zp, n);
-    const simd::Batch k(scale);
-    for (std::size_t i = 0; i < n; i += simd::lanes) {
-        const std::size_t c = std::min(simd::lanes, n - i);
-        simd::store(zp + i, c, (transform(simd::load(zp + i, c, 0.5f)) + simd::load(l + i, c)) * k);
-    }
+    noise.add_to_logits(logits.value().data(), n, scale, zp);
     return z;
 }
 
@@ -144,15 +132,7 @@ Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, const BinaryCo
     const bool hard = o.hard();
     Array z = noisy_logits(logits, from, logistic_of);
     Array hard_value = hard ? Array::from_shape(logits.shape()) : Array();
-    // 1 / (1 + exp(-z / tau)) is exact at both ends in float: exp overflows to inf and gives 0
-    const simd::Batch zero(0.0f), one(1.0f), scale(-1.0f / o.tau());
-    float* zp = z.data();
-    for (std::size_t i = 0; i < z.size(); i += simd::lanes) {
-        const std::size_t c = std::min(simd::lanes, z.size() - i);
-        const simd::Batch s = simd::load(zp + i, c);
-        if (hard) simd::store(hard_value.data() + i, c, xsimd::select(s > zero, one, zero));
-        simd::store(zp + i, c, one / (one + xsimd::exp(s * scale)));
-    }
+    kernels::tempered_sigmoid(z.data(), z.size(), o.tau(), hard ? hard_value.data() : nullptr);
     const float inv_tau = 1.0f / o.tau();
     if (!hard)
         return record(op, std::move(z), {logits}, [inv_tau](const std::vector<Tensor>& in, const Tensor& out) {
@@ -164,15 +144,11 @@ Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, const BinaryCo
                   });
 }
 
-// transform(u) elementwise, with the samplers' own arithmetic.
-template <class Transform>
-Array noise_of(const Array& u, Transform transform, const char* op) {
+// noise(u) elementwise, with the samplers' own arithmetic.
+Array noise_of(const Array& u, const NoiseKind& noise, const char* op) {
     check_uniforms(u.shape(), u, op);
     Array out = Array::from_shape(u.shape());
-    for (std::size_t i = 0; i < u.size(); i += simd::lanes) {
-        const std::size_t c = std::min(simd::lanes, u.size() - i);
-        simd::store(out.data() + i, c, transform(simd::load(u.data() + i, c, 0.5f)));
-    }
+    noise.of_uniforms(u.data(), u.size(), out.data());
     return out;
 }
 

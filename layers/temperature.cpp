@@ -5,19 +5,19 @@
 #include <stdexcept>
 #include <string>
 
+#include "layers/detail_checks.hpp"
+
 namespace tg::optim {
 
 namespace {
-void require_positive(float v, const char* what) {
-    if (!(v > 0.0f) || !std::isfinite(v))
-        throw std::invalid_argument(std::string(what) + " must be positive and finite, got " + std::to_string(v));
-}
 void require_step(std::int64_t step) {
     if (step < 0) throw std::invalid_argument("TemperatureSchedule: step " + std::to_string(step) + " is negative");
 }
 }  // namespace
 
-ConstantTemperature::ConstantTemperature(float tau) : tau_(tau) { require_positive(tau, "ConstantTemperature: tau"); }
+ConstantTemperature::ConstantTemperature(float tau) : tau_(tau) {
+    detail::require_positive_finite(tau, "ConstantTemperature: tau");
+}
 
 float ConstantTemperature::at(std::int64_t step) const {
     require_step(step);
@@ -26,8 +26,8 @@ float ConstantTemperature::at(std::int64_t step) const {
 
 ExponentialTemperature::ExponentialTemperature(float tau0, float rate, float tau_min, std::int64_t every)
     : tau0_(tau0), rate_(rate), tau_min_(tau_min), every_(every) {
-    require_positive(tau0, "ExponentialTemperature: tau0");
-    require_positive(tau_min, "ExponentialTemperature: tau_min");
+    detail::require_positive_finite(tau0, "ExponentialTemperature: tau0");
+    detail::require_positive_finite(tau_min, "ExponentialTemperature: tau_min");
     if (!(rate >= 0.0f) || !std::isfinite(rate))
         throw std::invalid_argument("ExponentialTemperature: rate must be >= 0, got " + std::to_string(rate));
     if (every < 1)

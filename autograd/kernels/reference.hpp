@@ -1,0 +1,132 @@
+// Plain loops that say what each kernel computes, one element at a time, for
+// tests/test_kernels.cpp to compare the kernels with. Nothing else calls them.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "autograd/kernels/nn_kernels.hpp"
+#include "autograd/kernels/uniforms.hpp"
+#include "autograd/random.hpp"
+
+namespace tg::kernels::reference {
+
+using detail::AxisView;
+
+// Element j of slice s = o * inner + i of an [outer, n, inner] view.
+inline std::size_t at(const AxisView& v, std::size_t s, std::size_t j) {
+    return (s / v.inner * v.n + j) * v.inner + s % v.inner;
+}
+
+inline void slice_maxima(const float* d, const AxisView& v, float* out) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        out[s] = -std::numeric_limits<float>::infinity();
+        for (std::size_t j = 0; j < v.n; ++j) out[s] = std::max(out[s], d[at(v, s, j)]);
+    }
+}
+
+inline void slice_sums(const float* d, const AxisView& v, float* out) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        double sum = 0.0;
+        for (std::size_t j = 0; j < v.n; ++j) sum += d[at(v, s, j)];
+        out[s] = static_cast<float>(sum);
+    }
+}
+
+// The slice maximum, 0 when infinite (a slice of -inf would give -inf - -inf = NaN).
+inline float shift_of(const float* d, const AxisView& v, std::size_t s) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::size_t j = 0; j < v.n; ++j) m = std::max(m, d[at(v, s, j)]);
+    return std::isfinite(m) ? m : 0.0f;
+}
+
+// d := exp(d - max) / sum exp(d - max), per slice.
+inline void softmax(float* d, const AxisView& v) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        const float m = shift_of(d, v, s);
+        double sum = 0.0;
+        for (std::size_t j = 0; j < v.n; ++j) sum += std::exp(d[at(v, s, j)] - m);
+        for (std::size_t j = 0; j < v.n; ++j)
+            d[at(v, s, j)] = static_cast<float>(std::exp(d[at(v, s, j)] - m) / sum);
+    }
+}
+
+// d := (d - max) - log sum exp(d - max), per slice.
+inline void log_softmax(float* d, const AxisView& v) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        const float m = shift_of(d, v, s);
+        double sum = 0.0;
+        for (std::size_t j = 0; j < v.n; ++j) sum += std::exp(d[at(v, s, j)] - m);
+        for (std::size_t j = 0; j < v.n; ++j) d[at(v, s, j)] = static_cast<float>((d[at(v, s, j)] - m) - std::log(sum));
+    }
+}
+
+// out[s] := max + log sum exp(d - max).
+inline void logsumexp(const float* d, const AxisView& v, float* out) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        const float m = shift_of(d, v, s);
+        double sum = 0.0;
+        for (std::size_t j = 0; j < v.n; ++j) sum += std::exp(d[at(v, s, j)] - m);
+        out[s] = static_cast<float>(m + std::log(sum));
+    }
+}
+
+// dx := beta * dx + scale * y * (g - sum(g * y)), per slice.
+inline void softmax_backward(const float* y, const float* g, const AxisView& v, float scale, float beta, float* dx) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        double dot = 0.0;
+        for (std::size_t j = 0; j < v.n; ++j) dot += double(g[at(v, s, j)]) * y[at(v, s, j)];
+        for (std::size_t j = 0; j < v.n; ++j) {
+            const std::size_t k = at(v, s, j);
+            dx[k] = static_cast<float>(beta * dx[k] + double(scale) * y[k] * (g[k] - dot));
+        }
+    }
+}
+
+// The index of the first maximum of each slice.
+inline void argmax(const float* d, const AxisView& v, std::size_t* out) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        out[s] = 0;
+        for (std::size_t j = 1; j < v.n; ++j)
+            if (d[at(v, s, j)] > d[at(v, s, out[s])]) out[s] = j;
+    }
+}
+
+// l = max(x, 0) - x t + log1p(exp(-|x|)), dx = sigmoid(x) - t; returns the sum of l.
+inline double bce_with_logits(const float* x, const float* t, std::size_t n, float* each_loss, float* dx) {
+    double total = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double l = std::max(x[i], 0.0f) - double(x[i]) * t[i] + std::log1p(std::exp(-std::fabs(double(x[i]))));
+        if (each_loss) each_loss[i] = static_cast<float>(l);
+        total += l;
+        if (dx) dx[i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(x[i]))) - t[i]);
+    }
+    return total;
+}
+
+inline float gumbel(float u) { return static_cast<float>(-std::log(-std::log(double(u)))); }
+inline float logistic(float u) { return static_cast<float>(std::log(double(u)) - std::log1p(-double(u))); }
+inline float tempered_sigmoid(float z, float tau) { return static_cast<float>(1.0 / (1.0 + std::exp(-double(z) / tau))); }
+
+// uniform_open_streams with one tg::Generator per stream: the same words, one at a time.
+inline void uniform_open_streams(std::uint64_t seed, float* out, std::size_t n) {
+    std::vector<Generator> streams;
+    for (int j = 0; j < 8; ++j) {
+        std::array<std::uint64_t, 4> s;
+        for (auto& w : s) w = splitmix64(seed);
+        streams.emplace_back().set_state(s);
+    }
+    std::uint64_t r = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (i % 2 == 0) r = streams[i / 2 % 8].next_u64();
+        const std::uint64_t k = i % 2 == 0 ? r >> 41 : (r >> 18) & 0x7FFFFF;
+        out[i] = (static_cast<float>(k) + 0.5f) * 0x1.0p-23f;
+    }
+}
+
+}  // namespace tg::kernels::reference

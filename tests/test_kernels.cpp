@@ -1,0 +1,242 @@
+// Every kernel of autograd/kernels/ against its plain loop (kernels/reference.hpp) on random
+// inputs with the edge cases: sizes that are no multiple of the SIMD width, slices of 4 to 16
+// (the short-slice softmax), strided slices, large |logits|, u next to 0 and 1. Tolerances are
+// in units of float's epsilon of the value's scale, stated per check.
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "autograd/kernels/bce.hpp"
+#include "autograd/kernels/nn_kernels.hpp"
+#include "autograd/kernels/noise.hpp"
+#include "autograd/kernels/reference.hpp"
+#include "autograd/kernels/uniforms.hpp"
+#include "helpers.hpp"
+
+namespace {
+
+namespace ref = tg::kernels::reference;
+using tg::detail::AxisView;
+
+constexpr float eps = FLT_EPSILON;
+
+// n normal values times k, some entries tied or infinite when asked.
+std::vector<float> values(std::size_t n, float k, std::uint64_t seed) {
+    tg::Generator g(seed);
+    std::vector<float> v(n);
+    for (float& x : v) x = g.normal() * k;
+    return v;
+}
+
+tg::Array as_array(const std::vector<float>& v, const AxisView& view) {
+    tg::Array a = tg::Array::from_shape({view.outer, view.n, view.inner});
+    std::copy(v.begin(), v.end(), a.data());
+    return a;
+}
+
+// |a - b| <= ulps * eps * scale, plus FLT_MIN: the kernels' exp flushes results under FLT_MIN
+// to 0 where the plain loop keeps a denormal.
+void check_close(float a, float b, float ulps, float scale) {
+    INFO("kernel " << a << ", reference " << b << ", tolerance " << ulps << " eps x " << scale);
+    CHECK(std::fabs(a - b) <= ulps * eps * scale + FLT_MIN);
+}
+
+// The views the slice kernels meet: short contiguous slices (4..16), long ones, strided ones,
+// outer counts that are no multiple of a batch's lanes.
+std::vector<AxisView> views() {
+    std::vector<AxisView> out;
+    for (std::size_t n : {1, 2, 3, 4, 5, 7, 8, 9, 10, 12, 15, 16, 17, 31, 100})
+        for (std::size_t outer : {1, 3, 8, 17})
+            for (std::size_t inner : {1, 3}) out.push_back(AxisView{outer, n, inner});
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("Kernels: slice maxima (exact), sums and argmax (exact) match their plain loops") {
+    std::uint64_t seed = 1;
+    for (const AxisView& v : views())
+        for (float k : {1.0f, 1e4f}) {
+            std::vector<float> d = values(v.outer * v.n * v.inner, k, seed++);
+            if (k > 1.0f)
+                for (float& x : d) x = std::round(x / 1e4f);  // ties for argmax
+            const std::size_t slices = v.outer * v.inner;
+            std::vector<float> m(slices), mr(slices), s(slices), sr(slices);
+            std::vector<std::size_t> i(slices), ir(slices);
+            tg::detail::slice_maxima(d.data(), v, m.data());
+            ref::slice_maxima(d.data(), v, mr.data());
+            tg::detail::slice_sums(d.data(), v, s.data());
+            ref::slice_sums(d.data(), v, sr.data());
+            tg::detail::argmax_along(as_array(d, v), v, i.data());
+            ref::argmax(d.data(), v, ir.data());
+            CHECK(m == mr);
+            CHECK(i == ir);
+            for (std::size_t j = 0; j < slices; ++j) {
+                float scale = 0.0f;  // a sum's rounding is bounded by n eps sum |d|
+                for (std::size_t q = 0; q < v.n; ++q) scale += std::fabs(d[ref::at(v, j, q)]);
+                check_close(s[j], sr[j], static_cast<float>(v.n), std::max(scale, FLT_MIN));
+            }
+        }
+}
+
+TEST_CASE("Kernels: softmax (the short-slice path for 4..16 classes too), log_softmax and logsumexp match their plain loops") {
+    std::uint64_t seed = 100;
+    for (const AxisView& v : views())
+        for (float k : {1.0f, 30.0f, 3000.0f}) {
+            const std::vector<float> d = values(v.outer * v.n * v.inner, k, seed++);
+            tg::Array y = as_array(d, v);
+            tg::detail::softmax_inplace(y, v);
+            std::vector<float> yr = d;
+            ref::softmax(yr.data(), v);
+            for (std::size_t j = 0; j < d.size(); ++j) check_close(y.data()[j], yr[j], 8.0f, std::max(yr[j], FLT_MIN));
+
+            // log_softmax and logsumexp on the axis of a 3-D array: the same [outer, n, inner]
+            tg::Array l = as_array(d, v);
+            tg::detail::log_softmax_inplace(l, 1);
+            std::vector<float> lr = d;
+            ref::log_softmax(lr.data(), v);
+            for (std::size_t j = 0; j < d.size(); ++j) check_close(l.data()[j], lr[j], 4.0f, std::max(std::fabs(lr[j]), 1.0f));
+            std::vector<float> e(v.outer * v.inner), er(e.size());
+            tg::detail::logsumexp_along(as_array(d, v), 1, e.data());
+            ref::logsumexp(d.data(), v, er.data());
+            for (std::size_t j = 0; j < e.size(); ++j) check_close(e[j], er[j], 4.0f, std::max(std::fabs(er[j]), 1.0f));
+        }
+}
+
+TEST_CASE("Kernels: an all -inf slice gives a softmax of NaN in neither path's neighbours") {
+    for (std::size_t n : {3, 10, 40}) {
+        const AxisView v{3, n, 1};
+        std::vector<float> d = values(3 * n, 1.0f, n);
+        std::fill(d.begin() + n, d.begin() + 2 * n, -std::numeric_limits<float>::infinity());
+        tg::Array y = as_array(d, v);
+        tg::detail::softmax_inplace(y, v);
+        std::vector<float> yr = d;
+        ref::softmax(yr.data(), v);
+        for (std::size_t j = 0; j < d.size(); ++j) {
+            if (j >= n && j < 2 * n) continue;  // the -inf slice itself: 0 / 0
+            check_close(y.data()[j], yr[j], 8.0f, std::max(yr[j], FLT_MIN));
+        }
+    }
+}
+
+TEST_CASE("Kernels: the softmax backward (short slices too, beta 0 and 1) matches its plain loop") {
+    std::uint64_t seed = 500;
+    for (const AxisView& v : views())
+        for (float scale : {1.0f, 2.5f})
+            for (float beta : {0.0f, 1.0f}) {
+                const std::size_t size = v.outer * v.n * v.inner;
+                tg::Array y = as_array(values(size, 3.0f, seed++), v);
+                tg::detail::softmax_inplace(y, v);
+                const tg::Array g = as_array(values(size, 1.0f, seed++), v);
+                const std::vector<float> dx0 = values(size, 1.0f, seed++);
+                tg::Array dx = as_array(dx0, v);
+                tg::detail::softmax_backward(y, g, v, scale, beta, dx);
+                std::vector<float> dxr = dx0;
+                ref::softmax_backward(y.data(), g.data(), v, scale, beta, dxr.data());
+                for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+                    float gy = 0.0f;  // the dot's scale, sum |g y|
+                    for (std::size_t j = 0; j < v.n; ++j) gy += std::fabs(g.data()[ref::at(v, s, j)]) * y.data()[ref::at(v, s, j)];
+                    for (std::size_t j = 0; j < v.n; ++j) {
+                        const std::size_t k = ref::at(v, s, j);
+                        const float bound = beta * std::fabs(dx0[k]) + scale * y.data()[k] * (std::fabs(g.data()[k]) + gy);
+                        check_close(dx.data()[k], dxr[k], 8.0f, std::max(bound, FLT_MIN));
+                    }
+                }
+            }
+}
+
+TEST_CASE("Kernels: BCE with logits (loss, sum, sigmoid(x) - t) matches its plain loop, large |x| too") {
+    std::uint64_t seed = 900;
+    for (std::size_t n : {0, 1, 7, 15, 16, 17, 33, 1000, 64 * 16 + 5, 5000})
+        for (float k : {1.0f, 20.0f, 1e4f}) {
+            const std::vector<float> x = values(n, k, seed++);
+            std::vector<float> t(n);
+            tg::Generator g(seed++);
+            for (std::size_t i = 0; i < n; ++i) t[i] = i % 3 == 0 ? float(i % 2) : g.uniform();
+            std::vector<float> l(n), lr(n), dx(n), dxr(n);
+            tg::kernels::bce_with_logits(x.data(), t.data(), n, l.data(), dx.data());
+            const double total = tg::kernels::bce_with_logits(x.data(), t.data(), n, nullptr, nullptr);
+            const double total_ref = ref::bce_with_logits(x.data(), t.data(), n, lr.data(), dxr.data());
+            double bound = 0.0;  // max(x, 0) - x t rounds at the scale of |x|
+            for (std::size_t i = 0; i < n; ++i) {
+                check_close(l[i], lr[i], 4.0f, std::fabs(x[i]) + 1.0f);
+                check_close(dx[i], dxr[i], 2.0f, 1.0f);
+                bound += 4.0 * eps * (std::fabs(x[i]) + 1.0f) + 2.0 * eps * std::fabs(lr[i]);
+            }
+            CHECK(std::fabs(total - total_ref) <= bound + 1e-30);
+        }
+}
+
+TEST_CASE("Kernels: log_positive is xsimd::log bit for bit on positive normal floats") {
+    using B = tg::simd::Batch;
+    std::vector<float> x = {FLT_MIN, 0x1.0p-24f, 0.5f, 1.0f - 0x1.0p-24f, 1.0f, 1.0f + FLT_EPSILON, 2.0f, 3e38f, FLT_MAX};
+    tg::Generator g(7);
+    for (int i = 0; i < 4096; ++i) x.push_back(std::ldexp(1.0f + g.uniform(), static_cast<int>(g.below(250)) - 125));
+    while (x.size() % B::size) x.push_back(1.0f);
+    for (std::size_t i = 0; i < x.size(); i += B::size) {
+        const B b = B::load_unaligned(x.data() + i);
+        alignas(64) float got[B::size], want[B::size];
+        tg::detail::log_positive(b).store_aligned(got);
+        xsimd::log(b).store_aligned(want);
+        CHECK(std::memcmp(got, want, sizeof got) == 0);
+    }
+}
+
+TEST_CASE("Kernels: Gumbel and logistic noise, the noisy logits and the tempered sigmoid match their plain loops, u next to 0 and 1") {
+    for (std::size_t n : {1, 5, 16, 17, 100, 1003}) {
+        tg::Generator g(n);
+        std::vector<float> u(n);
+        g.fill_uniform_open(u.data(), n);
+        const float edges[] = {FLT_MIN, 0x1.0p-24f, 0x1.0p-23f, 0.5f, 1.0f - 0x1.0p-23f, 1.0f - 0x1.0p-24f};
+        for (std::size_t i = 0; i < std::min<std::size_t>(n, 6); ++i) u[i] = edges[i];
+        const std::vector<float> logits = values(n, 10.0f, n + 1);
+        std::vector<float> gn(n), ln(n);
+        tg::kernels::gumbel_noise(u.data(), n, gn.data());
+        tg::kernels::logistic_noise(u.data(), n, ln.data());
+        for (std::size_t i = 0; i < n; ++i) {
+            check_close(gn[i], ref::gumbel(u[i]), 4.0f, std::max(std::fabs(ref::gumbel(u[i])), 1.0f));
+            check_close(ln[i], ref::logistic(u[i]), 4.0f, std::max(std::fabs(ref::logistic(u[i])), 1.0f));
+        }
+        for (float scale : {1.0f, 1.0f / 0.3f}) {  // exactly (logits + noise) * scale
+            std::vector<float> zg = u, zl = u;
+            tg::kernels::add_gumbel_noise(logits.data(), n, scale, zg.data());
+            tg::kernels::add_logistic_noise(logits.data(), n, scale, zl.data());
+            for (std::size_t i = 0; i < n; ++i) {
+                CHECK(zg[i] == (logits[i] + gn[i]) * scale);
+                CHECK(zl[i] == (logits[i] + ln[i]) * scale);
+            }
+        }
+        for (float tau : {1.0f, 0.1f}) {
+            std::vector<float> z = values(n, 30.0f, n + 2), hard(n);
+            const std::vector<float> z0 = z;
+            tg::kernels::tempered_sigmoid(z.data(), n, tau, hard.data());
+            for (std::size_t i = 0; i < n; ++i) {
+                CHECK(hard[i] == (z0[i] > 0.0f ? 1.0f : 0.0f));
+                const float want = ref::tempered_sigmoid(z0[i], tau);
+                // exp(-z / tau) carries the rounding of z / tau times its size
+                check_close(z[i], want, 4.0f + std::fabs(z0[i] / tau), want);
+            }
+        }
+    }
+}
+
+TEST_CASE("Kernels: the 8 xoshiro256** streams give the plain generators' uniforms bit for bit") {
+    for (std::size_t n : {0, 1, 15, 16, 17, 64, 100, 1001}) {
+        std::vector<float> u(n, -1.0f), ur(n, -2.0f);
+        tg::kernels::uniform_open_streams(12345 + n, u.data(), n);
+        ref::uniform_open_streams(12345 + n, ur.data(), n);
+        CHECK(std::memcmp(u.data(), ur.data(), n * sizeof(float)) == 0);
+        for (float v : u) CHECK((v > 0.0f && v < 1.0f));
+    }
+    // Generator::fill_uniform_open seeds the streams with one draw of the generator
+    tg::Generator a(3), b(3);
+    std::vector<float> u(200), ur(200);
+    a.fill_uniform_open(u.data(), u.size());
+    ref::uniform_open_streams(b.next_u64(), ur.data(), ur.size());
+    CHECK(u == ur);
+    CHECK(a.next_u64() == b.next_u64());
+}
