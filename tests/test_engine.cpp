@@ -175,9 +175,13 @@ TEST_CASE("Engine: a steady training loop takes no new memory from the system") 
     const std::size_t before = held();
     const long faults = page_faults();
     for (int i = 0; i < 20; ++i) step();
-    CHECK(held() == before);
+    // Flat, not bit-exact: where the heap's free blocks fall differs from run to run (address
+    // randomization), so its top may move by a block or fault a few pages in once. A leak of a
+    // block a step would add 20 x 160 KB; the pages given back and faulted in again without the
+    // raised thresholds were about 180 a step.
+    CHECK(held() < before + 480 * 1024);
 #if !TGTEST_ASAN  // AddressSanitizer's allocator hands out fresh memory (its quarantine)
-    CHECK(page_faults() == faults);
+    CHECK(page_faults() - faults < 100);
 #else
     (void)faults;
 #endif
