@@ -2,6 +2,7 @@
 #pragma once
 
 #include "autograd/threads.hpp"
+#include "autograd/debug/anomaly.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/random.hpp"

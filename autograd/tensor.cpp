@@ -1,13 +1,13 @@
 #include "autograd/tensor.hpp"
+#include "autograd/debug/anomaly.hpp"
+#include "autograd/detail.hpp"
 #include "autograd/kernels/memory.hpp"
+#include "autograd/kernels/parallel.hpp"
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <iostream>
-#include <mutex>
 #include <cstdint>
-#include <cstring>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 
@@ -20,66 +20,7 @@ namespace {
 thread_local Tape default_tape;
 thread_local Tape* active_tape = &default_tape;
 thread_local bool grad_mode = true;
-thread_local bool anomaly_mode = false;
-
-// The first non-finite element of a, as "nan at index 3", or "" if there is none.
-std::string first_non_finite(const Array& a) {
-    if (all_finite(a)) return "";
-    const float* p = a.data();
-    std::size_t i = 0;
-    while (std::isfinite(p[i])) ++i;
-    return std::string(std::isnan(p[i]) ? "nan" : p[i] > 0 ? "inf" : "-inf") + " at index " + std::to_string(i);
-}
-
-void check_output(const char* name, const Array& value, const Tensor* begin, const Tensor* end) {
-    const std::string bad = first_non_finite(value);
-    if (bad.empty()) return;
-    std::string msg = std::string("anomaly: ") + name + " produced " + bad + " of its output of shape " +
-                      shape_str(value.shape());
-    // A non-finite input was made outside the checks (a leaf, or before they were on).
-    for (const Tensor* t = begin; t != end; ++t) {
-        if (!t->defined()) continue;
-        const std::string in_bad = first_non_finite(t->value());
-        if (!in_bad.empty())
-            throw AnomalyError(msg + "; its input " + std::to_string(t - begin) + " of shape " +
-                               shape_str(t->shape()) + " already held " + in_bad);
-    }
-    throw AnomalyError(msg + " from finite inputs");
-}
-
-// After node k's backward: each gradient it added to must still be finite.
-void check_gradients(const Node& node, std::size_t k, std::size_t count) {
-    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
-        const Tensor& t = node.inputs[i];
-        if (!t.defined() || !t.impl()->has_grad) continue;
-        const std::string bad = first_non_finite(t.impl()->grad);
-        if (!bad.empty())
-            throw AnomalyError(std::string("anomaly: the backward of ") + node.name + " (op " + std::to_string(k + 1) +
-                               " of " + std::to_string(count) + " on the tape) produced " + bad +
-                               " in the gradient of its input " + std::to_string(i) + " of shape " +
-                               shape_str(t.shape()));
-    }
-}
 }  // namespace
-
-bool all_finite(const Array& a) {
-    // An exponent of all ones is an infinity or a NaN. Integer ORs vectorize; float compares
-    // in a reduction would not without -ffast-math.
-    const float* p = a.data();
-    const std::size_t n = a.size();
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        std::uint32_t bits;
-        std::memcpy(&bits, p + i, sizeof bits);
-        bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    return bad == 0;
-}
-
-void set_anomaly_detection(bool on) { anomaly_mode = on; }
-bool anomaly_detection() { return anomaly_mode; }
-AnomalyGuard::AnomalyGuard(bool on) : previous_(anomaly_mode) { anomaly_mode = on; }
-AnomalyGuard::~AnomalyGuard() { anomaly_mode = previous_; }
 
 std::string shape_str(const Array::shape_type& shape) {
     std::ostringstream out;
@@ -138,12 +79,7 @@ void Tensor::zero_grad() { check("zero_grad"); impl_->has_grad = false; }
 Tensor& Tensor::set_requires_grad(bool on) { check("set_requires_grad"); impl_->requires_grad = on; return *this; }
 
 std::size_t Tensor::shape(int axis) const {
-    const int n = static_cast<int>(dim());
-    const int a = axis < 0 ? axis + n : axis;
-    if (a < 0 || a >= n)
-        throw std::out_of_range("Tensor::shape: axis " + std::to_string(axis) + " is out of range for shape " +
-                                shape_str(value().shape()));
-    return value().shape()[static_cast<std::size_t>(a)];
+    return value().shape()[detail::normalize_axis(axis, value().shape(), "Tensor::shape")];
 }
 
 float Tensor::item() const {
@@ -159,28 +95,22 @@ static void check_grad_shape(const Array& value, const Array& g, const char* op)
                                " does not match its tensor of shape " + shape_str(value.shape()));
 }
 
+// The first gradient of a pass reuses the buffer the last one left (or takes g's).
+template <class G>
+static void accumulate_into(TensorImpl& t, G&& g, const char* op) {
+    check_grad_shape(t.value, g, op);
+    if (t.has_grad) xt::noalias(t.grad) += g;
+    else if (t.grad.shape() == g.shape()) xt::noalias(t.grad) = g;
+    else t.grad = std::forward<G>(g);
+    t.has_grad = true;
+}
 void Tensor::accumulate_grad(const Array& g, const char* op) const {
     check("accumulate_grad");
-    check_grad_shape(impl_->value, g, op);
-    if (!impl_->has_grad) {
-        if (impl_->grad.shape() == g.shape()) xt::noalias(impl_->grad) = g;  // reuse the buffer
-        else impl_->grad = g;
-        impl_->has_grad = true;
-    } else {
-        xt::noalias(impl_->grad) += g;
-    }
+    accumulate_into(*impl_, g, op);
 }
-
 void Tensor::accumulate_grad(Array&& g, const char* op) const {
     check("accumulate_grad");
-    check_grad_shape(impl_->value, g, op);
-    if (!impl_->has_grad) {
-        if (impl_->grad.shape() == g.shape()) xt::noalias(impl_->grad) = g;
-        else impl_->grad = std::move(g);
-        impl_->has_grad = true;
-    } else {
-        xt::noalias(impl_->grad) += g;
-    }
+    accumulate_into(*impl_, std::move(g), op);
 }
 
 void Tensor::backward(bool retain_tape) const {
@@ -205,8 +135,7 @@ void Tensor::backward(const Array& seed, bool retain_tape) const {
     if (impl_->graph_freed)
         throw std::logic_error("backward through a graph a second time: pass retain_tape to the first backward "
                                "(this output's node was freed when a backward walked it)");
-    if (anomaly_mode && !all_finite(seed))
-        throw AnomalyError("anomaly: the backward seed holds " + first_non_finite(seed));
+    if (anomaly_detection()) detail::check_seed(seed);
     if (!impl_->tape) {  // a leaf: its own gradient is all there is
         accumulate_grad(seed, "backward (seed)");
         return;
@@ -223,26 +152,15 @@ std::atomic<std::uint64_t> backward_passes{0};
 std::atomic<std::size_t> warning_size{1000000};
 
 // Leaf gradients may be shared by tapes on several threads (one model, two threads): a node
-// whose backward adds into leaves holds their locks, striped by address, taken in order.
-std::mutex leaf_locks[64];
+// whose backward adds into leaves holds their locks.
 std::uint64_t leaf_lock_mask(const Node& node) {
     std::uint64_t mask = 0;
     for (const Tensor& t : node.inputs) {
         const TensorImpl* in = t.impl();
-        if (in && in->requires_grad && !in->tape && !in->graph_freed)
-            mask |= std::uint64_t(1) << ((reinterpret_cast<std::uintptr_t>(in) >> 6) % 64);
+        if (in && in->requires_grad && !in->tape && !in->graph_freed) mask |= detail::StripedLocks::bit(in);
     }
     return mask;
 }
-struct LeafLocks {
-    std::uint64_t mask;
-    explicit LeafLocks(std::uint64_t m) : mask(m) {
-        for (unsigned i = 0; i < 64; ++i) if (mask >> i & 1) leaf_locks[i].lock();
-    }
-    ~LeafLocks() {
-        for (unsigned i = 0; i < 64; ++i) if (mask >> i & 1) leaf_locks[i].unlock();
-    }
-};
 
 void mark_freed(Node& node) {
     node.output.impl()->tape = nullptr;
@@ -295,10 +213,10 @@ void Tape::backward(const Tensor& root, const Array& seed, bool retain_tape) {
             const TensorImpl* out = node.output.impl();
             if (out->pass != pass || !out->has_grad) continue;
             {
-                LeafLocks locks(leaf_lock_mask(node));
+                detail::StripedLocks locks(leaf_lock_mask(node));
                 node.backward(node.inputs, node.output);
             }
-            if (anomaly_mode) check_gradients(node, k, count);
+            if (anomaly_detection()) detail::check_gradients(node, k, count);
         }
     } catch (...) {  // a failed step must not leave its nodes for the next one
         if (!retain_tape) clear();
@@ -359,13 +277,13 @@ bool needs_recording(const Tensor* begin, const Tensor* end) {
 
 namespace detail {
 Tensor unrecorded(const char* name, Array value, const Tensor* begin, const Tensor* end) {
-    if (anomaly_mode) check_output(name, value, begin, end);
+    if (anomaly_detection()) detail::check_output(name, value, begin, end);
     return Tensor(std::move(value));
 }
 }  // namespace detail
 
 Tensor record(const char* name, Array value, std::vector<Tensor> inputs, BackwardFn backward) {
-    if (anomaly_mode) check_output(name, value, inputs.data(), inputs.data() + inputs.size());
+    if (anomaly_detection()) detail::check_output(name, value, inputs.data(), inputs.data() + inputs.size());
     const bool needed = needs_recording(inputs.data(), inputs.data() + inputs.size());
     Tensor out(std::move(value), needed);
     if (!needed) return out;

@@ -174,32 +174,6 @@ Tensor record(const char* name, Array value, std::initializer_list<Tensor> input
 }
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
 
-// ---- Anomaly detection: which op made the first NaN or infinity.
-// While on (on this thread), record() checks every op's output value, and backward checks the
-// seed and, after each node, the gradient of each of its inputs; the first non-finite value
-// throws AnomalyError naming the op, the input (for a gradient) and the shape. Off, it costs
-// one branch per op; on, a pass over every value and gradient. Intentional infinities (an
-// -inf mask before a softmax) are reported too.
-class AnomalyError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-void set_anomaly_detection(bool on);
-bool anomaly_detection();
-class AnomalyGuard {  // anomaly detection on (or off) while alive, then as it was
-public:
-    explicit AnomalyGuard(bool on = true);
-    ~AnomalyGuard();
-    AnomalyGuard(const AnomalyGuard&) = delete;
-    AnomalyGuard& operator=(const AnomalyGuard&) = delete;
-
-private:
-    bool previous_;
-};
-
-// No NaN and no infinity in a.
-bool all_finite(const Array& a);
-
 // "(2, 3)" for messages.
 std::string shape_str(const Array::shape_type& shape);
 

@@ -131,6 +131,28 @@ TEST_CASE("Adam: first two steps by hand") {
     CHECK(adam.state("v")[0](0) == doctest::Approx(0.00031225));
 }
 
+TEST_CASE("Adam: an element's update does not depend on its position (vector body or scalar tail)") {
+    // 37 elements: whole SIMD batches and a tail; each is compared with the same element alone,
+    // stepped as a one-element parameter (the tail's path only).
+    Generator gen(3);
+    const std::size_t n = 37;
+    Tensor w(gen.normal({n}), true);
+    std::vector<Tensor> alone;
+    for (std::size_t j = 0; j < n; ++j) alone.emplace_back(Array{w.value()(j)}, true);
+    optim::AdamOptions o;
+    o.lr = 0.01f;
+    o.weight_decay = 0.1f;
+    optim::Adam all({w}, o), each(alone, o);
+    for (int step = 0; step < 3; ++step) {
+        const Array g = gen.normal({n});
+        set_grad(w, g);
+        for (std::size_t j = 0; j < n; ++j) set_grad(alone[j], Array{g(j)});
+        all.step();
+        each.step();
+    }
+    for (std::size_t j = 0; j < n; ++j) CHECK(w.value()(j) == alone[j].value()(0));
+}
+
 TEST_CASE("Adam: L2 weight decay is added to the gradient") {
     TwoSteps t;
     optim::AdamOptions o;

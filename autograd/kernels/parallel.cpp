@@ -174,6 +174,18 @@ std::size_t pool_sleepers() { return pool().sleepers(); }
 void set_pool_threads(std::size_t n) { pool().resize(n < 1 ? 1 : n); }
 void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx) { pool().run(parts, fn, ctx); }
 
+namespace {
+std::mutex stripes[64];
+}  // namespace
+StripedLocks::StripedLocks(std::uint64_t mask) : mask_(mask) {
+    for (unsigned i = 0; i < 64; ++i)
+        if (mask_ >> i & 1) stripes[i].lock();
+}
+StripedLocks::~StripedLocks() {
+    for (unsigned i = 0; i < 64; ++i)
+        if (mask_ >> i & 1) stripes[i].unlock();
+}
+
 }  // namespace tg::detail
 
 namespace tg {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 namespace tg::detail {
@@ -59,5 +60,21 @@ void parallel_range(std::size_t n, std::size_t grain, F&& f) {
         if (begin < end) f(begin, end);
     });
 }
+
+// 64 mutexes striped by address, held together while alive: the locks of mask's set bits,
+// taken in order (so two holders never deadlock). bit(p) is the stripe of the object at p.
+class StripedLocks {
+public:
+    explicit StripedLocks(std::uint64_t mask);
+    ~StripedLocks();
+    StripedLocks(const StripedLocks&) = delete;
+    StripedLocks& operator=(const StripedLocks&) = delete;
+    static std::uint64_t bit(const void* p) {
+        return std::uint64_t(1) << ((reinterpret_cast<std::uintptr_t>(p) >> 6) % 64);
+    }
+
+private:
+    std::uint64_t mask_;
+};
 
 }  // namespace tg::detail
