@@ -1,0 +1,37 @@
+// The loops of the reductions (reduce.cpp) over contiguous row-major data seen as
+// [outer, n, inner] around one axis (detail::AxisView): element (o, j, i) sits at
+// (o * n + j) * inner + i, and the reduced value (o, i) at o * inner + i. reference.hpp holds
+// the plain loops that tests/test_kernels.cpp compares them with (bit for bit).
+#pragma once
+
+#include <cstddef>
+
+#include "autograd/kernels/nn_kernels.hpp"
+
+namespace tg::kernels {
+
+using detail::AxisView;
+
+// The sum of a[0, n) accumulated in double, in 8 interleaved partial sums (a[j] goes to
+// partial j % 8 for the first n - n % 8 elements, the rest to the total, then the partials
+// in order): one chain of dependent adds would stall on latency (floats are not
+// reassociated for us).
+double sum_all(const float* a, std::size_t n);
+
+// out[o, i] := scale * sum_j a[o, j, i]; for inner 1 in float in sum_all's order, for
+// inner > 1 in order of j (scale 1 multiplies nothing).
+// Bought: xt::sum along an axis is about 12x slower than these loops (STACK-NOTES 4).
+void sum_along(const float* a, const AxisView& v, float scale, float* out);
+
+// d[o, j, i] := beta * d[o, j, i] + scale * g[o, i], the gradient of a sum spread back (beta 0
+// overwrites whatever d held, NaN too; beta 1 adds).
+void spread_along(const float* g, const AxisView& v, float scale, float beta, float* d);
+
+// out[o, i] := max_j a[o, j, i] (v.n >= 1); for inner 1 in 8 interleaved running maxima.
+void max_along(const float* a, const AxisView& v, float* out);
+
+// The gradient of max_along: g[o, i] added to d at the first j with a[o, j, i] == m[o, i] (the
+// output holds a copy of the winner), nothing elsewhere; beta 0 first zeroes d.
+void max_backward(const float* a, const float* m, const float* g, const AxisView& v, float beta, float* d);
+
+}  // namespace tg::kernels
