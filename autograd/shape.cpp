@@ -43,8 +43,8 @@ Tensor join(const std::vector<Tensor>& parts, std::size_t axis, const Shape& out
     });
 }
 
-// The parts of concat or stack: at least one, none null.
-const Shape& first_of(const std::vector<Tensor>& parts, const char* op) {
+// The shape of part 0 of concat or stack, once parts holds at least one tensor and no null one.
+const Shape& first_shape(const std::vector<Tensor>& parts, const char* op) {
     if (parts.empty()) throw std::invalid_argument(std::string(op) + ": needs at least one tensor, got none");
     for (std::size_t i = 0; i < parts.size(); ++i)
         if (!parts[i].defined())
@@ -109,12 +109,10 @@ Tensor transpose(const Tensor& a) {
 Tensor transpose(const Tensor& a, const std::vector<std::size_t>& perm) {
     detail::require_defined("transpose", {&a});
     const std::size_t nd = a.dim();
-    std::vector<std::size_t> inverse(nd, nd);  // nd marks an axis not seen yet
-    bool ok = perm.size() == nd;
-    for (std::size_t k = 0; ok && k < nd; ++k) {
-        ok = perm[k] < nd && inverse[perm[k]] == nd;
-        if (ok) inverse[perm[k]] = k;
-    }
+    std::vector<std::size_t> inverse(nd);
+    std::iota(inverse.begin(), inverse.end(), 0);
+    const bool ok = perm.size() == nd && std::is_permutation(perm.begin(), perm.end(), inverse.begin());
+    for (std::size_t k = 0; ok && k < nd; ++k) inverse[perm[k]] = k;
     if (!ok)
         throw std::invalid_argument("transpose: axes " + shape_str(Shape(perm.begin(), perm.end())) +
                                     " are not a permutation of the " + std::to_string(nd) +
@@ -154,25 +152,24 @@ Tensor slice(const Tensor& a, int axis, std::size_t start, std::size_t stop) {
 }
 
 Tensor concat(const std::vector<Tensor>& parts, int axis) {
-    const Shape& first = first_of(parts, "concat");
+    const Shape& first = first_shape(parts, "concat");
     const std::size_t ax = detail::normalize_axis(axis, first, "concat");
     Shape out_shape = first;
     out_shape[ax] = 0;
     for (std::size_t i = 0; i < parts.size(); ++i) {
-        const Shape& s = parts[i].shape();
-        bool ok = s.size() == first.size();
-        for (std::size_t d = 0; ok && d < s.size(); ++d) ok = d == ax || s[d] == first[d];
-        if (!ok)
-            throw std::invalid_argument("concat: part " + std::to_string(i) + " of shape " + shape_str(s) +
+        Shape s = parts[i].shape();
+        if (s.size() == first.size()) s[ax] = first[ax];  // the joined axis may differ
+        if (s != first)
+            throw std::invalid_argument("concat: part " + std::to_string(i) + " of shape " + shape_str(parts[i].shape()) +
                                         " does not match part 0 of shape " + shape_str(first) +
                                         " on the axes other than " + std::to_string(axis));
-        out_shape[ax] += s[ax];
+        out_shape[ax] += parts[i].shape()[ax];
     }
     return join(parts, ax, out_shape, "concat");
 }
 
 Tensor stack(const std::vector<Tensor>& parts, int axis) {
-    const Shape& first = first_of(parts, "stack");
+    const Shape& first = first_shape(parts, "stack");
     const int nd = static_cast<int>(first.size());
     const int a = axis < 0 ? axis + nd + 1 : axis;
     if (a < 0 || a > nd)
