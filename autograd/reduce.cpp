@@ -22,7 +22,7 @@ Tensor total(const Tensor& a, bool keepdims, bool mean, const char* op) {
         throw std::invalid_argument("mean: cannot average an empty tensor of shape " + shape_str(a.shape()));
     const std::size_t count = mean ? a.size() : 1;
     Array out = keepdims ? Array::from_shape(Shape(a.dim(), 1)) : Array(0.0f);
-    out.data()[0] = static_cast<float>(kernels::sum_all(a.value().data(), a.size()) / double(count));
+    out.data()[0] = static_cast<float>(kernels::sum_all<double>(a.value().data(), a.size()) / double(count));
     return record(op, std::move(out), {a}, [count](In in, const Tensor& result) {
         float beta;  // the gradient is one constant: the whole tensor as a single slice
         Array& g = detail::grad_for_accumulate(in[0], beta);

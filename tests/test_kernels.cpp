@@ -271,7 +271,7 @@ TEST_CASE("Kernels: sum_all and sum_along (scale 1 and 1/n) match their plain do
             const std::vector<float> a = values(v.outer * v.n * v.inner, 1.0f, seed++);
             double abs_sum = 0.0;
             for (float x : a) abs_sum += std::fabs(x);
-            CHECK(std::fabs(tg::kernels::sum_all(a.data(), a.size()) - ref::sum_all(a.data(), a.size())) <=
+            CHECK(std::fabs(tg::kernels::sum_all<double>(a.data(), a.size()) - ref::sum_all(a.data(), a.size())) <=
                   a.size() * DBL_EPSILON * abs_sum);
             std::vector<float> s(v.outer * v.inner, -1.0f), sr(s.size(), -2.0f);
             tg::kernels::sum_along(a.data(), v, scale, s.data());

@@ -8,18 +8,6 @@ namespace {
 
 constexpr std::size_t lanes = 8;
 
-template <class Acc>
-Acc row_sum(const float* a, std::size_t n) {
-    Acc acc[lanes] = {};
-    std::size_t j = 0;
-    for (; j + lanes <= n; j += lanes)
-        for (std::size_t k = 0; k < lanes; ++k) acc[k] += a[j + k];
-    Acc s = 0;
-    for (; j < n; ++j) s += a[j];
-    for (std::size_t k = 0; k < lanes; ++k) s += acc[k];
-    return s;
-}
-
 float row_max(const float* a, std::size_t n) {  // n >= 1
     float m = a[0];
     std::size_t j = 0;
@@ -36,13 +24,11 @@ float row_max(const float* a, std::size_t n) {  // n >= 1
 
 }  // namespace
 
-double sum_all(const float* a, std::size_t n) { return row_sum<double>(a, n); }
-
 void sum_along(const float* a, const AxisView& v, float scale, float* out) {
     const std::size_t n = v.n, inner = v.inner;
     for (std::size_t o = 0; o < v.outer; ++o, a += n * inner, out += inner) {
         if (inner == 1) {
-            out[0] = scale * row_sum<float>(a, n);
+            out[0] = scale * sum_all<float>(a, n);
             continue;
         }
         std::fill(out, out + inner, 0.0f);

@@ -12,13 +12,26 @@ namespace tg::kernels {
 
 using detail::AxisView;
 
-// The sum of a[0, n) accumulated in double, in 8 interleaved partial sums (a[j] goes to
-// partial j % 8 for the first n - n % 8 elements, the rest to the total, then the partials
-// in order): one chain of dependent adds would stall on latency (floats are not
-// reassociated for us).
-double sum_all(const float* a, std::size_t n);
+// The sum of a[0, n) accumulated in Acc (float or double), in 8 interleaved partial sums
+// (a[j] goes to partial j % 8 for the first n - n % 8 elements, the rest to the total, then
+// the partials in order): one chain of dependent adds would stall on latency (floats are not
+// reassociated for us). Inline: compiled out of line, GCC 12 vectorized the double sum with two
+// 32-byte chains instead of one 64-byte chain, and a full sum of 20,000 floats (forward and
+// backward) took 2.9 us instead of 2.5 (AVX-512).
+template <class Acc>
+inline Acc sum_all(const float* a, std::size_t n) {
+    constexpr std::size_t lanes = 8;
+    Acc acc[lanes] = {};
+    std::size_t j = 0;
+    for (; j + lanes <= n; j += lanes)
+        for (std::size_t k = 0; k < lanes; ++k) acc[k] += a[j + k];
+    Acc s = 0;
+    for (; j < n; ++j) s += a[j];
+    for (std::size_t k = 0; k < lanes; ++k) s += acc[k];
+    return s;
+}
 
-// out[o, i] := scale * sum_j a[o, j, i]; for inner 1 in float in sum_all's order, for
+// out[o, i] := scale * sum_j a[o, j, i]; for inner 1 as sum_all<float>, for
 // inner > 1 in order of j (scale 1 multiplies nothing).
 // Bought: xt::sum along an axis is about 12x slower than these loops (STACK-NOTES 4).
 void sum_along(const float* a, const AxisView& v, float scale, float* out);
