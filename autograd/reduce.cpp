@@ -31,23 +31,22 @@ Tensor total(const Tensor& a, bool keepdims, bool mean, const char* op) {
     });
 }
 
-// Checks a and the axis (that it has an element, if the op needs one), and returns the
-// [outer, n, inner] view around it with `out` shaped for the reduced value.
-AxisView reduced_axis(const Tensor& a, int axis, bool keepdims, const char* op, bool need_element, Array& out) {
+// Checks a and the axis (that it has an element, if the op needs one) and returns an array
+// for the reduced value, with v the [outer, n, inner] view around the axis.
+Array reduced_output(const Tensor& a, int axis, bool keepdims, const char* op, bool need_element, AxisView& v) {
     detail::require_defined(op, {&a});
     const std::size_t ax = detail::normalize_axis(axis, a.shape(), op);
-    const AxisView v = detail::axis_view(a.shape(), ax);
+    v = detail::axis_view(a.shape(), ax);
     if (v.n == 0 && need_element)
         throw std::invalid_argument(std::string(op) + ": axis " + std::to_string(axis) + " has length 0, shape " +
                                     shape_str(a.shape()));
-    out = Array::from_shape(detail::reduced_shape(a.shape(), ax, keepdims));
-    return v;
+    return Array::from_shape(detail::reduced_shape(a.shape(), ax, keepdims));
 }
 
 // sum (scale 1) or mean (scale 1/n) along one axis.
 Tensor scaled_sum(const Tensor& a, int axis, bool keepdims, bool mean, const char* op) {
-    Array out;
-    const AxisView v = reduced_axis(a, axis, keepdims, op, mean, out);
+    AxisView v;
+    Array out = reduced_output(a, axis, keepdims, op, mean, v);
     const float scale = mean ? 1.0f / static_cast<float>(v.n) : 1.0f;
     kernels::sum_along(a.value().data(), v, scale, out.data());
     return record(op, std::move(out), {a}, [v, scale](In in, const Tensor& result) {
@@ -65,8 +64,8 @@ Tensor mean(const Tensor& a, bool keepdims) { return total(a, keepdims, true, "m
 Tensor mean(const Tensor& a, int axis, bool keepdims) { return scaled_sum(a, axis, keepdims, true, "mean"); }
 
 Tensor max(const Tensor& a, int axis, bool keepdims) {
-    Array out;
-    const AxisView v = reduced_axis(a, axis, keepdims, "max", true, out);
+    AxisView v;
+    Array out = reduced_output(a, axis, keepdims, "max", true, v);
     kernels::max_along(a.value().data(), v, out.data());
     return record("max", std::move(out), {a}, [v](In in, const Tensor& result) {
         float beta;  // the first element equal to the maximum gets the gradient
