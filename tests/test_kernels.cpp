@@ -240,3 +240,134 @@ TEST_CASE("Kernels: the 8 xoshiro256** streams give the plain generators' unifor
     CHECK(u == ur);
     CHECK(a.next_u64() == b.next_u64());
 }
+
+// ---- reductions and copies (kernels/reduce, kernels/copy)
+namespace {
+
+// Views with empty axes, length-1 axes, inner 1 and inner > 1.
+std::vector<AxisView> reduce_views() {
+    std::vector<AxisView> out;
+    for (std::size_t n : {0, 1, 2, 7, 8, 9, 16, 17, 100})
+        for (std::size_t outer : {0, 1, 3})
+            for (std::size_t inner : {0, 1, 2, 5}) out.push_back(AxisView{outer, n, inner});
+    return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The destination a beta-0 kernel overwrites (NaN: any value read would show) or a beta-1 one adds to.
+std::vector<float> destination(std::size_t n, float beta, std::uint64_t seed) {
+    return beta == 0.0f ? std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()) : values(n, 1.0f, seed);
+}
+
+}  // namespace
+
+TEST_CASE("Kernels: sum_all and sum_along (scale 1 and 1/n) match their plain double sums, empty and length-1 axes too") {
+    std::uint64_t seed = 2000;
+    for (const AxisView& v : reduce_views())
+        for (float scale : {1.0f, 1.0f / 7.0f}) {
+            const std::vector<float> a = values(v.outer * v.n * v.inner, 1.0f, seed++);
+            double abs_sum = 0.0;
+            for (float x : a) abs_sum += std::fabs(x);
+            CHECK(std::fabs(tg::kernels::sum_all<double>(a.data(), a.size()) - ref::sum_all(a.data(), a.size())) <=
+                  a.size() * DBL_EPSILON * abs_sum);
+            std::vector<float> s(v.outer * v.inner, -1.0f), sr(s.size(), -2.0f);
+            tg::kernels::sum_along(a.data(), v, scale, s.data());
+            ref::sum_along(a.data(), v, scale, sr.data());
+            for (std::size_t j = 0; j < s.size(); ++j) {
+                float slice_abs = 0.0f;  // float rounding: n eps sum |a|, then the scaling
+                for (std::size_t q = 0; q < v.n; ++q) slice_abs += std::fabs(a[ref::at(v, j, q)]);
+                check_close(s[j], sr[j], static_cast<float>(v.n + 1), scale * slice_abs);
+            }
+        }
+}
+
+TEST_CASE("Kernels: spread_along matches its plain loop, beta 0 over NaN and beta 1 (exact for scale 1)") {
+    std::uint64_t seed = 3000;
+    for (const AxisView& v : reduce_views())
+        for (float scale : {1.0f, 0.3f})
+            for (float beta : {0.0f, 1.0f}) {
+                const std::vector<float> g = values(v.outer * v.inner, 1.0f, seed++);
+                const std::vector<float> d0 = destination(v.outer * v.n * v.inner, beta, seed++);
+                std::vector<float> d = d0, dr = d0;
+                tg::kernels::spread_along(g.data(), v, scale, beta, d.data());
+                ref::spread_along(g.data(), v, scale, beta, dr.data());
+                if (scale == 1.0f) CHECK(same_bits(d, dr));
+                else  // a compiler may fuse d + scale g into one rounding (an FMA) in either loop
+                    for (std::size_t s = 0; s < g.size(); ++s)
+                        for (std::size_t j = 0; j < v.n; ++j) {
+                            const std::size_t k = ref::at(v, s, j);
+                            check_close(d[k], dr[k], 1.0f, (beta == 0.0f ? 0.0f : std::fabs(d0[k])) + std::fabs(scale * g[s]));
+                        }
+            }
+}
+
+TEST_CASE("Kernels: max_along and max_backward (the first of tied maxima) match their plain loops exactly") {
+    std::uint64_t seed = 4000;
+    for (const AxisView& v : reduce_views()) {
+        if (v.n == 0) continue;  // no maximum (the op refuses it)
+        for (bool ties : {false, true})
+            for (float beta : {0.0f, 1.0f}) {
+                std::vector<float> a = values(v.outer * v.n * v.inner, 3.0f, seed++);
+                if (ties)
+                    for (float& x : a) x = std::round(x);
+                std::vector<float> m(v.outer * v.inner, -1.0f), mr(m.size(), -2.0f);
+                tg::kernels::max_along(a.data(), v, m.data());
+                ref::max_along(a.data(), v, mr.data());
+                CHECK(m == mr);  // equal values (a tie of 0 and -0 may keep either)
+                const std::vector<float> g = values(m.size(), 1.0f, seed++);
+                const std::vector<float> d0 = destination(a.size(), beta, seed++);
+                std::vector<float> d = d0, dr = d0;
+                tg::kernels::max_backward(a.data(), m.data(), g.data(), v, beta, d.data());
+                ref::max_backward(a.data(), m.data(), g.data(), v, beta, dr.data());
+                CHECK(same_bits(d, dr));
+            }
+    }
+}
+
+TEST_CASE("Kernels: copy_or_add and copy_rows (strided rows, empty ones) match their plain loops exactly, beta 0 over NaN and beta 1") {
+    std::uint64_t seed = 5000;
+    for (std::size_t rows : {0, 1, 3, 7})
+        for (std::size_t len : {0, 1, 5, 17})
+            for (std::size_t gap : {0, 3})
+                for (float beta : {0.0f, 1.0f}) {
+                    // a slice: rows of len out of rows of len + gap, into dense rows; and back
+                    const std::vector<float> wide = values(rows * (len + gap), 1.0f, seed++);
+                    std::vector<float> narrow = destination(rows * len, beta, seed++), narrow_r = narrow;
+                    tg::kernels::copy_rows(wide.data() + std::min(gap, std::size_t(1)), len + gap, rows, len, beta, narrow.data(), len);
+                    ref::copy_rows(wide.data() + std::min(gap, std::size_t(1)), len + gap, rows, len, beta, narrow_r.data(), len);
+                    CHECK(same_bits(narrow, narrow_r));
+                    std::vector<float> back = destination(wide.size(), 1.0f, seed++), back_r = back;
+                    tg::kernels::copy_rows(narrow.data(), len, rows, len, beta, back.data(), len + gap);
+                    ref::copy_rows(narrow.data(), len, rows, len, beta, back_r.data(), len + gap);
+                    CHECK(same_bits(back, back_r));
+                    std::vector<float> flat = destination(wide.size(), beta, seed++), flat_r = flat;
+                    tg::kernels::copy_or_add(wide.data(), wide.size(), beta, flat.data());
+                    ref::copy_rows(wide.data(), wide.size(), 1, wide.size(), beta, flat_r.data(), wide.size());
+                    CHECK(same_bits(flat, flat_r));
+                }
+}
+
+TEST_CASE("Kernels: permute matches its plain index loop exactly for random shapes and permutations, 0-d and empty too") {
+    tg::Generator g(6000);
+    for (int trial = 0; trial < 300; ++trial) {
+        const std::size_t nd = trial < 4 ? 0 : g.below(5);
+        tg::Shape shape(nd);
+        for (std::size_t& d : shape) d = trial % 20 == 7 ? g.below(3) : 1 + g.below(5);  // some empty axes
+        std::vector<std::size_t> perm(nd);
+        for (std::size_t k = 0; k < nd; ++k) perm[k] = k;
+        for (std::size_t k = nd; k > 1; --k) std::swap(perm[k - 1], perm[g.below(k)]);
+        std::size_t size = 1;
+        for (std::size_t d : shape) size *= d;
+        const std::vector<float> src = values(size, 1.0f, trial);
+        for (float beta : {0.0f, 1.0f}) {
+            std::vector<float> dst = destination(size, beta, trial + 1), dst_r = dst;
+            tg::kernels::permute(src.data(), shape, perm, beta, dst.data());
+            ref::permute(src.data(), shape, perm, beta, dst_r.data());
+            INFO("trial " << trial << ", shape " << tg::shape_str(shape));
+            CHECK(same_bits(dst, dst_r));
+        }
+    }
+}

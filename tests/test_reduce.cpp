@@ -116,8 +116,7 @@ TEST_CASE("Reduce: empty tensors") {
     CHECK(sum(empty, 1).size() == 0);
     CHECK(mean(empty, 1).size() == 0);  // averaging 3 values, zero times
     CHECK_THROWS_WITH_AS(mean(empty), "mean: cannot average an empty tensor of shape (0, 3)", std::invalid_argument);
-    CHECK_THROWS_WITH_AS(mean(empty, 0), doctest::Contains("mean: cannot average along axis 0 of length 0, shape (0, 3)"),
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(mean(empty, 0), "mean: axis 0 has length 0, shape (0, 3)", std::invalid_argument);
     CHECK_THROWS_WITH_AS(max(empty, -2), "max: axis -2 has length 0, shape (0, 3)", std::invalid_argument);
     CHECK(max(empty, 1).size() == 0);
 }

@@ -130,3 +130,81 @@ inline void uniform_open_streams(std::uint64_t seed, float* out, std::size_t n) 
 }
 
 }  // namespace tg::kernels::reference
+
+// ---- reductions and copies (kernels/reduce, kernels/copy)
+#include "autograd/kernels/copy.hpp"
+#include "autograd/kernels/reduce.hpp"
+
+namespace tg::kernels::reference {
+
+inline double sum_all(const float* a, std::size_t n) {
+    double s = 0.0;
+    for (std::size_t j = 0; j < n; ++j) s += a[j];
+    return s;
+}
+
+// out[s] := scale * the sum of slice s (in double).
+inline void sum_along(const float* a, const AxisView& v, float scale, float* out) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        double sum = 0.0;
+        for (std::size_t j = 0; j < v.n; ++j) sum += a[at(v, s, j)];
+        out[s] = static_cast<float>(scale * sum);
+    }
+}
+
+// Every entry of slice s := scale * g[s] (beta 0, d not read) or += it (beta 1).
+inline void spread_along(const float* g, const AxisView& v, float scale, float beta, float* d) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        const float c = scale * g[s];
+        for (std::size_t j = 0; j < v.n; ++j) {
+            float& x = d[at(v, s, j)];
+            x = beta == 0.0f ? c : x + c;
+        }
+    }
+}
+
+// out[s] := the largest entry of slice s (v.n >= 1).
+inline void max_along(const float* a, const AxisView& v, float* out) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        out[s] = a[at(v, s, 0)];
+        for (std::size_t j = 1; j < v.n; ++j) out[s] = std::max(out[s], a[at(v, s, j)]);
+    }
+}
+
+// d := beta * d, then g[s] added at the first entry of slice s equal to m[s].
+inline void max_backward(const float* a, const float* m, const float* g, const AxisView& v, float beta, float* d) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        bool found = false;
+        for (std::size_t j = 0; j < v.n; ++j) {
+            float& x = d[at(v, s, j)];
+            if (beta == 0.0f) x = 0.0f;
+            if (!found && a[at(v, s, j)] == m[s]) x += g[s], found = true;
+        }
+    }
+}
+
+inline void copy_rows(const float* src, std::size_t src_stride, std::size_t rows, std::size_t len, float beta,
+                      float* dst, std::size_t dst_stride) {
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t k = 0; k < len; ++k) {
+            float& x = dst[r * dst_stride + k];
+            x = beta == 0.0f ? src[r * src_stride + k] : x + src[r * src_stride + k];
+        }
+}
+
+// dst at index (i_0, .., i_nd-1) := (or +=) src at the index whose axis perm[k] is i_k.
+inline void permute(const float* src, const Shape& src_shape, const std::vector<std::size_t>& perm, float beta,
+                    float* dst) {
+    const std::size_t nd = perm.size();
+    std::size_t total = 1;
+    for (std::size_t d : src_shape) total *= d;
+    std::vector<std::size_t> src_index(nd);
+    for (std::size_t flat = 0; flat < total; ++flat) {
+        std::size_t rest = flat, offset = 0;
+        for (std::size_t k = nd; k-- > 0; rest /= src_shape[perm[k]]) src_index[perm[k]] = rest % src_shape[perm[k]];
+        for (std::size_t d = 0; d < nd; ++d) offset = offset * src_shape[d] + src_index[d];
+        dst[flat] = beta == 0.0f ? src[offset] : dst[flat] + src[offset];
+    }
+}
+
+}  // namespace tg::kernels::reference
