@@ -295,7 +295,7 @@ TEST_CASE("StructuredOutput: the score-function gradient is unbiased: it matches
     };
     // the batch is the one image 1000 times over: 20 batches make 20,000 samples
     constexpr std::size_t batch = 1000, batches = 20;
-    const Tensor xs(repeat_rows(upper, batch)), ys(repeat_rows(lower, batch));
+    const Tensor xs = repeat_rows(Tensor(upper), batch), ys = repeat_rows(Tensor(lower), batch);
     Generator gen(9);
     nn::Reinforce reinforce;
     reinforce.set_baseline(static_cast<float>(expected_loss()) + 3.0f);  // any baseline keeps it unbiased

@@ -11,11 +11,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -23,7 +25,9 @@
 
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
+#include "datasets/mnist.hpp"
 #include "layers/module.hpp"
+#include "layers/temperature.hpp"
 #include "optim/optimizer.hpp"
 #include "serialize/checkpoint.hpp"
 
@@ -46,8 +50,33 @@ struct Flags {
     bool resume = false;
 };
 
-// --data --epochs --batch-size --max-steps --seed --threads --out --resume, with bounds.
+// --data --epochs --batch-size --max-steps --seed --threads --out --resume, with bounds; a
+// flag given twice takes its last value.
 void add_common_flags(CLI::App& app, Flags& flags);
+
+// --optimizer adam|sgd, --lr (constant) and --momentum (of SGD), and the optimizer they make.
+struct OptimizerFlags {
+    std::string name = "adam";
+    float lr = 1e-3f, momentum = 0.9f;
+};
+void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
+std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& flags, std::vector<tg::Tensor> parameters);
+
+// --tau --tau-min --anneal-rate --anneal-every: the temperature of relaxed samples,
+// tau = max(tau-min, tau exp(-r step)) recomputed every N steps as Jang et al. anneal, or fixed.
+struct TemperatureFlags {
+    float tau = 1.0f, tau_min = 0.5f, anneal_rate = 1e-5f;
+    std::size_t anneal_every = 1000;
+};
+void add_temperature_flags(CLI::App& app, TemperatureFlags& flags);
+// The schedule (constant with --anneal-rate 0). Throws UsageError if an annealed tau starts
+// below its floor: call it before the slow set-up, so that the flag error comes first.
+std::unique_ptr<tg::optim::TemperatureSchedule> make_temperature(const TemperatureFlags& flags);
+
+// The --help footer of a training example: its outputs in --out (default_out when not given):
+// metrics.csv, checkpoint.npz, then `pictures` (a phrase: "a.png (what) and b.png"); its last
+// lines on stdout (`results`, "name=<float>"); Ctrl-C, --resume and the exit statuses.
+std::string footer(const std::string& default_out, const std::string& pictures, const std::string& results);
 
 // An unsigned option in [min, max]: a negative number or one out of range is refused with a
 // message naming the flag (CLI11 alone would wrap "-1" around to 2^64 - 1).
@@ -71,6 +100,10 @@ std::optional<int> parse(CLI::App& app, int argc, const char* const* argv, std::
 
 // Throws UsageError(message) unless ok.
 void require(bool ok, const std::string& message);
+// Throws UsageError unless a training step of `bytes` (the example's estimate) fits in this
+// machine's physical memory: flags whose step cannot fit are refused now, not by the OOM
+// killer. The message is "<flags> need about X GB a training step, more than this machine's Y GB".
+void require_memory(double bytes, const std::string& flags);
 
 // The seed of one of a run's generators, derived from --seed and a purpose number.
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t purpose);
@@ -92,7 +125,11 @@ void check_stop();
 // What the program is doing, for the message if memory runs out ("out of memory while ...").
 void now_doing(std::string what);
 
-// ---- Files -------------------------------------------------------------------------------
+// ---- Data and files -------------------------------------------------------------------------------
+
+// MNIST from flags.data, binarized as asked (fixed: always from seed 0, the same data for
+// every --seed), with the last `validation` training images held out.
+tg::mnist::Mnist load_mnist(const Flags& flags, tg::mnist::Binarization binarization, std::size_t validation);
 
 // Creates dir and writes and removes a probe file in it: a run that cannot save its results
 // fails before training, not after. Throws UsageError naming the directory (flag: --out).
@@ -156,8 +193,23 @@ struct Trained {
 // Sets the threads (tg::set_num_threads). A stop (signal) checkpoints and returns 130.
 Trained train(const Flags& flags, const std::string& out_dir, Experiment& experiment, Console console = terminal());
 
+// The last lines of a trained run: "outputs in DIR:" with those of metrics.csv,
+// checkpoint.npz and `pictures` that exist there, then train_steps_per_s=<float> and each
+// result as name=value (scripts read these lines; they come last).
+void report(const std::string& dir, const Trained& trained, const std::vector<std::string>& pictures,
+            const std::vector<std::pair<std::string, std::string>>& results, std::ostream& out = std::cout);
+
 // A printf of one number.
 std::string format(const char* format, double v);
+
+// Wall-clock seconds since it was made (an evaluation's time, for the message).
+class Stopwatch {
+public:
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+private:
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
 
 // The body of an example's main(): runs body(argc, argv) with the signal handlers installed
 // and turns any exception into one line on stderr ("program: message") and exit status 2.
