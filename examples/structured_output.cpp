@@ -1,6 +1,7 @@
 // Structured output prediction on MNIST with discrete latent units (Jang et al. 2017, 4.1):
-// the flags, the hookup of the model (structured_output.hpp) to the shared training loop
-// (examples/harness), the test NLL and the pictures.
+// the program around the model (structured_output.hpp): its flags, the training step and the
+// evaluation after each epoch handed to the shared training loop (examples/harness), then the
+// pictures and the test NLL.
 //
 //     scripts/fetch-mnist && build/examples/structured_output --epochs 10
 //     build/examples/structured_output --help
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "examples/harness/annealing.hpp"
 #include "examples/harness/images.hpp"
 #include "examples/structured_output.hpp"
 
@@ -22,7 +24,7 @@ enum Purpose : std::uint64_t { init_seed = 1, noise_seed = 3, binarize_seed = 4,
 struct Options {
     harness::Flags run;
     harness::OptimizerFlags optimizer;
-    harness::TemperatureFlags temperature;
+    harness::Annealing annealing;
     std::string latent = "bernoulli", estimator = "gs", binarize = "fixed";
     std::size_t hidden = 200, samples = 1, eval_samples = 1000, val_samples = 5;
     std::size_t validation = mnist::validation_size;
@@ -44,7 +46,7 @@ void add_flags(CLI::App& app, Options& o) {
                    "intensity > 0.5 (an easier data set, lower NLL); dynamic: training images resampled every batch", binarizations);
     harness::add_optimizer_flags(app, o.optimizer);
     harness::add_count(app, "--hidden", o.hidden, "Stochastic units per layer (a multiple of 10 for categorical)", 1, 100000);
-    harness::add_temperature_flags(app, o.temperature);
+    harness::add_annealing_flags(app, o.annealing);
     harness::add_count(app, "--samples", o.samples, "m of the training objective: -log((1/m) sum_i p(lower | h_i)) "
                                                     "over m samples per image (1: the plain NLL of one sample)", 1, 10000);
     harness::add_count(app, "--eval-samples", o.eval_samples,
@@ -74,7 +76,7 @@ int run(int argc, char** argv) {
     const auto binarization = mnist::Binarization(harness::index_of(o.binarize, binarizations));
     harness::require(latent == Latent::bernoulli || o.hidden % classes == 0,
                      "--hidden " + std::to_string(o.hidden) + " is not divisible by 10: categorical units are variables of 10 classes");
-    const std::unique_ptr<optim::TemperatureSchedule> temperature = harness::make_temperature(o.temperature);
+    const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing);
     // A step's tape holds about 2 (4 * 392 + 8 * hidden) floats per row (batch x samples).
     harness::require_memory(8.0 * (4.0 * mnist::half_pixels + 8.0 * double(o.hidden)) * double(o.samples) *
                                 double(o.run.batch_size),
@@ -105,27 +107,22 @@ int run(int argc, char** argv) {
             mnist::binarize_sample(upper.value(), binarize);
             mnist::binarize_sample(lower.value(), binarize);
         }
-        const float tau = temperature->at(std::int64_t(step));
-        const Loss loss = training_loss(model, upper, lower, estimator, tau, o.samples, noise, &reinforce);
+        const float tau = temperature.at(std::int64_t(step));
         baseline_set = baseline_set || estimator == Estimator::sf;
-        return harness::Loss{loss.objective, loss.nll};
+        return training_loss(model, upper, lower, estimator, tau, o.samples, noise, &reinforce);
     };
     // The evaluation after each epoch: the validation NLL.
     ex.columns = {{"val_nll", "%8.3f"}, {"tau", "%.4f"}, {"lr", "%g"}};
     ex.after_epoch = [&](std::size_t epoch, std::size_t step) {
         const double val = o.val_samples == 0 ? NAN : nll(model, data.validation, o.val_samples,
                                                             harness::derive_seed(o.run.seed, eval_seed) + epoch - 1);
-        return std::vector<double>{val, temperature->at(std::int64_t(step) - 1), optimizer->lr()};
+        return std::vector<double>{val, temperature.at(std::int64_t(step) - 1), optimizer->lr()};
     };
     ex.generators = {{"noise", &noise}, {"binarize", &binarize}};
     ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--hidden", std::to_string(o.hidden)},
                    {"--samples", std::to_string(o.samples)}, {"--batch-size", std::to_string(o.run.batch_size)},
                    {"--binarize", o.binarize}, {"--optimizer", o.optimizer.name}, {"--seed", std::to_string(o.run.seed)}};
-    ex.save_state = [&](Checkpoint& ck) {
-        Array b = Array::from_shape({1});
-        b(0) = baseline_set ? reinforce.baseline() : NAN;
-        ck.put("run.baseline", std::move(b));
-    };
+    ex.save_state = [&](Checkpoint& ck) { ck.put("run.baseline", Array{baseline_set ? reinforce.baseline() : NAN}); };
     ex.load_state = [&](const Checkpoint& ck) {
         const float b = ck.get("run.baseline").data()[0];
         if ((baseline_set = !std::isnan(b))) reinforce.set_baseline(b);

@@ -76,10 +76,7 @@ inline Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator es
     return reshape(h, logits.shape());
 }
 
-struct Loss {
-    Tensor objective;  // recorded on the tape
-    double nll = 0.0;  // the batch mean of the per-example loss, to report
-};
+using Loss = harness::Loss;  // objective: on the tape; value: the batch mean of the loss, to report
 
 // The training objective on one batch: the NLL of the lower half given the sampled units
 // (with samples m > 1, -log-mean-exp of the m likelihoods), averaged over the batch. For sf the

@@ -265,9 +265,9 @@ TEST_CASE("StructuredOutput: every latent kind and estimator lowers the loss on 
                 double first = 0.0, last = 0.0;
                 for (int step = 0; step < 60; ++step) {
                     const Loss loss = training_loss(model, x, y, estimator, 1.0f, samples, gen, &reinforce);
-                    REQUIRE(std::isfinite(loss.nll));
-                    if (step == 0) first = loss.nll;
-                    last = loss.nll;
+                    REQUIRE(std::isfinite(loss.value));
+                    if (step == 0) first = loss.value;
+                    last = loss.value;
                     loss.objective.backward();
                     adam.step();
                     adam.zero_grad();

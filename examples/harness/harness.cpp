@@ -129,22 +129,6 @@ std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& f, st
     return std::make_unique<tg::optim::Adam>(std::move(parameters), tg::optim::AdamOptions{f.lr});
 }
 
-void add_temperature_flags(CLI::App& app, TemperatureFlags& f) {
-    add_positive(app, "--tau", f.tau, "Temperature of the relaxed samples at step 0");
-    add_positive(app, "--tau-min", f.tau_min, "Floor of the annealed temperature");
-    add_real(app, "--anneal-rate", f.anneal_rate, "r in tau = max(tau-min, tau exp(-r step)) (0: a fixed tau)", 0.0f,
-             INFINITY);
-    add_count(app, "--anneal-every", f.anneal_every, "Steps between temperature updates", 1, std::size_t{1} << 40);
-}
-
-std::unique_ptr<tg::optim::TemperatureSchedule> make_temperature(const TemperatureFlags& f) {
-    if (f.anneal_rate == 0.0f) return std::make_unique<tg::optim::ConstantTemperature>(f.tau);
-    require(f.tau_min <= f.tau, "--tau " + format("%g", f.tau) + " is below --tau-min " + format("%g", f.tau_min) +
-                                    " (lower --tau-min, or use --anneal-rate 0 for a fixed tau)");
-    return std::make_unique<tg::optim::ExponentialTemperature>(f.tau, f.anneal_rate, f.tau_min,
-                                                               static_cast<std::int64_t>(f.anneal_every));
-}
-
 namespace {
 
 // Words filled greedily into lines of at most `width` characters; "\n" ends a paragraph.

@@ -1,8 +1,19 @@
-// What every example needs and no library does: the common flags (bounded), a progress bar
-// with ETA, the per-epoch line, metrics.csv, checkpoint/resume of a whole run, Ctrl-C, and a
-// main() that turns errors into one line on stderr. An example describes its run as an
-// Experiment (model, optimizer, the loss of a batch, what to measure after each epoch) and
-// hands it to harness::train; what it does after training (a test set, pictures) is its own.
+// What every example needs and no library does: the common flags (bounded), the optimizer
+// flags and the optimizer they make (the temperature's are in annealing.hpp), the --help
+// footer, MNIST loading, a progress bar with ETA, the per-epoch line, metrics.csv,
+// checkpoint/resume of a whole run, Ctrl-C, the closing lines and a main() that turns errors
+// into one line on stderr. An example describes its run as an Experiment (model, optimizer,
+// the loss of a batch, what to measure after each epoch) and hands it to harness::train; what
+// it does after training (a test set, pictures with harness::images) is its own, and
+// harness::report prints the last lines.
+//
+// The shape of an example's run():
+//     Options o; CLI::App app{...}; add_common_flags(app, o.run); ...its own flags...;
+//     if (auto status = parse(app, argc, argv)) return *status;
+//     ...check its flags (require), load_mnist, make the model and make_optimizer...;
+//     Experiment ex; ex.loss = ...; ex.after_epoch = ...; Trained t = train(o.run, dir, ex);
+//     if (t.status != 0) return t.status; ...pictures, test figures...; report(dir, t, ...);
+// and main() is `return harness::main("name", argc, argv, run);`.
 //
 // Exit statuses of every example: 0 done, 2 bad flags, data or checkpoint (one line on
 // stderr), 3 a non-finite loss or gradient (the last good checkpoint is kept), 130 stopped by
@@ -27,7 +38,6 @@
 #include "autograd/tensor.hpp"
 #include "datasets/mnist.hpp"
 #include "layers/module.hpp"
-#include "layers/temperature.hpp"
 #include "optim/optimizer.hpp"
 #include "serialize/checkpoint.hpp"
 
@@ -51,7 +61,7 @@ struct Flags {
 };
 
 // --data --epochs --batch-size --max-steps --seed --threads --out --resume, with bounds; a
-// flag given twice takes its last value.
+// flag given twice takes its last value. Sets the help's column width for every example.
 void add_common_flags(CLI::App& app, Flags& flags);
 
 // --optimizer adam|sgd, --lr (constant) and --momentum (of SGD), and the optimizer they make.
@@ -61,17 +71,6 @@ struct OptimizerFlags {
 };
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& flags, std::vector<tg::Tensor> parameters);
-
-// --tau --tau-min --anneal-rate --anneal-every: the temperature of relaxed samples,
-// tau = max(tau-min, tau exp(-r step)) recomputed every N steps as Jang et al. anneal, or fixed.
-struct TemperatureFlags {
-    float tau = 1.0f, tau_min = 0.5f, anneal_rate = 1e-5f;
-    std::size_t anneal_every = 1000;
-};
-void add_temperature_flags(CLI::App& app, TemperatureFlags& flags);
-// The schedule (constant with --anneal-rate 0). Throws UsageError if an annealed tau starts
-// below its floor: call it before the slow set-up, so that the flag error comes first.
-std::unique_ptr<tg::optim::TemperatureSchedule> make_temperature(const TemperatureFlags& flags);
 
 // The --help footer of a training example: its outputs in --out (default_out when not given):
 // metrics.csv, checkpoint.npz, then `pictures` (a phrase: "a.png (what) and b.png"); its last
@@ -87,7 +86,7 @@ CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& va
 CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
                       float below);
 CLI::Option* add_positive(CLI::App& app, const std::string& name, float& value, const std::string& help);
-// One of the names in choices; its index goes to index.
+// One of the names in choices (index_of gives its position after parsing).
 CLI::Option* add_choice(CLI::App& app, const std::string& name, std::string& value, const std::string& help,
                         const std::vector<std::string>& choices);
 // The position of value in choices (add_choice has checked that it is there).
