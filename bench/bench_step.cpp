@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
         l.objective.backward();
         adam.step();
         adam.zero_grad();
-        loss = l.nll;
+        loss = l.value;
     };
     for (int i = 0; i < 20; ++i) step();
     // Memory taken from the system: page faults (a block given back to the OS and taken again

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -45,47 +46,37 @@ struct Model : nn::Module {
     std::shared_ptr<nn::Linear> fc1, fc2, fc3;
 };
 
-// [rows, hidden] seen as [rows, hidden / 10, 10] (categorical variables) and back.
+// [rows, hidden] seen as [rows, hidden / 10, 10]: categorical variables of 10 classes.
 inline Shape grouped(const Tensor& a) { return {a.shape()[0], a.shape()[1] / classes, classes}; }
-inline Shape flat(const Tensor& a) { return {a.shape()[0], a.shape()[1] * a.shape()[2]}; }
 
 // One layer of stochastic units from its logits [rows, hidden], for training. For sf the sample
 // is discrete and carries no gradient; log_q [rows] receives sum over units of log q(h | logits).
 inline Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator estimator, float tau, Generator& gen,
                                Tensor* log_q) {
     const bool bernoulli = latent == Latent::bernoulli;
-    switch (estimator) {
-    case Estimator::gs:
-    case Estimator::st_gs: {
+    if (estimator == Estimator::gs || estimator == Estimator::st_gs) {
         const bool hard = estimator == Estimator::st_gs;
         if (bernoulli) return binary_concrete(logits, BinaryConcreteOptions().tau(tau).hard(hard).generator(&gen));
         return gumbel_softmax(logits, GumbelSoftmaxOptions().tau(tau).hard(hard).classes(classes).generator(&gen));
     }
-    case Estimator::st:
+    if (estimator == Estimator::st) {
         if (bernoulli) return straight_through_bernoulli(logits, &gen);
-    {
-        const Tensor h = straight_through_categorical(reshape(logits, grouped(logits)), GumbelSoftmaxOptions().generator(&gen));
-        return reshape(h, flat(h));
+        return reshape(straight_through_categorical(reshape(logits, grouped(logits)), GumbelSoftmaxOptions().generator(&gen)),
+                       logits.shape());
     }
-    case Estimator::sf:
-        if (bernoulli) {
-            const dist::Bernoulli q = dist::Bernoulli::from_logits(logits);
-            Tensor h = q.sample(&gen);
-            *log_q = sum(q.log_prob(h), 1);
-            return h;
-        }
-        const dist::Categorical q(reshape(logits, grouped(logits)));
-        const Tensor h = q.sample(&gen);  // one-hot [rows, groups, classes]
+    if (bernoulli) {  // sf
+        const dist::Bernoulli q = dist::Bernoulli::from_logits(logits);
+        Tensor h = q.sample(&gen);
         *log_q = sum(q.log_prob(h), 1);
-        return reshape(h, flat(h));
+        return h;
     }
-    throw std::logic_error("stochastic_units: unknown estimator");
+    const dist::Categorical q(reshape(logits, grouped(logits)));
+    const Tensor h = q.sample(&gen);  // one-hot [rows, groups, classes]
+    *log_q = sum(q.log_prob(h), 1);
+    return reshape(h, logits.shape());
 }
 
-struct Loss {
-    Tensor objective;  // recorded on the tape
-    double nll = 0.0;  // the batch mean of the per-example loss, to report
-};
+using Loss = harness::Loss;  // objective: on the tape; value: the batch mean of the loss, to report
 
 // The training objective on one batch: the NLL of the lower half given the sampled units
 // (with samples m > 1, -log-mean-exp of the m likelihoods), averaged over the batch. For sf the
@@ -96,16 +87,9 @@ inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor&
     const bool sf = estimator == Estimator::sf;
     if (sf && !reinforce) throw std::invalid_argument("training_loss: the score function needs a Reinforce baseline");
     const std::size_t batch = upper.shape()[0];
-    Tensor x = upper, y = lower;
-    if (m > 1) {  // the batch m times over, sample-major: row s * batch + i is image i
-        Array xs = Array::from_shape({m * batch, upper.shape()[1]}), ys = Array::from_shape({m * batch, lower.shape()[1]});
-        for (std::size_t s = 0; s < m; ++s) {
-            std::copy(upper.value().begin(), upper.value().end(), xs.data() + s * upper.size());
-            std::copy(lower.value().begin(), lower.value().end(), ys.data() + s * lower.size());
-        }
-        x = Tensor(std::move(xs));
-        y = Tensor(std::move(ys));
-    }
+    // with m > 1 the batch m times over, sample-major: row s * batch + i is image i
+    const Tensor x = m > 1 ? concat(std::vector<Tensor>(m, upper), 0) : upper;
+    const Tensor y = m > 1 ? concat(std::vector<Tensor>(m, lower), 0) : lower;
     Tensor log_q1, log_q2;
     Tensor h1 = stochastic_units(model.fc1->forward(x), model.latent, estimator, tau, gen, &log_q1);
     Tensor h2 = stochastic_units(model.fc2->forward(h1), model.latent, estimator, tau, gen, &log_q2);
@@ -117,9 +101,7 @@ inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor&
     // f [batch]: each example's loss, -log p(lower | h), or -log((1/m) sum_s p(lower | h_s))
     Tensor f = sum(binary_cross_entropy_with_logits(logits, y, Reduction::none), 1);
     if (m > 1) f = neg(log_mean_exp(neg(reshape(f, {m, batch})), 0));
-    double mean_f = 0.0;
-    for (float v : f.value()) mean_f += v;
-    mean_f /= static_cast<double>(batch);
+    const double mean_f = std::accumulate(f.value().begin(), f.value().end(), 0.0) / static_cast<double>(batch);
     if (!sf) return {mean(f), mean_f};
     // the surrogate f + stop_grad(f - b) log q(h), with log q of all m samples of an example
     Tensor log_q = add(log_q1, log_q2);
@@ -132,12 +114,8 @@ inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor&
 // ---- Evaluation: discrete samples, no tape -----------------------------------------------
 
 // Each row of a [n, d] m times over: [n * m, d], the m copies of row i together.
-inline Array repeat_rows(const Array& a, std::size_t m) {
-    const std::size_t n = a.shape()[0], d = a.shape()[1];
-    Array out = Array::from_shape({n * m, d});
-    for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t s = 0; s < m; ++s) std::copy(a.data() + i * d, a.data() + (i + 1) * d, out.data() + (i * m + s) * d);
-    return out;
+inline Tensor repeat_rows(const Tensor& a, std::size_t m) {
+    return reshape(stack(std::vector<Tensor>(m, a), 1), {a.shape()[0] * m, a.shape()[1]});
 }
 
 // Exact samples of the units: {0, 1} (Bernoulli) or one-hot per variable (Gumbel-Max).
@@ -150,15 +128,11 @@ inline Tensor discrete_units(const Tensor& logits, Latent latent, Generator& gen
 // (the first layer's logits computed once per image).
 inline Tensor lower_logits(const Model& model, const Array& upper, std::size_t m, Generator& gen) {
     NoGradGuard no_grad;
-    const Tensor a1(repeat_rows(model.fc1->forward(Tensor(upper)).value(), m));
+    const Tensor a1 = repeat_rows(model.fc1->forward(Tensor(upper)), m);
     const Tensor h1 = discrete_units(a1, model.latent, gen);
     const Tensor h2 = discrete_units(model.fc2->forward(h1), model.latent, gen);
     return model.fc3->forward(h2);
 }
-
-// Images per chunk: about 2000 rows of images x samples at once (big enough for GEMMs near
-// their peak, small enough to stay in cache).
-inline std::size_t chunk_images(std::size_t m) { return std::max<std::size_t>(1, 2000 / m); }
 
 // The NLL with m discrete samples per image, mean over the images of a data set of
 // -log((1/m) sum_i p(lower | h_i)) (rows 14-27 predicted from rows 0-13); per_image (if given)
@@ -175,13 +149,15 @@ inline double nll(const Model& model, const mnist::DataSet& data, std::size_t m,
     Array upper, lower;
     std::vector<std::size_t> rows;
     double total = 0.0;
+    // chunks of about 2000 rows of images x samples: big enough for GEMMs near their peak,
+    // small enough to stay in cache
     for (std::size_t i0 = 0; i0 < data.size(); i0 += rows.size()) {
         harness::check_stop();
-        rows.resize(std::min(chunk_images(m), data.size() - i0));
-        for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i0 + i;
+        rows.resize(std::min(std::max<std::size_t>(1, 2000 / m), data.size() - i0));
+        std::iota(rows.begin(), rows.end(), i0);
         mnist::gather_halves(data, rows, upper, lower);
         const Tensor logits = lower_logits(model, upper, m, gen);
-        const Tensor log_p = neg(sum(binary_cross_entropy_with_logits(logits, Tensor(repeat_rows(lower, m)),
+        const Tensor log_p = neg(sum(binary_cross_entropy_with_logits(logits, repeat_rows(Tensor(lower), m),
                                                                       Reduction::none), 1));
         const Tensor image_nll = neg(log_mean_exp(reshape(log_p, {rows.size(), m}), 1));
         for (std::size_t i = 0; i < rows.size(); ++i) {

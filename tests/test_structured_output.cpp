@@ -265,9 +265,9 @@ TEST_CASE("StructuredOutput: every latent kind and estimator lowers the loss on 
                 double first = 0.0, last = 0.0;
                 for (int step = 0; step < 60; ++step) {
                     const Loss loss = training_loss(model, x, y, estimator, 1.0f, samples, gen, &reinforce);
-                    REQUIRE(std::isfinite(loss.nll));
-                    if (step == 0) first = loss.nll;
-                    last = loss.nll;
+                    REQUIRE(std::isfinite(loss.value));
+                    if (step == 0) first = loss.value;
+                    last = loss.value;
                     loss.objective.backward();
                     adam.step();
                     adam.zero_grad();
@@ -295,7 +295,7 @@ TEST_CASE("StructuredOutput: the score-function gradient is unbiased: it matches
     };
     // the batch is the one image 1000 times over: 20 batches make 20,000 samples
     constexpr std::size_t batch = 1000, batches = 20;
-    const Tensor xs(repeat_rows(upper, batch)), ys(repeat_rows(lower, batch));
+    const Tensor xs = repeat_rows(Tensor(upper), batch), ys = repeat_rows(Tensor(lower), batch);
     Generator gen(9);
     nn::Reinforce reinforce;
     reinforce.set_baseline(static_cast<float>(expected_loss()) + 3.0f);  // any baseline keeps it unbiased

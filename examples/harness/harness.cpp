@@ -17,6 +17,8 @@
 #include "autograd/threads.hpp"
 #include "datasets/mnist.hpp"
 #include "examples/harness/memory.hpp"
+#include "optim/adam.hpp"
+#include "optim/sgd.hpp"
 #include "serialize/atomic_file.hpp"
 
 namespace harness {
@@ -97,6 +99,7 @@ std::size_t index_of(const std::string& value, const std::vector<std::string>& c
 }
 
 void add_common_flags(CLI::App& app, Flags& f) {
+    app.get_formatter()->column_width(34);
     // a flag given twice takes its last value: a script's defaults can be overridden after them
     app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     app.add_option("--data", f.data, "Directory of the four MNIST IDX files (scripts/fetch-mnist DIR gets them)")
@@ -115,6 +118,47 @@ void add_common_flags(CLI::App& app, Flags& f) {
                  "Continue from OUT/checkpoint.npz (same model flags); --epochs and --max-steps may be raised");
 }
 
+void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
+    add_choice(app, "--optimizer", f.name, "adam or sgd (SGD with --momentum)", {"adam", "sgd"});
+    add_positive(app, "--lr", f.lr, "Learning rate (constant)");
+    add_real(app, "--momentum", f.momentum, "Momentum of SGD (the paper: 0.9)", 0.0f, 1.0f);
+}
+
+std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& f, std::vector<tg::Tensor> parameters) {
+    if (f.name == "sgd") return std::make_unique<tg::optim::SGD>(std::move(parameters), tg::optim::SGDOptions{f.lr, f.momentum});
+    return std::make_unique<tg::optim::Adam>(std::move(parameters), tg::optim::AdamOptions{f.lr});
+}
+
+namespace {
+
+// Words filled greedily into lines of at most `width` characters; "\n" ends a paragraph.
+std::string wrap(const std::string& text, std::size_t width) {
+    std::string out, line, word;
+    std::istringstream paragraphs(text);
+    for (std::string paragraph; std::getline(paragraphs, paragraph);) {
+        std::istringstream words(paragraph);
+        line.clear();
+        while (words >> word) {
+            if (!line.empty() && line.size() + 1 + word.size() > width) out += line + "\n", line.clear();
+            line += (line.empty() ? "" : " ") + word;
+        }
+        out += line + "\n";
+    }
+    out.pop_back();  // CLI11 ends the footer with its own newline
+    return out;
+}
+
+}  // namespace
+
+std::string footer(const std::string& default_out, const std::string& pictures, const std::string& results) {
+    return wrap("Outputs in --out (default " + default_out + "): metrics.csv (a row per epoch), checkpoint.npz (written "
+                "atomically after every epoch and at the end), " + pictures + ". A line per epoch on stdout ends with "
+                "the resident memory (rss); the last lines are train_steps_per_s=<float> (training only) and " +
+                results + ".\nCtrl-C or SIGTERM saves the checkpoint and exits with 130; --resume continues exactly "
+                "(with one thread, bit for bit). Exit status: 0 done; 2 bad flags, data or checkpoint; 3 a non-finite "
+                "loss or gradient.", 104);
+}
+
 std::optional<int> parse(CLI::App& app, int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
     try {
         app.parse(argc, argv);
@@ -130,6 +174,13 @@ std::optional<int> parse(CLI::App& app, int argc, const char* const* argv, std::
 
 void require(bool ok, const std::string& message) {
     if (!ok) throw UsageError(message);
+}
+
+void require_memory(double bytes, const std::string& flags) {
+    const double step_gb = bytes / 1e9;
+    const double ram_gb = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGESIZE)) / 1e9;
+    require(step_gb <= ram_gb, flags + " need about " + format("%.1f", step_gb) + " GB a training step, more than " +
+                                   "this machine's " + format("%.1f", ram_gb) + " GB");
 }
 
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t purpose) {
@@ -166,6 +217,15 @@ void check_stop() {
 void now_doing(std::string what) { doing = std::move(what); }
 
 // ---- Files -------------------------------------------------------------------------------
+
+tg::mnist::Mnist load_mnist(const Flags& flags, tg::mnist::Binarization binarization, std::size_t validation) {
+    now_doing("loading MNIST from " + flags.data);
+    tg::mnist::LoadOptions load;
+    load.binarization = binarization;
+    load.seed = 0;
+    load.validation = validation;
+    return tg::mnist::load(flags.data, load);
+}
 
 void check_writable(const std::string& dir) {
     std::error_code ec;
@@ -496,6 +556,18 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
     if (stopped) stop_line();
     else if (steps_here > 0 && st.epoch_batches > 0) save();  // stopped mid-epoch by --max-steps
     return result;
+}
+
+void report(const std::string& dir, const Trained& trained, const std::vector<std::string>& pictures,
+            const std::vector<std::pair<std::string, std::string>>& results, std::ostream& out) {
+    std::vector<std::string> files = {"metrics.csv", "checkpoint.npz"};
+    files.insert(files.end(), pictures.begin(), pictures.end());
+    out << "outputs in " << dir << ":";
+    for (const std::string& name : files)
+        if (fs::exists(fs::path(dir) / name)) out << " " << name;
+    out << "\ntrain_steps_per_s=" << format("%.2f", trained.steps_per_s) << "\n";
+    for (const auto& [name, value] : results) out << name << "=" << value << "\n";
+    out << std::flush;
 }
 
 int main(const char* program, int argc, char** argv, const std::function<int(int, char**)>& body) {

@@ -1,8 +1,19 @@
-// What every example needs and no library does: the common flags (bounded), a progress bar
-// with ETA, the per-epoch line, metrics.csv, checkpoint/resume of a whole run, Ctrl-C, and a
-// main() that turns errors into one line on stderr. An example describes its run as an
-// Experiment (model, optimizer, the loss of a batch, what to measure after each epoch) and
-// hands it to harness::train; what it does after training (a test set, pictures) is its own.
+// What every example needs and no library does: the common flags (bounded), the optimizer
+// flags and the optimizer they make (the temperature's are in annealing.hpp), the --help
+// footer, MNIST loading, a progress bar with ETA, the per-epoch line, metrics.csv,
+// checkpoint/resume of a whole run, Ctrl-C, the closing lines and a main() that turns errors
+// into one line on stderr. An example describes its run as an Experiment (model, optimizer,
+// the loss of a batch, what to measure after each epoch) and hands it to harness::train; what
+// it does after training (a test set, pictures with harness::images) is its own, and
+// harness::report prints the last lines.
+//
+// The shape of an example's run():
+//     Options o; CLI::App app{...}; add_common_flags(app, o.run); ...its own flags...;
+//     if (auto status = parse(app, argc, argv)) return *status;
+//     ...check its flags (require), load_mnist, make the model and make_optimizer...;
+//     Experiment ex; ex.loss = ...; ex.after_epoch = ...; Trained t = train(o.run, dir, ex);
+//     if (t.status != 0) return t.status; ...pictures, test figures...; report(dir, t, ...);
+// and main() is `return harness::main("name", argc, argv, run);`.
 //
 // Exit statuses of every example: 0 done, 2 bad flags, data or checkpoint (one line on
 // stderr), 3 a non-finite loss or gradient (the last good checkpoint is kept), 130 stopped by
@@ -11,11 +22,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -23,6 +36,7 @@
 
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
+#include "datasets/mnist.hpp"
 #include "layers/module.hpp"
 #include "optim/optimizer.hpp"
 #include "serialize/checkpoint.hpp"
@@ -46,8 +60,22 @@ struct Flags {
     bool resume = false;
 };
 
-// --data --epochs --batch-size --max-steps --seed --threads --out --resume, with bounds.
+// --data --epochs --batch-size --max-steps --seed --threads --out --resume, with bounds; a
+// flag given twice takes its last value. Sets the help's column width for every example.
 void add_common_flags(CLI::App& app, Flags& flags);
+
+// --optimizer adam|sgd, --lr (constant) and --momentum (of SGD), and the optimizer they make.
+struct OptimizerFlags {
+    std::string name = "adam";
+    float lr = 1e-3f, momentum = 0.9f;
+};
+void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
+std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& flags, std::vector<tg::Tensor> parameters);
+
+// The --help footer of a training example: its outputs in --out (default_out when not given):
+// metrics.csv, checkpoint.npz, then `pictures` (a phrase: "a.png (what) and b.png"); its last
+// lines on stdout (`results`, "name=<float>"); Ctrl-C, --resume and the exit statuses.
+std::string footer(const std::string& default_out, const std::string& pictures, const std::string& results);
 
 // An unsigned option in [min, max]: a negative number or one out of range is refused with a
 // message naming the flag (CLI11 alone would wrap "-1" around to 2^64 - 1).
@@ -58,7 +86,7 @@ CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& va
 CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
                       float below);
 CLI::Option* add_positive(CLI::App& app, const std::string& name, float& value, const std::string& help);
-// One of the names in choices; its index goes to index.
+// One of the names in choices (index_of gives its position after parsing).
 CLI::Option* add_choice(CLI::App& app, const std::string& name, std::string& value, const std::string& help,
                         const std::vector<std::string>& choices);
 // The position of value in choices (add_choice has checked that it is there).
@@ -71,6 +99,10 @@ std::optional<int> parse(CLI::App& app, int argc, const char* const* argv, std::
 
 // Throws UsageError(message) unless ok.
 void require(bool ok, const std::string& message);
+// Throws UsageError unless a training step of `bytes` (the example's estimate) fits in this
+// machine's physical memory: flags whose step cannot fit are refused now, not by the OOM
+// killer. The message is "<flags> need about X GB a training step, more than this machine's Y GB".
+void require_memory(double bytes, const std::string& flags);
 
 // The seed of one of a run's generators, derived from --seed and a purpose number.
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t purpose);
@@ -92,7 +124,11 @@ void check_stop();
 // What the program is doing, for the message if memory runs out ("out of memory while ...").
 void now_doing(std::string what);
 
-// ---- Files -------------------------------------------------------------------------------
+// ---- Data and files -------------------------------------------------------------------------------
+
+// MNIST from flags.data, binarized as asked (fixed: always from seed 0, the same data for
+// every --seed), with the last `validation` training images held out.
+tg::mnist::Mnist load_mnist(const Flags& flags, tg::mnist::Binarization binarization, std::size_t validation);
 
 // Creates dir and writes and removes a probe file in it: a run that cannot save its results
 // fails before training, not after. Throws UsageError naming the directory (flag: --out).
@@ -156,8 +192,23 @@ struct Trained {
 // Sets the threads (tg::set_num_threads). A stop (signal) checkpoints and returns 130.
 Trained train(const Flags& flags, const std::string& out_dir, Experiment& experiment, Console console = terminal());
 
+// The last lines of a trained run: "outputs in DIR:" with those of metrics.csv,
+// checkpoint.npz and `pictures` that exist there, then train_steps_per_s=<float> and each
+// result as name=value (scripts read these lines; they come last).
+void report(const std::string& dir, const Trained& trained, const std::vector<std::string>& pictures,
+            const std::vector<std::pair<std::string, std::string>>& results, std::ostream& out = std::cout);
+
 // A printf of one number.
 std::string format(const char* format, double v);
+
+// Wall-clock seconds since it was made (an evaluation's time, for the message).
+class Stopwatch {
+public:
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+private:
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
 
 // The body of an example's main(): runs body(argc, argv) with the signal handlers installed
 // and turns any exception into one line on stderr ("program: message") and exit status 2.

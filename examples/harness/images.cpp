@@ -183,6 +183,34 @@ Canvas plot(const std::vector<Series>& series, const std::string& title, const s
     return c;
 }
 
+Canvas learning_curves(const Trained& trained, const std::string& column, const std::string& label,
+                       const std::string& title, const std::string& y_label) {
+    const auto at = [&](const std::string& name) {
+        const auto it = std::find(trained.header.begin(), trained.header.end(), name);
+        if (it == trained.header.end()) throw std::invalid_argument("learning_curves: no metric named " + name);
+        return static_cast<std::size_t>(it - trained.header.begin());
+    };
+    const std::size_t epoch = at("epoch"), loss = at("train_loss"), metric = at(column);
+    Series train{"train loss", {}, {}, {200, 60, 40}}, other{label, {}, {}, {40, 90, 200}};
+    for (const std::vector<double>& row : trained.history) {
+        train.x.push_back(row[epoch]), train.y.push_back(row[loss]);
+        other.x.push_back(row[epoch]), other.y.push_back(row[metric]);
+    }
+    return plot({train, other}, title, "epoch", y_label);
+}
+
+std::vector<std::size_t> first_of_each_digit(const std::vector<std::uint8_t>& labels, std::size_t n) {
+    std::vector<std::size_t> rows;
+    for (std::size_t d = 0; d < n; ++d) {
+        const auto it = std::find(labels.begin(), labels.end(), d);
+        if (it != labels.end()) rows.push_back(static_cast<std::size_t>(it - labels.begin()));
+    }
+    if (rows.size() == n) return rows;
+    rows.clear();
+    for (std::size_t i = 0; i < std::min(n, labels.size()); ++i) rows.push_back(i);
+    return rows;
+}
+
 Canvas completion_grid(const Array& upper, const Array& truth, const Array& completions, std::size_t k, int scale) {
     constexpr int side = 28, half = 14 * 28;
     const std::size_t n = upper.shape()[0];

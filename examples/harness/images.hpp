@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "autograd/tensor.hpp"
+#include "examples/harness/harness.hpp"
 
 namespace harness::images {
 
@@ -51,6 +52,15 @@ struct Series {
 // A line plot with axes, ticks, labels, a title and a legend.
 Canvas plot(const std::vector<Series>& series, const std::string& title, const std::string& x_label,
             const std::string& y_label, int width = 720, int height = 440);
+
+// The learning curves of a run: train_loss and the metric `column` (labelled `label`) against
+// the epoch, from trained.history.
+Canvas learning_curves(const Trained& trained, const std::string& column, const std::string& label,
+                       const std::string& title, const std::string& y_label = "nats");
+
+// The first image of each digit 0 to n - 1 (or the first n images if a digit is missing): the
+// rows to draw.
+std::vector<std::size_t> first_of_each_digit(const std::vector<std::uint8_t>& labels, std::size_t n = 8);
 
 // One row per digit: the given upper half alone, `k` completions (the upper half over a lower
 // half of pixel probabilities, in gray), and the true digit. upper and truth are [n, 392],
