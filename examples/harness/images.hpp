@@ -58,4 +58,8 @@ Canvas plot(const std::vector<Series>& series, const std::string& title, const s
 Canvas completion_grid(const Array& upper, const Array& truth, const Array& completions, std::size_t k,
                        int scale = 3);
 
+// Whole digits [n, 784] (pixel intensities or probabilities in [0, 1], gray), `columns` to a
+// row in order, under a title. Each pixel becomes scale x scale.
+Canvas digit_grid(const Array& digits, std::size_t columns, const std::string& title, int scale = 2);
+
 }  // namespace harness::images
