@@ -26,7 +26,7 @@ struct Options {
     harness::Annealing annealing;
     std::string latent = "bernoulli", estimator = "gs";
     float lr = 1e-3f;
-    std::size_t eval_samples = 1000, val_samples = 10;
+    std::size_t eval_samples = 1000, val_samples = 10, validation = mnist::validation_size;
 };
 
 const std::vector<std::string> latents = {"bernoulli", "categorical"}, estimators = {"gs", "st-gs"};
@@ -43,14 +43,14 @@ void save_pictures(const Options& o, const std::string& dir, const Model& model,
     Array grid = Array::from_shape({rows.size() * (k + 1), mnist::image_pixels});
     {
         NoGradGuard no_grad;
-        const Tensor z = discrete_latent(model, repeat_each(model.encoder->forward(Tensor(images)), k), gen);
-        const Array decoded = sigmoid(model.decoder->forward(z)).value();
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-            float* row = grid.data() + i * (k + 1) * mnist::image_pixels;
-            std::copy(images.data() + i * mnist::image_pixels, images.data() + (i + 1) * mnist::image_pixels, row);
-            std::copy(decoded.data() + i * k * mnist::image_pixels, decoded.data() + (i + 1) * k * mnist::image_pixels,
-                      row + mnist::image_pixels);
-        }
+        const Tensor z = discrete_latent(model, repeat(model.encoder->forward(Tensor(images)), k), gen);
+        const Array decoded = sigmoid(model.decoder->forward(z)).value();  // row s * digits + i: sample s of digit i
+        for (std::size_t i = 0; i < rows.size(); ++i)
+            for (std::size_t s = 0; s <= k; ++s) {
+                const float* from = s == 0 ? images.data() + i * mnist::image_pixels
+                                           : decoded.data() + ((s - 1) * rows.size() + i) * mnist::image_pixels;
+                std::copy(from, from + mnist::image_pixels, grid.data() + (i * (k + 1) + s) * mnist::image_pixels);
+            }
     }
     const std::string kind = o.latent + " " + o.estimator;
     harness::images::digit_grid(grid, k + 1, kind + ": test digit, then decodings of z ~ q(z|x)")
@@ -80,6 +80,7 @@ int run(int argc, char** argv) {
                                                               "test images with discrete samples (0: skip)", 0, 10000);
     harness::add_count(app, "--val-samples", o.val_samples, "m of the validation bounds after each epoch (0: skip)",
                        0, 10000);
+    harness::add_count(app, "--validation", o.validation, "Images from the end of the training file held out", 1, 59999);
     app.footer(
         "Bounds on -log p(x), in nats, with m discrete samples z_i ~ q(z|x): nll = -log (1/m) sum_i p(x, z_i) / q(z_i|x)\n"
         "(the importance-weighted bound the paper reports with m = 1000) and neg_elbo, the negative ELBO.\n"
@@ -95,7 +96,9 @@ int run(int argc, char** argv) {
     const std::string dir = o.run.out.empty() ? "runs/vae-" + o.latent + "-" + o.estimator : o.run.out;
 
     harness::now_doing("loading MNIST from " + o.run.data);
-    const mnist::Mnist data = mnist::load(o.run.data);  // the paper's fixed binarization, seed 0 for every --seed
+    mnist::LoadOptions load;  // the paper's fixed binarization, seed 0: the same data for every --seed
+    load.validation = o.validation;
+    const mnist::Mnist data = mnist::load(o.run.data, load);
 
     Generator init(harness::derive_seed(o.run.seed, init_seed)), noise(harness::derive_seed(o.run.seed, noise_seed));
     Model model(latent, latent == Latent::bernoulli ? 200 : 20, init);

@@ -92,12 +92,8 @@ inline Tensor log_posterior(const Model& model, const Tensor& logits, const Tens
     return sum(dist::Categorical(reshape(logits, grouped(model, logits))).log_prob(reshape(z, grouped(model, z))), 1);
 }
 
-// Each row of a [n, d] m times over, [n * m, d] with the copies of row i together (a broadcast
-// add: one op, no loop of our own).
-inline Tensor repeat_each(const Tensor& a, std::size_t m) {
-    const std::size_t n = a.shape()[0], d = a.shape()[1];
-    return reshape(add(reshape(a, {n, std::size_t{1}, d}), Tensor::zeros({1, m, 1})), {n * m, d});
-}
+// a [n, d] m times over, [m * n, d]: row s * n + i is row i (one concat, copies of whole blocks).
+inline Tensor repeat(const Tensor& a, std::size_t m) { return concat(std::vector<Tensor>(m, a), 0); }
 
 struct Bounds {
     double nll = 0.0;       // mean over images of -log (1/m) sum_i p(x, z_i) / q(z_i | x)
@@ -127,13 +123,13 @@ inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size
         mnist::gather(data, rows, images);
         const std::size_t n = rows.size();
         const Tensor x(images), logits = model.encoder->forward(x);
-        const Tensor logits_m = repeat_each(logits, m), x_m = repeat_each(x, m);
+        const Tensor logits_m = repeat(logits, m), x_m = repeat(x, m);
         const Tensor z = discrete_latent(model, logits_m, gen);
         const Tensor log_likelihood =
             neg(sum(binary_cross_entropy_with_logits(model.decoder->forward(z), x_m, Reduction::none), 1));
         const Tensor log_w = add(sub(log_likelihood, log_posterior(model, logits_m, z)), float(log_prior(model)));
-        const Tensor nll = neg(log_mean_exp(reshape(log_w, {n, m}), 1));
-        const Tensor neg_elbo = sub(kl_to_prior(model, logits), mean(reshape(log_likelihood, {n, m}), 1));
+        const Tensor nll = neg(log_mean_exp(reshape(log_w, {m, n}), 0));
+        const Tensor neg_elbo = sub(kl_to_prior(model, logits), mean(reshape(log_likelihood, {m, n}), 0));
         for (std::size_t i = 0; i < n; ++i) {
             total.nll += nll.value()(i);
             total.neg_elbo += neg_elbo.value()(i);
