@@ -112,14 +112,10 @@ inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size
     NoGradGuard no_grad;
     Generator gen(seed);
     if (per_image) per_image->clear();
-    Array images;
-    std::vector<std::size_t> rows;
     Bounds total;
+    Array images;
     // about 2000 rows of images x samples at once: GEMMs near their peak, buffers in cache
-    for (std::size_t i0 = 0; i0 < data.size(); i0 += rows.size()) {
-        harness::check_stop();
-        rows.resize(std::min(std::max<std::size_t>(1, 2000 / m), data.size() - i0));
-        for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i0 + i;
+    harness::for_each_chunk(data.size(), 2000 / m, [&](const std::vector<std::size_t>& rows) {
         mnist::gather(data, rows, images);
         const std::size_t n = rows.size();
         const Tensor x(images), logits = model.encoder->forward(x);
@@ -135,7 +131,7 @@ inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size
             total.neg_elbo += neg_elbo.value()(i);
             if (per_image) per_image->push_back(nll.value()(i));
         }
-    }
+    });
     total.nll /= double(data.size());
     total.neg_elbo /= double(data.size());
     return total;
