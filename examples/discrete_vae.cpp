@@ -26,7 +26,7 @@ struct Options {
     harness::Annealing annealing;
     std::string latent = "bernoulli", estimator = "gs";
     float lr = 1e-3f;
-    std::size_t eval_samples = 1000, val_samples = 10, validation = mnist::validation_size;
+    std::size_t eval_samples = 1000, val_samples = 5, validation = mnist::validation_size;
 };
 
 const std::vector<std::string> latents = {"bernoulli", "categorical"}, estimators = {"gs", "st-gs"};
@@ -66,7 +66,7 @@ int run(int argc, char** argv) {
         "A variational autoencoder with discrete latent variables on binarized MNIST (Jang, Gu and Poole 2017,\n"
         "section 4.2): 784 -> affine -> 200 Bernoulli units or 20 categorical variables of 10 classes -> affine\n"
         "-> 784 Bernoulli logits, a uniform prior. Trains on the negative ELBO with relaxed samples (Adam).\n"
-        "Trains on 50,000 training images, validates on the last 10,000 of the training file, tests on t10k.",
+        "Uses 50,000 training images, validates on the last 10,000 of the training file, tests on t10k.",
         "discrete_vae"};
     app.get_formatter()->column_width(34);
     harness::add_common_flags(app, o.run);
