@@ -31,29 +31,20 @@ struct Options {
 
 const std::vector<std::string> latents = {"bernoulli", "categorical"}, estimators = {"gs", "st-gs"};
 
-// reconstructions.png: 8 test digits, each followed by 7 decodings of discrete samples z ~ q(z | x);
-// samples.png: 64 digits decoded from samples of the prior (pixel probabilities, in gray).
+// reconstructions.png: 8 test digits in the top row, under each 7 decodings of discrete samples
+// z ~ q(z | x); samples.png: 64 digits decoded from samples of the prior (pixel probabilities).
 void save_pictures(const Options& o, const std::string& dir, const Model& model, const mnist::DataSet& test) {
-    constexpr std::size_t digits = 8, k = 7;
+    constexpr std::size_t k = 7;
     Generator gen(harness::derive_seed(o.run.seed, picture_seed));
-    Array images;
     std::vector<std::size_t> rows;
-    for (std::size_t i = 0; i < std::min(digits, test.size()); ++i) rows.push_back(i);
+    for (std::size_t i = 0; i < std::min<std::size_t>(8, test.size()); ++i) rows.push_back(i);
+    Array images;
     mnist::gather(test, rows, images);
-    Array grid = Array::from_shape({rows.size() * (k + 1), mnist::image_pixels});
-    {
-        NoGradGuard no_grad;
-        const Tensor z = discrete_latent(model, repeat(model.encoder->forward(Tensor(images)), k), gen);
-        const Array decoded = sigmoid(model.decoder->forward(z)).value();  // row s * digits + i: sample s of digit i
-        for (std::size_t i = 0; i < rows.size(); ++i)
-            for (std::size_t s = 0; s <= k; ++s) {
-                const float* from = s == 0 ? images.data() + i * mnist::image_pixels
-                                           : decoded.data() + ((s - 1) * rows.size() + i) * mnist::image_pixels;
-                std::copy(from, from + mnist::image_pixels, grid.data() + (i * (k + 1) + s) * mnist::image_pixels);
-            }
-    }
+    NoGradGuard no_grad;
+    const Tensor x(images), z = discrete_latent(model, repeat(model.encoder->forward(x), k), gen);
+    const Array grid = concat({x, sigmoid(model.decoder->forward(z))}, 0).value();  // row s * 8 + i: sample s of digit i
     const std::string kind = o.latent + " " + o.estimator;
-    harness::images::digit_grid(grid, k + 1, kind + ": test digit, then decodings of z ~ q(z|x)")
+    harness::images::digit_grid(grid, rows.size(), kind + ": test digits, decodings of z ~ q(z|x)")
         .save_png((fs::path(dir) / "reconstructions.png").string());
     harness::images::digit_grid(prior_samples(model, 64, gen), 8, kind + ": samples of the prior")
         .save_png((fs::path(dir) / "samples.png").string());
