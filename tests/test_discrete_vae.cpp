@@ -215,7 +215,8 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
         {"--lr -1", "--lr"}, {"--anneal-every 0", "--anneal-every"}, {"--eval-samples 20000", "--eval-samples"},
         {"--val-samples -1", "--val-samples"}, {"--validation 0", "--validation"}, {"--batch-size 321", "--batch-size"},
         {"--epochs x", "--epochs"}, {"--resume", "no checkpoint"}, {"--data /nonexistent", "/nonexistent"}};
-    for (const auto& [args, named] : bad) {
+    for (const auto& flag_and_named : bad) {
+        const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
         CAPTURE(args);
         CHECK(vae_program(dir, args) == 2);
         const std::string err = tgtest::read_bytes(dir / "stderr");
