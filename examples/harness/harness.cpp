@@ -214,6 +214,15 @@ void request_stop(bool on) { stop_flag = on ? 1 : 0; }
 void check_stop() {
     if (stop_flag) throw Interrupted();
 }
+void for_each_chunk(std::size_t rows, std::size_t chunk, const std::function<void(const std::vector<std::size_t>&)>& f) {
+    std::vector<std::size_t> indices;
+    for (std::size_t begin = 0; begin < rows; begin += indices.size()) {
+        check_stop();
+        indices.resize(std::min(std::max<std::size_t>(chunk, 1), rows - begin));
+        for (std::size_t i = 0; i < indices.size(); ++i) indices[i] = begin + i;
+        f(indices);
+    }
+}
 void now_doing(std::string what) { doing = std::move(what); }
 
 // ---- Files -------------------------------------------------------------------------------

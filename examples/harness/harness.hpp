@@ -121,6 +121,10 @@ struct Interrupted : std::runtime_error {
 };
 void check_stop();
 
+// Calls f with the row indices of consecutive chunks of 0..rows-1, at most `chunk` each, after
+// check_stop() before each: a long evaluation of a data set that Ctrl-C can interrupt.
+void for_each_chunk(std::size_t rows, std::size_t chunk, const std::function<void(const std::vector<std::size_t>&)>& f);
+
 // What the program is doing, for the message if memory runs out ("out of memory while ...").
 void now_doing(std::string what);
 

@@ -254,4 +254,28 @@ Canvas completion_grid(const Array& upper, const Array& truth, const Array& comp
     return c;
 }
 
+Canvas digit_grid(const Array& digits, std::size_t columns, const std::string& title, int scale) {
+    constexpr int side = 28;
+    if (digits.dimension() != 2 || digits.shape()[1] != side * side || digits.shape()[0] == 0 || columns == 0 ||
+        scale < 1)
+        throw std::invalid_argument("digit_grid: expected digits [n > 0, 784], columns > 0 and scale > 0, got " +
+                                    tg::shape_str(digits.shape()) + ", " + std::to_string(columns) + " and " +
+                                    std::to_string(scale));
+    const std::size_t n = digits.shape()[0], rows = (n + columns - 1) / columns;
+    const int cell = side * scale, gap = 4, header = 30;
+    const int width = std::max(gap + static_cast<int>(columns) * (cell + gap), Canvas::text_width(title, 2) + 16);
+    Canvas c(width, header + gap + static_cast<int>(rows) * (cell + gap), Color{40, 40, 48});
+    for (std::size_t i = 0; i < n; ++i) {
+        const int x0 = gap + static_cast<int>(i % columns) * (cell + gap);
+        const int y0 = header + gap + static_cast<int>(i / columns) * (cell + gap);
+        const float* digit = digits.data() + i * side * side;
+        for (int p = 0; p < side * side; ++p) {
+            const auto g = static_cast<std::uint8_t>(std::lround(std::clamp(digit[p], 0.0f, 1.0f) * 255.0f));
+            c.rect(x0 + (p % side) * scale, y0 + (p / side) * scale, scale, scale, Color{g, g, g});
+        }
+    }
+    c.text((width - Canvas::text_width(title, 2)) / 2, 8, title, Color{235, 235, 235}, 2);
+    return c;
+}
+
 }  // namespace harness::images

@@ -68,4 +68,8 @@ std::vector<std::size_t> first_of_each_digit(const std::vector<std::uint8_t>& la
 Canvas completion_grid(const Array& upper, const Array& truth, const Array& completions, std::size_t k,
                        int scale = 3);
 
+// Whole digits [n, 784] (pixel intensities or probabilities in [0, 1], gray), `columns` to a
+// row in order, under a title. Each pixel becomes scale x scale.
+Canvas digit_grid(const Array& digits, std::size_t columns, const std::string& title, int scale = 2);
+
 }  // namespace harness::images

@@ -1,0 +1,144 @@
+// A variational autoencoder with discrete latent variables on MNIST (Jang et al. 2017, 4.2): the
+// flags, the hookup of the model (discrete_vae.hpp) to the shared training loop
+// (examples/harness), the test bounds and the pictures.
+//
+//     scripts/fetch-mnist && build/examples/discrete_vae --epochs 10
+//     build/examples/discrete_vae --help
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "examples/discrete_vae.hpp"
+#include "examples/harness/annealing.hpp"
+#include "examples/harness/images.hpp"
+
+using namespace vae;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Seeds of the run's generators, derived from --seed (2 is the harness's batch order).
+enum Purpose : std::uint64_t { init_seed = 1, noise_seed = 3, eval_seed = 5, picture_seed = 6 };
+
+struct Options {
+    harness::Flags run;
+    harness::Annealing annealing;
+    std::string latent = "bernoulli", estimator = "gs";
+    float lr = 1e-3f;
+    std::size_t eval_samples = 1000, val_samples = 5, validation = mnist::validation_size;
+};
+
+const std::vector<std::string> latents = {"bernoulli", "categorical"}, estimators = {"gs", "st-gs"};
+
+// reconstructions.png: 8 test digits in the top row, under each 7 decodings of discrete samples
+// z ~ q(z | x); samples.png: 64 digits decoded from samples of the prior (pixel probabilities).
+void save_pictures(const Options& o, const std::string& dir, const Model& model, const mnist::DataSet& test) {
+    constexpr std::size_t k = 7;
+    Generator gen(harness::derive_seed(o.run.seed, picture_seed));
+    std::vector<std::size_t> rows;
+    for (std::size_t i = 0; i < std::min<std::size_t>(8, test.size()); ++i) rows.push_back(i);
+    Array images;
+    mnist::gather(test, rows, images);
+    NoGradGuard no_grad;
+    const Tensor x(images), z = discrete_latent(model, repeat(model.encoder->forward(x), k), gen);
+    const Array grid = concat({x, sigmoid(model.decoder->forward(z))}, 0).value();  // row s * 8 + i: sample s of digit i
+    const std::string kind = o.latent + " " + o.estimator;
+    harness::images::digit_grid(grid, rows.size(), kind + ": test digits, decodings of z ~ q(z|x)")
+        .save_png((fs::path(dir) / "reconstructions.png").string());
+    harness::images::digit_grid(prior_samples(model, 64, gen), 8, kind + ": samples of the prior")
+        .save_png((fs::path(dir) / "samples.png").string());
+}
+
+int run(int argc, char** argv) {
+    Options o;
+    o.annealing.rate = 1e-4f;  // the faster of the paper's rates: tau reaches its floor 0.5 after 7,000 steps
+    CLI::App app{
+        "A variational autoencoder with discrete latent variables on binarized MNIST (Jang, Gu and Poole 2017,\n"
+        "section 4.2): 784 -> affine -> 200 Bernoulli units or 20 categorical variables of 10 classes -> affine\n"
+        "-> 784 Bernoulli logits, a uniform prior. Trains on the negative ELBO with relaxed samples (Adam).\n"
+        "Uses 50,000 training images, validates on the last 10,000 of the training file, tests on t10k.",
+        "discrete_vae"};
+    app.get_formatter()->column_width(34);
+    harness::add_common_flags(app, o.run);
+    harness::add_choice(app, "--latent", o.latent, "bernoulli: 200 binary units (Binary Concrete when relaxed); "
+                                                   "categorical: 20 variables of 10 classes (Gumbel-Softmax)", latents);
+    harness::add_choice(app, "--estimator", o.estimator, "gs (relaxed samples) or st-gs (straight-through: discrete "
+                                                         "forward, relaxed gradient)", estimators);
+    harness::add_positive(app, "--lr", o.lr, "Learning rate of Adam (constant)");
+    harness::add_annealing_flags(app, o.annealing);
+    harness::add_count(app, "--eval-samples", o.eval_samples, "m of the test bounds after training, on the 10,000 "
+                                                              "test images with discrete samples (0: skip)", 0, 10000);
+    harness::add_count(app, "--val-samples", o.val_samples, "m of the validation bounds after each epoch (0: skip)",
+                       0, 10000);
+    harness::add_count(app, "--validation", o.validation, "Images from the end of the training file held out", 1, 59999);
+    app.footer(
+        "Bounds on -log p(x), in nats, with m discrete samples z_i ~ q(z|x): nll = -log (1/m) sum_i p(x, z_i) / q(z_i|x)\n"
+        "(the importance-weighted bound the paper reports with m = 1000) and neg_elbo, the negative ELBO.\n"
+        "Outputs in --out (default runs/vae-<latent>-<estimator>): metrics.csv (a row per epoch), checkpoint.npz,\n"
+        "reconstructions.png and samples.png. The last lines on stdout are train_steps_per_s=<float>,\n"
+        "test_neg_elbo=<float> and test_nll=<float>. Ctrl-C or SIGTERM saves the checkpoint and exits with 130;\n"
+        "--resume continues exactly. Exit status: 0 done; 2 bad flags, data or checkpoint; 3 non-finite loss.");
+    if (const auto status = harness::parse(app, argc, argv)) return *status;
+
+    const Latent latent = Latent(harness::index_of(o.latent, latents));
+    const bool hard = o.estimator == "st-gs";
+    const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing);
+    const std::string dir = o.run.out.empty() ? "runs/vae-" + o.latent + "-" + o.estimator : o.run.out;
+
+    harness::now_doing("loading MNIST from " + o.run.data);
+    mnist::LoadOptions load;  // the paper's fixed binarization, seed 0: the same data for every --seed
+    load.validation = o.validation;
+    const mnist::Mnist data = mnist::load(o.run.data, load);
+
+    Generator init(harness::derive_seed(o.run.seed, init_seed)), noise(harness::derive_seed(o.run.seed, noise_seed));
+    Model model(latent, latent == Latent::bernoulli ? 200 : 20, init);
+    optim::Adam adam(model.parameters(), {o.lr});
+    Tensor x(Array::from_shape({o.run.batch_size, mnist::image_pixels}));
+
+    harness::Experiment ex;
+    ex.program = "discrete_vae";
+    ex.model = &model;
+    ex.optimizer = &adam;
+    ex.train_size = data.train.size();
+    ex.loss = [&](const std::vector<std::size_t>& rows, std::size_t step) {
+        mnist::gather(data.train, rows, x.value());
+        const Loss loss = training_loss(model, x, temperature.at(std::int64_t(step)), hard, noise);
+        return harness::Loss{loss.objective, loss.neg_elbo};
+    };
+    ex.columns = {{"val_neg_elbo", "%8.3f"}, {"val_nll", "%8.3f"}, {"tau", "%.4f"}};
+    ex.after_epoch = [&](std::size_t epoch, std::size_t step) {
+        Bounds val{NAN, NAN};
+        if (o.val_samples > 0)
+            val = evaluate(model, data.validation, o.val_samples, harness::derive_seed(o.run.seed, eval_seed) + epoch);
+        return std::vector<double>{val.neg_elbo, val.nll, temperature.at(std::int64_t(step) - 1)};
+    };
+    ex.generators = {{"noise", &noise}};
+    ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--batch-size", std::to_string(o.run.batch_size)},
+                   {"--seed", std::to_string(o.run.seed)}};
+    const harness::Trained trained = harness::train(o.run, dir, ex);
+    if (trained.status != 0) return trained.status;
+
+    harness::now_doing("drawing the pictures");
+    save_pictures(o, dir, model, data.test);
+    Bounds test{NAN, NAN};
+    if (o.eval_samples > 0) {
+        harness::now_doing("evaluating the test bounds with m = " + std::to_string(o.eval_samples));
+        const auto t0 = std::chrono::steady_clock::now();
+        test = evaluate(model, data.test, o.eval_samples, harness::derive_seed(o.run.seed, eval_seed));
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::cout << "test -ELBO " << harness::format("%.3f", test.neg_elbo) << ", NLL bound "
+                  << harness::format("%.3f", test.nll) << " nats (m = " << o.eval_samples << ", " << data.test.size()
+                  << " images, " << harness::format("%.1f", seconds) << " s)\n";
+    }
+    std::cout << "outputs in " << dir << "\ntrain_steps_per_s=" << harness::format("%.2f", trained.steps_per_s) << "\n";
+    if (o.eval_samples > 0)
+        std::cout << "test_neg_elbo=" << harness::format("%.4f", test.neg_elbo)
+                  << "\ntest_nll=" << harness::format("%.4f", test.nll) << "\n";
+    std::cout << std::flush;
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return harness::main("discrete_vae", argc, argv, run); }

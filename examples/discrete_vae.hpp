@@ -1,0 +1,142 @@
+// A variational autoencoder with discrete latent variables on binarized MNIST (Jang, Gu and
+// Poole 2017, section 4.2 and Table 1's VAE rows): 784 -> affine -> 200 Bernoulli units, or 20
+// categorical variables of 10 classes -> affine -> 784 Bernoulli logits, under a uniform prior.
+// The model, its training loss (the negative ELBO) and its evaluation (the importance-weighted
+// bound on -log p(x) with discrete samples); the program around them is discrete_vae.cpp.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <tapegrad.hpp>
+
+#include "datasets/mnist.hpp"
+#include "examples/harness/harness.hpp"
+
+namespace vae {
+
+using namespace tg;
+
+enum class Latent { bernoulli, categorical };
+
+constexpr std::size_t classes = 10;  // of each categorical variable
+
+struct Model : nn::Module {
+    // `variables` Bernoulli units, or categorical variables of 10 classes (the paper: 200 or 20).
+    Model(Latent latent, std::size_t variables, Generator& init) : latent(latent), variables(variables) {
+        if (variables == 0) throw std::invalid_argument("Model: needs at least one latent variable");
+        nn::LinearOptions options;
+        options.generator = &init;
+        encoder = register_module("encoder", std::make_shared<nn::Linear>(mnist::image_pixels, width(), options));
+        decoder = register_module("decoder", std::make_shared<nn::Linear>(width(), mnist::image_pixels, options));
+    }
+    // Entries of a latent sample: one per unit, or a one-hot of 10 per variable.
+    std::size_t width() const { return latent == Latent::bernoulli ? variables : variables * classes; }
+
+    Latent latent;
+    std::size_t variables;
+    std::shared_ptr<nn::Linear> encoder, decoder;  // x -> logits of q(z | x); z -> logits of p(x | z)
+};
+
+// log p(z), the same for every z: each variable takes each of its K values (K = 2 for a unit)
+// with probability 1 / K.
+inline double log_prior(const Model& model) {
+    return -double(model.variables) * std::log(model.latent == Latent::bernoulli ? 2.0 : double(classes));
+}
+
+// [rows, width] as [rows, variables, 10], for the categorical distributions.
+inline Shape grouped(const Model& model, const Tensor& a) { return {a.shape()[0], model.variables, classes}; }
+
+// KL(q(z | x) || p(z)) of each row of encoder logits [rows, width] -> [rows]: the analytic KL of
+// the discrete distributions, also when training samples are relaxed (as the paper does).
+inline Tensor kl_to_prior(const Model& model, const Tensor& logits) {
+    if (model.latent == Latent::bernoulli)
+        return sum(kl_divergence(dist::Bernoulli::from_logits(logits), dist::Bernoulli::from_logits(Tensor::zeros({1}))), 1);
+    return sum(kl_divergence(dist::Categorical(reshape(logits, grouped(model, logits))),
+                             dist::Categorical(Tensor::zeros({classes}))), 1);
+}
+
+struct Loss {
+    Tensor objective;       // recorded on the tape
+    double neg_elbo = 0.0;  // its value, to report
+};
+
+// The negative ELBO of a batch x [B, 784] with one relaxed sample per image (Binary Concrete or
+// Gumbel-Softmax at temperature tau; hard: straight-through, a discrete forward value), averaged
+// over the batch: -log p(x | z) + KL(q(z | x) || p(z)). With relaxed z it is not a bound.
+inline Loss training_loss(const Model& model, const Tensor& x, float tau, bool hard, Generator& gen) {
+    const Tensor logits = model.encoder->forward(x);
+    const Tensor z = model.latent == Latent::bernoulli
+                         ? binary_concrete(logits, BinaryConcreteOptions().tau(tau).hard(hard).generator(&gen))
+                         : gumbel_softmax(logits, GumbelSoftmaxOptions().tau(tau).hard(hard).classes(classes).generator(&gen));
+    const Tensor reconstruction = binary_cross_entropy_with_logits(model.decoder->forward(z), x, Reduction::sum);
+    const Tensor objective = mul(add(reconstruction, sum(kl_to_prior(model, logits))), 1.0f / float(x.shape()[0]));
+    return {objective, objective.item()};
+}
+
+// ---- Evaluation: discrete samples, no tape -----------------------------------------------
+
+// Exact samples of z from logits [rows, width]: {0, 1} units or one-hot variables (Gumbel-Max).
+inline Tensor discrete_latent(const Model& model, const Tensor& logits, Generator& gen) {
+    if (model.latent == Latent::bernoulli) return bernoulli_sample(logits, &gen);
+    return gumbel_max(logits, GumbelSoftmaxOptions().classes(classes).generator(&gen));
+}
+
+// log q(z | x) of discrete samples z under encoder logits, both [rows, width] -> [rows].
+inline Tensor log_posterior(const Model& model, const Tensor& logits, const Tensor& z) {
+    if (model.latent == Latent::bernoulli) return sum(dist::Bernoulli::from_logits(logits).log_prob(z), 1);
+    return sum(dist::Categorical(reshape(logits, grouped(model, logits))).log_prob(reshape(z, grouped(model, z))), 1);
+}
+
+// a [n, d] m times over, [m * n, d]: row s * n + i is row i (one concat, copies of whole blocks).
+inline Tensor repeat(const Tensor& a, std::size_t m) { return concat(std::vector<Tensor>(m, a), 0); }
+
+struct Bounds {
+    double nll = 0.0;       // mean over images of -log (1/m) sum_i p(x, z_i) / q(z_i | x)
+    double neg_elbo = 0.0;  // mean over images of -(1/m) sum_i log p(x | z_i) + KL(q(z | x) || p(z))
+};
+
+// Both bounds on -log p(x) with m discrete samples z_i ~ q(z | x) per image of a data set; the
+// first is the importance-weighted (IWAE) bound the paper reports, tighter as m grows. A stop
+// request is honoured between chunks.
+inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size_t m, std::uint64_t seed) {
+    if (data.size() == 0 || m == 0)
+        throw std::invalid_argument("evaluate: needs images and m >= 1 samples, got " + std::to_string(data.size()) +
+                                    " and m = " + std::to_string(m));
+    NoGradGuard no_grad;
+    Generator gen(seed);
+    Bounds total;
+    Array images;
+    // about 2000 rows of images x samples at once: GEMMs near their peak, buffers in cache
+    harness::for_each_chunk(data.size(), 2000 / m, [&](const std::vector<std::size_t>& rows) {
+        mnist::gather(data, rows, images);
+        const std::size_t n = rows.size();
+        const Tensor x(images), logits = model.encoder->forward(x);
+        const Tensor logits_m = repeat(logits, m), x_m = repeat(x, m);
+        const Tensor z = discrete_latent(model, logits_m, gen);
+        const Tensor log_likelihood =
+            neg(sum(binary_cross_entropy_with_logits(model.decoder->forward(z), x_m, Reduction::none), 1));
+        const Tensor log_w = add(sub(log_likelihood, log_posterior(model, logits_m, z)), float(log_prior(model)));
+        const Tensor nll = neg(log_mean_exp(reshape(log_w, {m, n}), 0));
+        const Tensor neg_elbo = sub(kl_to_prior(model, logits), mean(reshape(log_likelihood, {m, n}), 0));
+        for (std::size_t i = 0; i < n; ++i) {
+            total.nll += nll.value()(i);
+            total.neg_elbo += neg_elbo.value()(i);
+        }
+    });
+    total.nll /= double(data.size());
+    total.neg_elbo /= double(data.size());
+    return total;
+}
+
+// The pixel probabilities of n digits decoded from samples of the prior, [n, 784].
+inline Array prior_samples(const Model& model, std::size_t n, Generator& gen) {
+    NoGradGuard no_grad;
+    return sigmoid(model.decoder->forward(discrete_latent(model, Tensor::zeros({n, model.width()}), gen))).value();
+}
+
+}  // namespace vae

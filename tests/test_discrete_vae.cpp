@@ -1,0 +1,230 @@
+// The discrete VAE example: its model, loss and bounds (examples/discrete_vae.hpp) in-process,
+// and the program (build/examples/discrete_vae) on small synthetic IDX files made here.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <sys/wait.h>
+
+#include "datasets/mnist.hpp"
+#include "examples/discrete_vae.hpp"
+#include "helpers.hpp"
+
+using namespace tg;
+using namespace vae;
+namespace fs = std::filesystem;
+
+namespace {
+
+// n binary digits, each one of 8 bar patterns (a band of 4 rows or 4 columns) with 2% of its
+// pixels flipped: a data set an autoencoder with a few discrete codes can learn.
+mnist::DataSet bars(std::size_t n, std::uint64_t seed) {
+    Generator gen(seed);
+    mnist::DataSet set{std::vector<std::uint8_t>(n * mnist::image_pixels), std::vector<std::uint8_t>(n)};
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t pattern = i % 8, band = 4 + 6 * (pattern % 4);
+        set.labels[i] = static_cast<std::uint8_t>(pattern);
+        for (std::size_t p = 0; p < mnist::image_pixels; ++p) {
+            const std::size_t line = pattern < 4 ? p / 28 : p % 28;
+            const bool on = line >= band && line < band + 4;
+            set.pixels[i * mnist::image_pixels + p] = on != (gen.uniform() < 0.02f) ? 255 : 0;
+        }
+    }
+    return set;
+}
+
+Array as_floats(const mnist::DataSet& set) {
+    std::vector<std::size_t> all(set.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    Array images;
+    mnist::gather(set, all, images);
+    return images;
+}
+
+// -log p(x) and the negative ELBO of one image, summed exactly over every z, in double.
+std::pair<double, double> exact_bounds(const Model& model, const float* x) {
+    const Array& we = model.encoder->weight.value();
+    const Array& wd = model.decoder->weight.value();
+    const std::size_t w = model.width();
+    std::vector<double> a(w);
+    for (std::size_t o = 0; o < w; ++o) {
+        a[o] = model.encoder->bias.value()(o);
+        for (std::size_t j = 0; j < mnist::image_pixels; ++j) a[o] += double(we(o, j)) * x[j];
+    }
+    const bool bernoulli = model.latent == Latent::bernoulli;
+    const std::size_t k = bernoulli ? 2 : classes;
+    std::size_t states = 1;
+    for (std::size_t v = 0; v < model.variables; ++v) states *= k;
+    double p_x = 0.0, neg_elbo = 0.0;
+    for (std::size_t s = 0; s < states; ++s) {
+        std::vector<double> z(w, 0.0);
+        double log_q = 0.0;
+        for (std::size_t v = 0, rest = s; v < model.variables; ++v, rest /= k) {
+            const std::size_t value = rest % k;
+            if (bernoulli) {
+                z[v] = double(value);
+                log_q += -std::log1p(std::exp(value ? -a[v] : a[v]));
+            } else {
+                z[v * classes + value] = 1.0;
+                double norm = 0.0;
+                for (std::size_t c = 0; c < classes; ++c) norm += std::exp(a[v * classes + c]);
+                log_q += a[v * classes + value] - std::log(norm);
+            }
+        }
+        double log_px_z = 0.0;
+        for (std::size_t j = 0; j < mnist::image_pixels; ++j) {
+            double l = model.decoder->bias.value()(j);
+            for (std::size_t o = 0; o < w; ++o) l += double(wd(j, o)) * z[o];
+            log_px_z += x[j] * l - (std::max(l, 0.0) + std::log1p(std::exp(-std::abs(l))));
+        }
+        p_x += std::exp(log_px_z + log_prior(model));
+        neg_elbo -= std::exp(log_q) * (log_px_z + log_prior(model) - log_q);
+    }
+    return {-std::log(p_x), neg_elbo};
+}
+
+const std::string program = std::string(TAPEGRAD_BINARY_DIR) + "/examples/discrete_vae";
+
+// dir/data: 320 training + 80 validation images of bars in the training file, 80 test images.
+void write_bars(const tgtest::TempDir& dir) {
+    fs::create_directories(dir.path / "data");
+    for (const auto& [images, labels, n] : {std::make_tuple(mnist::train_images_file, mnist::train_labels_file, 400),
+                                            std::make_tuple(mnist::test_images_file, mnist::test_labels_file, 80)}) {
+        const mnist::DataSet set = bars(std::size_t(n), std::size_t(n));
+        mnist::write_idx(dir / ("data/" + std::string(images)), {{set.size(), 28, 28}, set.pixels});
+        mnist::write_idx(dir / ("data/" + std::string(labels)), {{set.size()}, set.labels});
+    }
+}
+
+// The program's exit status on the bars of dir with a quick run's flags (after `args`, which may
+// override them); stdout and stderr in dir/stdout and dir/stderr.
+int vae_program(const tgtest::TempDir& dir, const std::string& args) {
+    if (!fs::exists(dir.path / "data")) write_bars(dir);
+    const std::string cmd = program + " --data " + (dir / "data") + " --out " + (dir / "out") +
+                            " --validation 80 --batch-size 40 --epochs 2 --val-samples 3 --eval-samples 5 --lr 3e-3 " +
+                            args + " >" + (dir / "stdout") + " 2>" + (dir / "stderr");
+    const int raw = std::system(cmd.c_str());
+    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+}
+
+// metrics.csv without its wall-clock columns (the last two).
+std::vector<std::string> metrics_without_seconds(const tgtest::TempDir& dir) {
+    std::istringstream csv(tgtest::read_bytes(dir / "out/metrics.csv"));
+    std::vector<std::string> rows;
+    for (std::string line; std::getline(csv, line);) rows.push_back(line.substr(0, line.rfind(',', line.rfind(',') - 1)));
+    return rows;
+}
+
+}  // namespace
+
+TEST_CASE("DiscreteVAE: the bounds converge to the exact -log p(x) and -ELBO of a tiny model, and tighten with m") {
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical}) {
+        CAPTURE(int(latent));
+        Generator init(4);
+        Model model(latent, latent == Latent::bernoulli ? 4 : 2, init);  // 16 or 100 states of z
+        for (auto& p : model.parameters()) p.value() *= 4.0f;             // a posterior far from uniform
+        const mnist::DataSet set = bars(3, 1);
+        const Array x = as_floats(set);
+        double nll = 0.0, neg_elbo = 0.0;
+        for (std::size_t i = 0; i < 3; ++i) {
+            const auto [exact_nll, exact_neg_elbo] = exact_bounds(model, x.data() + i * mnist::image_pixels);
+            CHECK(evaluate(model, mnist::slice(set, i, i + 1), 4000, 7 + i).nll == doctest::Approx(exact_nll).epsilon(1e-3));
+            CHECK(exact_nll < exact_neg_elbo);
+            nll += exact_nll / 3, neg_elbo += exact_neg_elbo / 3;
+        }
+        const Bounds many = evaluate(model, set, 4000, 7);
+        CHECK(many.nll == doctest::Approx(nll).epsilon(1e-3));
+        CHECK(many.neg_elbo == doctest::Approx(neg_elbo).epsilon(2e-3));
+        // the IWAE bound falls with m towards -log p(x); with m = 1 it estimates the negative ELBO
+        double mean_1 = 0.0, mean_10 = 0.0;
+        for (std::uint64_t seed = 0; seed < 20; ++seed) {
+            mean_1 += evaluate(model, set, 1, 100 + seed).nll / 20;
+            mean_10 += evaluate(model, set, 10, 200 + seed).nll / 20;
+        }
+        CHECK(mean_1 == doctest::Approx(neg_elbo).epsilon(0.03));
+        CHECK(mean_10 < mean_1);
+        CHECK(many.nll < mean_10);
+    }
+}
+
+TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both latent kinds, relaxed and straight-through") {
+    set_num_threads(1);
+    const mnist::DataSet set = bars(80, 2);
+    const Tensor x(as_floats(set));
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical})
+        for (const bool hard : {false, true}) {
+            CAPTURE(int(latent));
+            CAPTURE(hard);
+            Generator init(1), gen(2);
+            Model model(latent, latent == Latent::bernoulli ? 20 : 4, init);
+            optim::Adam adam(model.parameters(), {1e-2f});
+            const optim::ExponentialTemperature tau(1.0f, 1e-2f, 0.5f, 50);
+            const double before = evaluate(model, set, 20, 3).neg_elbo;
+            double first = 0.0, last = 0.0;
+            for (int step = 0; step < 300; ++step) {
+                const Loss loss = training_loss(model, x, tau.at(step), hard, gen);
+                REQUIRE(std::isfinite(loss.neg_elbo));
+                (step == 0 ? first : last) = loss.neg_elbo;
+                loss.objective.backward();
+                adam.step();
+                adam.zero_grad();
+            }
+            CHECK(last < 0.3 * first);
+            const Bounds after = evaluate(model, set, 20, 3);  // discrete samples: the real bounds fell too
+            CHECK(after.neg_elbo < 0.3 * before);
+            CHECK(after.nll <= after.neg_elbo + 0.5);
+        }
+}
+
+TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a resumed run equals an uninterrupted one") {
+    for (const std::string kind : {"--latent bernoulli", "--latent categorical --estimator st-gs"}) {
+        CAPTURE(kind);
+        const std::string flags = kind + " --anneal-rate 0.05 --anneal-every 3 --tau-min 0.3 --epochs 3";
+        tgtest::TempDir a, b;
+        REQUIRE(vae_program(a, flags) == 0);
+        const std::string out = tgtest::read_bytes(a / "stdout");
+        INFO(out);
+        for (const char* name : {"metrics.csv", "checkpoint.npz", "reconstructions.png", "samples.png"})
+            CHECK(fs::exists(a.path / "out" / name));
+        CHECK(tgtest::read_bytes(a / "out/samples.png").compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
+        const auto rows = metrics_without_seconds(a);
+        REQUIRE(rows.size() == 4);
+        CHECK(rows[0] == "epoch,step,train_loss,val_neg_elbo,val_nll,tau");
+        CHECK(rows[3].rfind("3,24,", 0) == 0);  // 320 images in batches of 40
+        const std::size_t nll_at = out.rfind("\ntest_nll="), elbo_at = out.rfind("\ntest_neg_elbo=");
+        REQUIRE(nll_at != std::string::npos);
+        REQUIRE(elbo_at != std::string::npos);
+        CHECK(out.find('\n', nll_at + 1) == out.size() - 1);  // the last line
+        CHECK(std::stod(out.substr(nll_at + 10)) <= std::stod(out.substr(elbo_at + 15)) + 1.0);
+
+        REQUIRE(vae_program(b, flags + " --epochs 1") == 0);           // stopped at an epoch's end...
+        REQUIRE(vae_program(b, flags + " --max-steps 13 --resume") == 0);  // ...then mid-epoch
+        CHECK(tgtest::read_bytes(b / "stdout").find("resumed from") != std::string::npos);
+        REQUIRE(vae_program(b, flags + " --resume") == 0);
+        CHECK(metrics_without_seconds(a) == metrics_without_seconds(b));
+        CHECK(tgtest::read_bytes(b / "stdout").substr(tgtest::read_bytes(b / "stdout").rfind("test_neg_elbo=")) ==
+              out.substr(elbo_at + 1));
+    }
+}
+
+TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused with one line naming the flag") {
+    tgtest::TempDir dir;
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"--latent gaussian", "gaussian"}, {"--estimator sf", "sf"}, {"--tau 0", "--tau"}, {"--tau 0.2", "--tau-min"},
+        {"--lr -1", "--lr"}, {"--anneal-every 0", "--anneal-every"}, {"--eval-samples 20000", "--eval-samples"},
+        {"--val-samples -1", "--val-samples"}, {"--validation 0", "--validation"}, {"--batch-size 321", "--batch-size"},
+        {"--epochs x", "--epochs"}, {"--resume", "no checkpoint"}, {"--data /nonexistent", "/nonexistent"}};
+    for (const auto& flag_and_named : bad) {
+        const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
+        CAPTURE(args);
+        CHECK(vae_program(dir, args) == 2);
+        const std::string err = tgtest::read_bytes(dir / "stderr");
+        CHECK(err.rfind("discrete_vae: ", 0) == 0);
+        CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+        CHECK(err.find(named) != std::string::npos);
+    }
+    REQUIRE(vae_program(dir, "--epochs 1 --eval-samples 0") == 0);
+    CHECK(vae_program(dir, "--resume --latent categorical") == 2);
+    CHECK(tgtest::read_bytes(dir / "stderr").find("--latent bernoulli") != std::string::npos);
+}
