@@ -1,6 +1,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "autograd/detail.hpp"
+#include "autograd/kernels/broadcast.hpp"
 #include "autograd/ops.hpp"
 
 namespace tg {
@@ -47,8 +48,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     float* y = out.data();
     float beta = 0.0f;
     if (bias.defined()) {  // rows start as the bias, the GEMM adds x W^T onto them
-        const float* bv = bias.value().data();
-        for (std::size_t r = 0; r < rows; ++r) std::copy(bv, bv + out_f, y + r * out_f);
+        kernels::broadcast_rows(bias.value().data(), rows, out_f, y);
         beta = 1.0f;
     }
     detail::gemm(false, true, rows, out_f, in_f, 1.0f, x.value().data(), in_f, weight.value().data(), in_f, beta,
@@ -69,10 +69,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                       }
                       if (in[2].defined() && in[2].requires_grad()) {  // db = column sums of G
                           Array& gb = detail::grad_for_accumulate(in[2], beta);
-                          float* d = gb.data();
-                          if (beta == 0.0f) std::fill(d, d + out_f, 0.0f);
-                          for (std::size_t r = 0; r < rows; ++r)
-                              for (std::size_t j = 0; j < out_f; ++j) d[j] += g[r * out_f + j];
+                          kernels::column_sums(g, rows, out_f, beta, gb.data());
                       }
                   });
 }

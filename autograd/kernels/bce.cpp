@@ -27,3 +27,23 @@ double bce_with_logits(const float* xp, const float* tp, std::size_t n, float* e
 }
 
 }  // namespace tg::kernels
+
+namespace tg::kernels {
+
+void bce_backward_logits(const float* s, const float* g, bool each, float scale, std::size_t n, float beta, float* d) {
+    if (each) {
+        if (beta == 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] = s[k] * g[k];
+        else for (std::size_t k = 0; k < n; ++k) d[k] += s[k] * g[k];
+    } else {
+        const float gs = g[0] * scale;
+        if (beta == 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] = s[k] * gs;
+        else for (std::size_t k = 0; k < n; ++k) d[k] += s[k] * gs;
+    }
+}
+
+void bce_backward_targets(const float* x, const float* g, bool each, float scale, std::size_t n, float beta, float* d) {
+    if (beta == 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] = -x[k] * g[each ? k : 0] * scale;
+    else for (std::size_t k = 0; k < n; ++k) d[k] += -x[k] * g[each ? k : 0] * scale;
+}
+
+}  // namespace tg::kernels
