@@ -1,7 +1,6 @@
 #include "autograd/detail.hpp"
 
 #include <stdexcept>
-#include <vector>
 
 #include "autograd/kernels/broadcast.hpp"
 
@@ -17,11 +16,10 @@ std::size_t normalize_axis(int axis, const Array::shape_type& shape, const char*
 }
 
 Array::shape_type broadcast_shapes(const Array::shape_type& a, const Array::shape_type& b, const char* op) {
-    const std::size_t n = std::max(a.size(), b.size());
+    const std::size_t n = std::max(a.size(), b.size()), pad_a = n - a.size(), pad_b = n - b.size();
     Array::shape_type out(n, 1);
     for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-        const std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+        const std::size_t da = i < pad_a ? 1 : a[i - pad_a], db = i < pad_b ? 1 : b[i - pad_b];
         if (da != db && da != 1 && db != 1)
             throw std::invalid_argument(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
                                         " cannot be broadcast together");
@@ -57,29 +55,18 @@ void require(bool ok, const char* op, const std::string& what, const Array::shap
 }
 
 void require_defined(const char* op, std::initializer_list<const Tensor*> inputs) {
-    std::size_t i = 0;
-    for (const Tensor* t : inputs) {
-        if (!t->defined())
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (!inputs.begin()[i]->defined())
             throw std::invalid_argument(std::string(op) + ": " +
                                         (inputs.size() == 1 ? std::string("the input") : "input " + std::to_string(i)) +
                                         " is a null Tensor (default-constructed)");
-        ++i;
-    }
 }
-
-}  // namespace tg::detail
-
-namespace tg::detail {
 
 Array& grad_for_accumulate(const Tensor& t, float& beta) {
     TensorImpl& impl = *t.impl();
-    if (impl.has_grad) {
-        beta = 1.0f;
-    } else {
-        beta = 0.0f;
-        if (impl.grad.shape() != impl.value.shape()) impl.grad = Array::from_shape(impl.value.shape());
-        impl.has_grad = true;
-    }
+    beta = impl.has_grad ? 1.0f : 0.0f;
+    if (!impl.has_grad && impl.grad.shape() != impl.value.shape()) impl.grad = Array::from_shape(impl.value.shape());
+    impl.has_grad = true;
     return impl.grad;
 }
 

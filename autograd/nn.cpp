@@ -34,7 +34,7 @@ void require_mean_of_some(Reduction reduction, std::size_t n, const char* op, co
 
 // The position of the first of the n indices that is not below bound (n if none is).
 std::size_t first_out_of_range(const std::size_t* index, std::size_t n, std::size_t bound) {
-    return static_cast<std::size_t>(std::find_if(index, index + n, [bound](std::size_t c) { return c >= bound; }) - index);
+    return static_cast<std::size_t>(std::find_if(index, index + n, [=](std::size_t c) { return c >= bound; }) - index);
 }
 
 }  // namespace
@@ -43,7 +43,7 @@ Tensor softmax(const Tensor& logits, int axis) {
     const std::size_t ax = nonempty_axis(logits, axis, "softmax");
     Array y = logits.value();
     detail::softmax_inplace(y, ax);
-    return record("softmax", std::move(y), {logits}, [ax](const std::vector<Tensor>& in, const Tensor& out) {
+    return record("softmax", std::move(y), {logits}, [ax](In in, const Tensor& out) {
         float beta;
         Array& dx = detail::grad_for_accumulate(in[0], beta);
         detail::softmax_backward(out.value(), out.grad(), ax, 1.0f, beta, dx);
@@ -166,12 +166,13 @@ Tensor gather(const Tensor& a, int axis, const Indices& index) {
     bool ok = index.dimension() == a.dim();
     for (std::size_t d = 0; ok && d < a.dim(); ++d) ok = d == ax || index_shape[d] == a.shape()[d];
     if (!ok)
-        throw std::invalid_argument("gather: the index of shape " + shape_str(index_shape) + " must match the tensor of shape " +
-                                    shape_str(a.shape()) + " on every axis but " + std::to_string(axis));
+        throw std::invalid_argument("gather: the index of shape " + shape_str(index_shape) +
+                                    " must match the tensor of shape " + shape_str(a.shape()) + " on every axis but " +
+                                    std::to_string(axis));
     const detail::AxisView v = detail::axis_view(a.shape(), ax);
     if (const std::size_t s = first_out_of_range(index.data(), index.size(), v.n); s < index.size())
-        throw std::out_of_range("gather: index " + std::to_string(index.data()[s]) + " at position " + std::to_string(s) +
-                                " is out of range for axis " + std::to_string(axis) + " of length " +
+        throw std::out_of_range("gather: index " + std::to_string(index.data()[s]) + " at position " +
+                                std::to_string(s) + " is out of range for axis " + std::to_string(axis) + " of length " +
                                 std::to_string(v.n) + " (shape " + shape_str(a.shape()) + ")");
     const std::size_t m = index_shape[ax];
     Array out = Array::from_shape(index_shape);
