@@ -15,12 +15,6 @@ using detail::accumulate_expr;
 using In = const std::vector<Tensor>&;
 
 namespace {
-// Shapes must broadcast; the error names the op before xtensor would throw its own.
-void check_binary(const Tensor& a, const Tensor& b, const char* op) {
-    detail::require_defined(op, {&a, &b});
-    if (a.shape() != b.shape()) detail::broadcast_shapes(a.shape(), b.shape(), op);
-}
-
 // Accumulates e (of the broadcast output's shape) into t, summed down to t's shape if t
 // was broadcast. The common unbroadcast case writes straight into the gradient buffer.
 template <class E>
@@ -50,7 +44,9 @@ Tensor unary(const char* op, const Tensor& a, Value value, Grad grad) {
 // grad_y(Binary), expressions of the output's shape summed down to the input's if it was broadcast.
 template <class Value, class GradX, class GradY>
 Tensor binary(const char* op, const Tensor& a, const Tensor& b, Value value, GradX grad_x, GradY grad_y) {
-    check_binary(a, b, op);
+    detail::require_defined(op, {&a, &b});
+    // Shapes must broadcast; the error names the op before xtensor would throw its own.
+    if (a.shape() != b.shape()) detail::broadcast_shapes(a.shape(), b.shape(), op);
     return record(op, value(a.value(), b.value()), {a, b}, [op, grad_x, grad_y](In in, const Tensor& out) {
         const Binary d{out.grad(), in[0].value(), in[1].value(), out.value()};
         if (in[0].requires_grad()) accumulate_broadcast(in[0], grad_x(d), op);
