@@ -262,7 +262,7 @@ std::vector<std::size_t> indices(std::size_t n, std::size_t bound, std::uint64_t
 
 }  // namespace
 
-TEST_CASE("Kernels: the BCE backward, the cross-entropy pick, one_hot, gather and scatter-add match their plain loops bit for bit (beta 0 over NaN; beta 1 to an ulp)") {
+TEST_CASE("Kernels: the BCE backward, the cross-entropy pick, one_hot, gather and scatter-add match their plain loops bit for bit (beta 0 over NaN, beta 1 to an ulp)") {
     std::uint64_t seed = 2000;
     for (std::size_t n : {0, 1, 7, 16, 17, 100})
         for (bool each : {true, false})
