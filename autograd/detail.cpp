@@ -1,9 +1,8 @@
 #include "autograd/detail.hpp"
 
 #include <stdexcept>
-#include <vector>
 
-#include <xtensor/xbuilder.hpp>
+#include "autograd/kernels/broadcast.hpp"
 
 namespace tg::detail {
 
@@ -17,11 +16,10 @@ std::size_t normalize_axis(int axis, const Array::shape_type& shape, const char*
 }
 
 Array::shape_type broadcast_shapes(const Array::shape_type& a, const Array::shape_type& b, const char* op) {
-    const std::size_t n = std::max(a.size(), b.size());
+    const std::size_t n = std::max(a.size(), b.size()), pad_a = n - a.size(), pad_b = n - b.size();
     Array::shape_type out(n, 1);
     for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-        const std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+        const std::size_t da = i < pad_a ? 1 : a[i - pad_a], db = i < pad_b ? 1 : b[i - pad_b];
         if (da != db && da != 1 && db != 1)
             throw std::invalid_argument(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
                                         " cannot be broadcast together");
@@ -42,52 +40,13 @@ Array sum_to(const Array& g, const Array::shape_type& shape) {
     if (shape.size() > g.dimension())
         throw std::invalid_argument("sum_to: cannot sum a gradient of shape " + shape_str(g.shape()) +
                                     " down to the larger rank of " + shape_str(shape));
-    // Axes of g merge into runs that are all summed or all kept; a plain loop then walks g
-    // once (xt::sum along axes is about 12x slower). extent[r] / summed[r] describe run r.
     const std::size_t lead = g.dimension() - shape.size();
-    std::vector<std::size_t> extent;
-    std::vector<char> summed;
-    for (std::size_t i = 0; i < g.dimension(); ++i) {
-        const std::size_t e = g.shape()[i];
-        const bool s = i < lead || shape[i - lead] == 1;
-        if (!s && shape[i - lead] != e)
+    for (std::size_t i = 0; i < shape.size(); ++i)
+        if (shape[i] != 1 && shape[i] != g.shape()[lead + i])
             throw std::invalid_argument("sum_to: a gradient of shape " + shape_str(g.shape()) +
                                         " does not broadcast from " + shape_str(shape));
-        if (e == 1) continue;
-        if (!extent.empty() && summed.back() == s) extent.back() *= e;
-        else extent.push_back(e), summed.push_back(s);
-    }
-    Array out = xt::zeros<float>(shape);
-    if (g.size() == 0) return out;
-    if (extent.empty()) {  // every axis of g has length 1
-        out.data()[0] = g.data()[0];
-        return out;
-    }
-    const std::size_t runs = extent.size(), inner = extent.back();
-    std::vector<std::size_t> out_stride(runs), index(runs, 0);
-    for (std::size_t r = runs, s = 1; r-- > 0;) {
-        out_stride[r] = summed[r] ? 0 : s;
-        if (!summed[r]) s *= extent[r];
-    }
-    const float* src = g.data();
-    float* dst = out.data();
-    std::size_t offset = 0;
-    for (std::size_t row = 0, rows = g.size() / inner; row < rows; ++row, src += inner) {
-        if (summed.back()) {
-            float acc = 0.0f;
-            for (std::size_t j = 0; j < inner; ++j) acc += src[j];
-            dst[offset] += acc;
-        } else {
-            float* d = dst + offset;
-            for (std::size_t j = 0; j < inner; ++j) d[j] += src[j];
-        }
-        for (std::size_t r = runs - 1; r-- > 0;) {  // odometer over the outer runs
-            offset += out_stride[r];
-            if (++index[r] < extent[r]) break;
-            offset -= out_stride[r] * extent[r];
-            index[r] = 0;
-        }
-    }
+    Array out = Array::from_shape(shape);
+    kernels::sum_to(g.data(), g.shape(), shape, out.data());
     return out;
 }
 
@@ -96,29 +55,18 @@ void require(bool ok, const char* op, const std::string& what, const Array::shap
 }
 
 void require_defined(const char* op, std::initializer_list<const Tensor*> inputs) {
-    std::size_t i = 0;
-    for (const Tensor* t : inputs) {
-        if (!t->defined())
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (!inputs.begin()[i]->defined())
             throw std::invalid_argument(std::string(op) + ": " +
                                         (inputs.size() == 1 ? std::string("the input") : "input " + std::to_string(i)) +
                                         " is a null Tensor (default-constructed)");
-        ++i;
-    }
 }
-
-}  // namespace tg::detail
-
-namespace tg::detail {
 
 Array& grad_for_accumulate(const Tensor& t, float& beta) {
     TensorImpl& impl = *t.impl();
-    if (impl.has_grad) {
-        beta = 1.0f;
-    } else {
-        beta = 0.0f;
-        if (impl.grad.shape() != impl.value.shape()) impl.grad = Array::from_shape(impl.value.shape());
-        impl.has_grad = true;
-    }
+    beta = impl.has_grad ? 1.0f : 0.0f;
+    if (!impl.has_grad && impl.grad.shape() != impl.value.shape()) impl.grad = Array::from_shape(impl.value.shape());
+    impl.has_grad = true;
     return impl.grad;
 }
 

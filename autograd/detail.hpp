@@ -31,10 +31,6 @@ void require(bool ok, const char* op, const std::string& what, const Array::shap
 // Throws std::invalid_argument naming the op and the position of the first null input.
 void require_defined(const char* op, std::initializer_list<const Tensor*> inputs);
 
-}  // namespace tg::detail
-
-namespace tg::detail {
-
 // The gradient buffer of t ready for a kernel that writes `beta * buffer + new`: beta is 1
 // when a gradient is already there (accumulate), else 0 over a reused or fresh buffer.
 Array& grad_for_accumulate(const Tensor& t, float& beta);

@@ -15,12 +15,6 @@ using detail::accumulate_expr;
 using In = const std::vector<Tensor>&;
 
 namespace {
-// Shapes must broadcast; the error names the op before xtensor would throw its own.
-void check_binary(const Tensor& a, const Tensor& b, const char* op) {
-    detail::require_defined(op, {&a, &b});
-    if (a.shape() != b.shape()) detail::broadcast_shapes(a.shape(), b.shape(), op);
-}
-
 // Accumulates e (of the broadcast output's shape) into t, summed down to t's shape if t
 // was broadcast. The common unbroadcast case writes straight into the gradient buffer.
 template <class E>
@@ -30,192 +24,146 @@ void accumulate_broadcast(const Tensor& t, const E& e, const char* op) {
     else if constexpr (std::is_same_v<E, Array>) t.accumulate_grad(detail::sum_to(e, t.shape()), op);
     else t.accumulate_grad(detail::sum_to(Array(e), t.shape()), op);
 }
+
+// What a backward sees: the output's gradient g, the inputs x (and y), the output out.
+struct Unary { const Array &g, &x, &out; };
+struct Binary { const Array &g, &x, &y, &out; };
+
+// A one-input op: its value(x) and its input's gradient grad(Unary), an expression written
+// straight into the gradient buffer.
+template <class Value, class Grad>
+Tensor unary(const char* op, const Tensor& a, Value value, Grad grad) {
+    detail::require_defined(op, {&a});
+    return record(op, value(a.value()), {a}, [op, grad](In in, const Tensor& out) {
+        const Unary d{out.grad(), in[0].value(), out.value()};
+        accumulate_expr(in[0], grad(d), op);
+    });
+}
+
+// A two-input op that broadcasts: value(x, y) and each input's gradient grad_x(Binary),
+// grad_y(Binary), expressions of the output's shape summed down to the input's if it was broadcast.
+template <class Value, class GradX, class GradY>
+Tensor binary(const char* op, const Tensor& a, const Tensor& b, Value value, GradX grad_x, GradY grad_y) {
+    detail::require_defined(op, {&a, &b});
+    // Shapes must broadcast; the error names the op before xtensor would throw its own.
+    if (a.shape() != b.shape()) detail::broadcast_shapes(a.shape(), b.shape(), op);
+    return record(op, value(a.value(), b.value()), {a, b}, [op, grad_x, grad_y](In in, const Tensor& out) {
+        const Binary d{out.grad(), in[0].value(), in[1].value(), out.value()};
+        if (in[0].requires_grad()) accumulate_broadcast(in[0], grad_x(d), op);
+        if (in[1].requires_grad()) accumulate_broadcast(in[1], grad_y(d), op);
+    });
+}
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-    check_binary(a, b, "add");
-    return record("add", a.value() + b.value(), {a, b}, [](In in, const Tensor& out) {
-        const Array& g = out.grad();
-        if (in[0].requires_grad()) accumulate_broadcast(in[0], g, "add");
-        if (in[1].requires_grad()) accumulate_broadcast(in[1], g, "add");
-    });
+    return binary("add", a, b, [](auto& x, auto& y) { return x + y; }, [](auto& d) -> auto& { return d.g; },
+                  [](auto& d) -> auto& { return d.g; });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-    check_binary(a, b, "sub");
-    return record("sub", a.value() - b.value(), {a, b}, [](In in, const Tensor& out) {
-        const Array& g = out.grad();
-        if (in[0].requires_grad()) accumulate_broadcast(in[0], g, "sub");
-        if (in[1].requires_grad()) accumulate_broadcast(in[1], -g, "sub");
-    });
+    return binary("sub", a, b, [](auto& x, auto& y) { return x - y; }, [](auto& d) -> auto& { return d.g; },
+                  [](auto& d) { return -d.g; });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-    check_binary(a, b, "mul");
-    return record("mul", a.value() * b.value(), {a, b}, [](In in, const Tensor& out) {
-        const Array& g = out.grad();
-        if (in[0].requires_grad()) accumulate_broadcast(in[0], g * in[1].value(), "mul");
-        if (in[1].requires_grad()) accumulate_broadcast(in[1], g * in[0].value(), "mul");
-    });
+    return binary("mul", a, b, [](auto& x, auto& y) { return x * y; }, [](auto& d) { return d.g * d.y; },
+                  [](auto& d) { return d.g * d.x; });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-    check_binary(a, b, "div");
-    return record("div", a.value() / b.value(), {a, b}, [](In in, const Tensor& out) {
-        const Array& g = out.grad();
-        const Array& bv = in[1].value();
-        if (in[0].requires_grad()) accumulate_broadcast(in[0], g / bv, "div");
-        if (in[1].requires_grad()) accumulate_broadcast(in[1], -g * out.value() / bv, "div");
-    });
+    return binary("div", a, b, [](auto& x, auto& y) { return x / y; }, [](auto& d) { return d.g / d.y; },
+                  [](auto& d) { return -d.g * d.out / d.y; });
 }
 
 Tensor add(const Tensor& a, float s) {
-    detail::require_defined("add_scalar", {&a});
-    return record("add_scalar", a.value() + s, {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], out.grad(), "add_scalar");
-    });
+    return unary("add_scalar", a, [s](auto& x) { return x + s; }, [](auto& d) -> auto& { return d.g; });
 }
 
 Tensor mul(const Tensor& a, float s) {
-    detail::require_defined("mul_scalar", {&a});
-    return record("mul_scalar", a.value() * s, {a}, [s](In in, const Tensor& out) {
-        accumulate_expr(in[0], out.grad() * s, "mul_scalar");
-    });
+    return unary("mul_scalar", a, [s](auto& x) { return x * s; }, [s](auto& d) { return d.g * s; });
 }
 
 Tensor div(const Tensor& a, float s) {
-    detail::require_defined("div_scalar", {&a});
-    return record("div_scalar", a.value() / s, {a}, [s](In in, const Tensor& out) {
-        accumulate_expr(in[0], out.grad() / s, "div_scalar");
-    });
+    return unary("div_scalar", a, [s](auto& x) { return x / s; }, [s](auto& d) { return d.g / s; });
 }
 
 Tensor rsub(float s, const Tensor& a) {
-    detail::require_defined("rsub", {&a});
-    return record("rsub", s - a.value(), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], -out.grad(), "rsub");
-    });
+    return unary("rsub", a, [s](auto& x) { return s - x; }, [](auto& d) { return -d.g; });
 }
 
-Tensor rdiv(float s, const Tensor& a) {
-    detail::require_defined("rdiv", {&a});
-    return record("rdiv", s / a.value(), {a}, [](In in, const Tensor& out) {  // d(s/a) = -(s/a)/a
-        accumulate_expr(in[0], -out.grad() * out.value() / in[0].value(), "rdiv");
-    });
+Tensor rdiv(float s, const Tensor& a) {  // d(s/a) = -(s/a)/a
+    return unary("rdiv", a, [s](auto& x) { return s / x; }, [](auto& d) { return -d.g * d.out / d.x; });
 }
 
 Tensor neg(const Tensor& a) {
-    detail::require_defined("neg", {&a});
-    return record("neg", -a.value(), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], -out.grad(), "neg");
-    });
+    return unary("neg", a, [](auto& x) { return -x; }, [](auto& d) { return -d.g; });
 }
 
 Tensor exp(const Tensor& a) {
-    detail::require_defined("exp", {&a});
-    return record("exp", xt::exp(a.value()), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], out.grad() * out.value(), "exp");
-    });
+    return unary("exp", a, [](auto& x) { return xt::exp(x); }, [](auto& d) { return d.g * d.out; });
 }
 
 Tensor log(const Tensor& a) {
-    detail::require_defined("log", {&a});
-    return record("log", xt::log(a.value()), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], out.grad() / in[0].value(), "log");
-    });
+    return unary("log", a, [](auto& x) { return xt::log(x); }, [](auto& d) { return d.g / d.x; });
 }
 
 Tensor log1p(const Tensor& a) {
-    detail::require_defined("log1p", {&a});
-    return record("log1p", xt::log1p(a.value()), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], out.grad() / (1.0f + in[0].value()), "log1p");
-    });
+    return unary("log1p", a, [](auto& x) { return xt::log1p(x); }, [](auto& d) { return d.g / (1.0f + d.x); });
 }
 
 Tensor sqrt(const Tensor& a) {
-    detail::require_defined("sqrt", {&a});
-    return record("sqrt", xt::sqrt(a.value()), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], 0.5f * out.grad() / out.value(), "sqrt");
-    });
+    return unary("sqrt", a, [](auto& x) { return xt::sqrt(x); }, [](auto& d) { return 0.5f * d.g / d.out; });
 }
 
 Tensor square(const Tensor& a) {
-    detail::require_defined("square", {&a});
-    return record("square", a.value() * a.value(), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], 2.0f * out.grad() * in[0].value(), "square");
-    });
+    return unary("square", a, [](auto& x) { return x * x; }, [](auto& d) { return 2.0f * d.g * d.x; });
 }
 
-Tensor pow(const Tensor& a, float p) {
-    detail::require_defined("pow", {&a});
-    return record("pow", xt::pow(a.value(), p), {a}, [p](In in, const Tensor& out) {
-        // p a^(p-1) rather than p out / a, which is 0/0 at a = 0
-        accumulate_expr(in[0], p * out.grad() * xt::pow(in[0].value(), p - 1.0f), "pow");
-    });
+Tensor pow(const Tensor& a, float p) {  // the gradient p a^(p-1) rather than p out / a, which is 0/0 at a = 0
+    return unary("pow", a, [p](auto& x) { return xt::pow(x, p); },
+                 [p](auto& d) { return p * d.g * xt::pow(d.x, p - 1.0f); });
 }
 
 Tensor abs(const Tensor& a) {
-    detail::require_defined("abs", {&a});
-    return record("abs", xt::abs(a.value()), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], out.grad() * xt::sign(in[0].value()), "abs");
-    });
+    return unary("abs", a, [](auto& x) { return xt::abs(x); }, [](auto& d) { return d.g * xt::sign(d.x); });
 }
 
-Tensor sigmoid(const Tensor& a) {
-    detail::require_defined("sigmoid", {&a});
-    // 1/(1+exp(-x)) stays finite for any x: exp overflows to inf and the quotient to 0.
-    return record("sigmoid", 1.0f / (1.0f + xt::exp(-a.value())), {a}, [](In in, const Tensor& out) {
-        const Array& s = out.value();
-        accumulate_expr(in[0], out.grad() * s * (1.0f - s), "sigmoid");
-    });
+Tensor sigmoid(const Tensor& a) {  // 1/(1+exp(-x)) stays finite for any x: exp overflows to inf and the quotient to 0
+    return unary("sigmoid", a, [](auto& x) { return 1.0f / (1.0f + xt::exp(-x)); },
+                 [](auto& d) { return d.g * d.out * (1.0f - d.out); });
 }
 
 Tensor log_sigmoid(const Tensor& a) {
-    detail::require_defined("log_sigmoid", {&a});
     // -softplus(-x) = min(x, 0) - log1p(exp(-|x|)). xt::fmin, not xt::minimum: beside a
     // transcendental, xt::minimum drops the whole expression off xsimd (20x slower).
-    const Array& x = a.value();
-    return record("log_sigmoid", xt::fmin(x, 0.0f) - xt::log1p(xt::exp(-xt::abs(x))), {a},
-                  [](In in, const Tensor& out) {
-                      // d/dx = 1 - sigmoid(x) = 1 - exp(out) = -expm1(out), exact for tiny out
-                      accumulate_expr(in[0], -out.grad() * xt::expm1(out.value()), "log_sigmoid");
-                  });
+    // d/dx = 1 - sigmoid(x) = 1 - exp(out) = -expm1(out), exact for tiny out
+    return unary("log_sigmoid", a, [](auto& x) { return xt::fmin(x, 0.0f) - xt::log1p(xt::exp(-xt::abs(x))); },
+                 [](auto& d) { return -d.g * xt::expm1(d.out); });
 }
 
 Tensor tanh(const Tensor& a) {
-    detail::require_defined("tanh", {&a});
-    return record("tanh", xt::tanh(a.value()), {a}, [](In in, const Tensor& out) {
-        const Array& t = out.value();
-        accumulate_expr(in[0], out.grad() * (1.0f - t * t), "tanh");
-    });
+    return unary("tanh", a, [](auto& x) { return xt::tanh(x); },
+                 [](auto& d) { return d.g * (1.0f - d.out * d.out); });
 }
 
 Tensor relu(const Tensor& a) {
-    detail::require_defined("relu", {&a});
-    return record("relu", xt::maximum(a.value(), 0.0f), {a}, [](In in, const Tensor& out) {
-        accumulate_expr(in[0], xt::where(out.value() > 0.0f, out.grad(), 0.0f), "relu");
-    });
+    return unary("relu", a, [](auto& x) { return xt::maximum(x, 0.0f); },
+                 [](auto& d) { return xt::where(d.out > 0.0f, d.g, 0.0f); });
 }
 
 Tensor softplus(const Tensor& a) {
-    detail::require_defined("softplus", {&a});
-    const Array& x = a.value();  // xt::fmax for the reason given in log_sigmoid
-    return record("softplus", xt::fmax(x, 0.0f) + xt::log1p(xt::exp(-xt::abs(x))), {a},
-                  [](In in, const Tensor& out) {
-                      // d/dx = sigmoid(x) = 1 - exp(-out) = -expm1(-out), exact for tiny out
-                      accumulate_expr(in[0], -out.grad() * xt::expm1(-out.value()), "softplus");
-                  });
+    // xt::fmax for the reason given in log_sigmoid.
+    // d/dx = sigmoid(x) = 1 - exp(-out) = -expm1(-out), exact for tiny out
+    return unary("softplus", a, [](auto& x) { return xt::fmax(x, 0.0f) + xt::log1p(xt::exp(-xt::abs(x))); },
+                 [](auto& d) { return -d.g * xt::expm1(-d.out); });
 }
 
 Tensor clamp(const Tensor& a, float lo, float hi) {
-    detail::require_defined("clamp", {&a});
     if (!(lo <= hi))
         throw std::invalid_argument("clamp: lo (" + std::to_string(lo) + ") must not exceed hi (" +
                                     std::to_string(hi) + ")");
-    return record("clamp", xt::clip(a.value(), lo, hi), {a}, [lo, hi](In in, const Tensor& out) {
-        const Array& x = in[0].value();
-        accumulate_expr(in[0], xt::where(x >= lo && x <= hi, out.grad(), 0.0f), "clamp");
-    });
+    return unary("clamp", a, [lo, hi](auto& x) { return xt::clip(x, lo, hi); },
+                 [lo, hi](auto& d) { return xt::where(d.x >= lo && d.x <= hi, d.g, 0.0f); });
 }
 
 Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {

@@ -1,14 +1,27 @@
-#include <xtensor/xnoalias.hpp>
+#include <functional>
+#include <numeric>
 
 #include "autograd/detail.hpp"
+#include "autograd/kernels/broadcast.hpp"
 #include "autograd/ops.hpp"
 
 namespace tg {
 
+namespace {
+
+// t's gradient := beta * itself + op(A) op(B), [m, n] row-major, beta 1 when one is there.
+void gemm_into_grad(const Tensor& t, bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
+                    const float* a, std::size_t lda, const float* b, std::size_t ldb) {
+    float beta;
+    float* c = detail::grad_for_accumulate(t, beta).data();
+    detail::gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
+}
+
+}  // namespace
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
     detail::require_defined("matmul", {&a, &b});
-    const auto& as = a.shape();
-    const auto& bs = b.shape();
+    const auto &as = a.shape(), &bs = b.shape();
     if (as.size() != 2 || bs.size() != 2 || as[1] != bs[0])
         throw std::invalid_argument("matmul: needs [m,k] x [k,n], got " + shape_str(as) + " x " + shape_str(bs));
     const std::size_t m = as[0], k = as[1], n = bs[1];
@@ -16,63 +29,41 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     detail::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
     return record("matmul", std::move(out), {a, b}, [m, k, n](const std::vector<Tensor>& in, const Tensor& o) {
         const float* g = o.grad().data();
-        float beta;
-        if (in[0].requires_grad()) {  // dA = G B^T
-            Array& ga = detail::grad_for_accumulate(in[0], beta);
-            detail::gemm(false, true, m, k, n, 1.0f, g, n, in[1].value().data(), n, beta, ga.data(), k);
-        }
-        if (in[1].requires_grad()) {  // dB = A^T G
-            Array& gb = detail::grad_for_accumulate(in[1], beta);
-            detail::gemm(true, false, k, n, m, 1.0f, in[0].value().data(), k, g, n, beta, gb.data(), n);
-        }
+        if (in[0].requires_grad()) gemm_into_grad(in[0], false, true, m, k, n, g, n, in[1].value().data(), n);  // G B^T
+        if (in[1].requires_grad()) gemm_into_grad(in[1], true, false, k, n, m, in[0].value().data(), k, g, n);  // A^T G
     });
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     detail::require_defined("linear", {&x, &weight});  // the bias may be null
-    const auto& xs = x.shape();
-    const auto& ws = weight.shape();
+    const auto &xs = x.shape(), &ws = weight.shape();
     if (ws.size() != 2 || xs.size() < 1 || xs.back() != ws[1])
         throw std::invalid_argument("linear: input " + shape_str(xs) + " does not fit weight " + shape_str(ws) +
                                     " (the weight is [out, in], the input [..., in])");
     const std::size_t in_f = ws[1], out_f = ws[0];
-    std::size_t rows = 1;  // not x.size() / in_f, which divides by zero when in_f is 0
-    for (std::size_t i = 0; i + 1 < xs.size(); ++i) rows *= xs[i];
+    // not x.size() / in_f, which divides by zero when in_f is 0
+    const std::size_t rows = std::accumulate(xs.begin(), xs.end() - 1, std::size_t{1}, std::multiplies<>());
     if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != out_f))
         throw std::invalid_argument("linear: bias of shape " + shape_str(bias.shape()) + " does not fit weight " +
                                     shape_str(ws) + " (expected (" + std::to_string(out_f) + ",))");
     Array::shape_type out_shape = xs;
     out_shape.back() = out_f;
     Array out = Array::from_shape(out_shape);
-    float* y = out.data();
-    float beta = 0.0f;
-    if (bias.defined()) {  // rows start as the bias, the GEMM adds x W^T onto them
-        const float* bv = bias.value().data();
-        for (std::size_t r = 0; r < rows; ++r) std::copy(bv, bv + out_f, y + r * out_f);
-        beta = 1.0f;
-    }
-    detail::gemm(false, true, rows, out_f, in_f, 1.0f, x.value().data(), in_f, weight.value().data(), in_f, beta,
-                 y, out_f);
+    // rows start as the bias, the GEMM adds x W^T onto them
+    if (bias.defined()) kernels::broadcast_rows(bias.value().data(), rows, out_f, out.data());
+    detail::gemm(false, true, rows, out_f, in_f, 1.0f, x.value().data(), in_f, weight.value().data(), in_f,
+                 bias.defined() ? 1.0f : 0.0f, out.data(), out_f);
     return record("linear", std::move(out), {x, weight, bias},
                   [rows, in_f, out_f](const std::vector<Tensor>& in, const Tensor& o) {
                       const float* g = o.grad().data();
-                      float beta;
-                      if (in[0].requires_grad()) {  // dx = G W
-                          Array& gx = detail::grad_for_accumulate(in[0], beta);
-                          detail::gemm(false, false, rows, in_f, out_f, 1.0f, g, out_f, in[1].value().data(), in_f,
-                                       beta, gx.data(), in_f);
-                      }
-                      if (in[1].requires_grad()) {  // dW = G^T x
-                          Array& gw = detail::grad_for_accumulate(in[1], beta);
-                          detail::gemm(true, false, out_f, in_f, rows, 1.0f, g, out_f, in[0].value().data(), in_f,
-                                       beta, gw.data(), in_f);
-                      }
+                      if (in[0].requires_grad())  // dx = G W
+                          gemm_into_grad(in[0], false, false, rows, in_f, out_f, g, out_f, in[1].value().data(), in_f);
+                      if (in[1].requires_grad())  // dW = G^T x
+                          gemm_into_grad(in[1], true, false, out_f, in_f, rows, g, out_f, in[0].value().data(), in_f);
                       if (in[2].defined() && in[2].requires_grad()) {  // db = column sums of G
-                          Array& gb = detail::grad_for_accumulate(in[2], beta);
-                          float* d = gb.data();
-                          if (beta == 0.0f) std::fill(d, d + out_f, 0.0f);
-                          for (std::size_t r = 0; r < rows; ++r)
-                              for (std::size_t j = 0; j < out_f; ++j) d[j] += g[r * out_f + j];
+                          float beta;
+                          float* d = detail::grad_for_accumulate(in[2], beta).data();
+                          kernels::column_sums(g, rows, out_f, beta, d);
                       }
                   });
 }

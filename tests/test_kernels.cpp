@@ -11,6 +11,8 @@
 #include <xsimd/xsimd.hpp>
 
 #include "autograd/kernels/bce.hpp"
+#include "autograd/kernels/broadcast.hpp"
+#include "autograd/kernels/index.hpp"
 #include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/kernels/noise.hpp"
 #include "autograd/kernels/reference.hpp"
@@ -370,4 +372,160 @@ TEST_CASE("Kernels: permute matches its plain index loop exactly for random shap
             CHECK(same_bits(dst, dst_r));
         }
     }
+
+// ---- nn, linear and broadcast (kernels/bce, softmax, index, broadcast)
+
+namespace {
+
+// What a kernel with beta writes over: NaN for beta 0 (it must not be read), values for beta 1.
+std::vector<float> start_of(std::size_t n, float beta, std::uint64_t seed) {
+    return beta == 0.0f ? std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()) : values(n, 1.0f, seed);
+}
+
+// n indices below bound, first and last values included when there are enough.
+std::vector<std::size_t> indices(std::size_t n, std::size_t bound, std::uint64_t seed) {
+    tg::Generator g(seed);
+    std::vector<std::size_t> out(n);
+    for (std::size_t i = 0; i < n; ++i) out[i] = i == 0 ? 0 : i == 1 ? bound - 1 : g.below(bound);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("Kernels: the BCE backward, the cross-entropy pick, one_hot, gather and scatter-add match their plain loops bit for bit (beta 0 over NaN, beta 1 to an ulp)") {
+    std::uint64_t seed = 2000;
+    for (std::size_t n : {0, 1, 7, 16, 17, 100})
+        for (bool each : {true, false})
+            for (float beta : {0.0f, 1.0f}) {
+                const std::vector<float> s = values(n, 1.0f, seed++), x = values(n, 5.0f, seed++);
+                const std::vector<float> g = values(each ? n : 1, 1.0f, seed++);
+                const float scale = each ? 1.0f : 1.0f / 3.0f;
+                std::vector<float> d = start_of(n, beta, seed++), dr = d, t = d, tr = d;
+                tg::kernels::bce_backward_logits(s.data(), g.data(), each, scale, n, beta, d.data());
+                ref::bce_backward_logits(s.data(), g.data(), each, scale, n, beta, dr.data());
+                tg::kernels::bce_backward_targets(x.data(), g.data(), each, scale, n, beta, t.data());
+                ref::bce_backward_targets(x.data(), g.data(), each, scale, n, beta, tr.data());
+                if (beta == 0.0f) {
+                    CHECK(d == dr);
+                    CHECK(t == tr);
+                } else {  // d + s g may be one FMA in either loop: within an ulp of |d| + |s g|
+                    for (std::size_t k = 0; k < n; ++k) {
+                        const float gk = each ? g[k] : g[0] * scale;
+                        check_close(d[k], dr[k], 1.0f, std::fabs(dr[k]) + std::fabs(s[k] * gk));
+                        check_close(t[k], tr[k], 1.0f, std::fabs(tr[k]) + std::fabs(x[k] * gk));
+                    }
+                }
+            }
+    for (std::size_t n : {0, 1, 5})
+        for (std::size_t k : {1, 2, 10}) {
+            const std::vector<float> log_p = values(n * k, 3.0f, seed++);
+            const std::vector<std::size_t> labels = indices(n, k, seed++);
+            std::vector<float> l(n, -1.0f), lr(n, -2.0f), h(n * k, -1.0f), hr(n * k, -2.0f);
+            tg::detail::pick_negated(log_p.data(), labels.data(), n, k, l.data());
+            ref::pick_negated(log_p.data(), labels.data(), n, k, lr.data());
+            tg::kernels::one_hot(labels.data(), n, k, h.data());
+            ref::one_hot(labels.data(), n, k, hr.data());
+            CHECK(l == lr);
+            CHECK(h == hr);
+        }
+    for (const AxisView& v : views())
+        for (std::size_t m : {0, 1, 3})
+            for (float beta : {0.0f, 1.0f}) {
+                const std::vector<float> x = values(v.outer * v.n * v.inner, 1.0f, seed++);
+                const std::vector<std::size_t> index = indices(v.outer * m * v.inner, v.n, seed++);
+                std::vector<float> out(index.size(), -1.0f), outr(index.size(), -2.0f);
+                tg::kernels::gather(x.data(), v, m, index.data(), out.data());
+                ref::gather(x.data(), v, m, index.data(), outr.data());
+                CHECK(out == outr);
+                // the backward, with the index as floats (as the op keeps it), repeats included
+                const std::vector<float> where(index.begin(), index.end()), g = values(index.size(), 1.0f, seed++);
+                std::vector<float> d = start_of(x.size(), beta, seed++), dr = d;
+                tg::kernels::scatter_add(g.data(), v, m, where.data(), beta, d.data());
+                ref::scatter_add(g.data(), v, m, where.data(), beta, dr.data());
+                CHECK(d == dr);
+            }
+}
+
+TEST_CASE("Kernels: the log_softmax, logsumexp and cross-entropy backwards match their plain loops") {
+    std::uint64_t seed = 3000;
+    for (const AxisView& v : views()) {
+        const std::size_t size = v.outer * v.n * v.inner, slices = v.outer * v.inner;
+        const std::vector<float> x = values(size, 3.0f, seed++), g = values(size, 1.0f, seed++);
+        tg::Array y = as_array(x, v);
+        tg::detail::log_softmax_inplace(y, 1);
+        const tg::Array dx = tg::detail::log_softmax_backward(y, as_array(g, v), 1);
+        std::vector<float> dxr(size);
+        ref::log_softmax_backward(y.data(), g.data(), v, dxr.data());
+        for (std::size_t s = 0; s < slices; ++s) {
+            float gs = 0.0f;  // the sum's scale, sum |g|
+            for (std::size_t j = 0; j < v.n; ++j) gs += std::fabs(g[ref::at(v, s, j)]);
+            for (std::size_t j = 0; j < v.n; ++j) {
+                const std::size_t k = ref::at(v, s, j);
+                check_close(dx.data()[k], dxr[k], 4.0f + v.n, std::fabs(g[k]) + std::exp(y.data()[k]) * gs);
+            }
+        }
+        tg::Array lse = tg::Array::from_shape({v.outer, v.inner});
+        tg::detail::logsumexp_along(as_array(x, v), 1, lse.data());
+        const tg::Array gl = as_array(values(slices, 1.0f, seed++), AxisView{v.outer, 1, v.inner});
+        const tg::Array dl = tg::detail::logsumexp_backward(as_array(x, v), lse, gl, 1);
+        std::vector<float> dlr(size);
+        ref::logsumexp_backward(x.data(), lse.data(), gl.data(), v, dlr.data());
+        for (std::size_t k = 0; k < size; ++k) check_close(dl.data()[k], dlr[k], 4.0f, std::max(std::fabs(dlr[k]), FLT_MIN));
+    }
+    for (std::size_t n : {1, 3, 17})
+        for (std::size_t k : {1, 2, 10, 33})
+            for (bool each : {true, false}) {
+                const std::vector<float> x = values(n * k, 5.0f, seed++), g = values(each ? n : 1, 1.0f, seed++);
+                const std::vector<std::size_t> labels = indices(n, k, seed++);
+                const float scale = each ? 1.0f : 1.0f / static_cast<float>(n);
+                const tg::Array dx = tg::detail::cross_entropy_backward(as_array(x, AxisView{n, k, 1}), labels.data(),
+                                                                        g.data(), each, scale);
+                std::vector<float> dxr(n * k);
+                ref::cross_entropy_backward(x.data(), labels.data(), g.data(), each, scale, n, k, dxr.data());
+                for (std::size_t r = 0; r < n; ++r)  // the softmax's 8 ulps of (p + 1) |g_r|
+                    for (std::size_t j = 0; j < k; ++j)
+                        check_close(dx.data()[r * k + j], dxr[r * k + j], 8.0f,
+                                    (std::fabs(dxr[r * k + j]) + std::fabs(g[each ? r : 0] * scale)) + FLT_MIN);
+            }
+}
+
+TEST_CASE("Kernels: sum_to, the bias rows and their column sums match their plain loops (empty, length-1 axes, 0-d)") {
+    using Shape = tg::Array::shape_type;
+    const std::vector<std::pair<Shape, Shape>> cases = {
+        {{3, 4}, {4}},          {{3, 4}, {3, 1}},       {{3, 4}, {1, 4}},        {{3, 4}, {}},
+        {{2, 3, 4}, {3, 1}},    {{2, 3, 4}, {2, 1, 4}}, {{2, 1, 4}, {1, 1, 4}},  {{1, 1, 1}, {1}},
+        {{5, 1, 7, 1, 9}, {1, 7, 1, 1}}, {{4, 0, 3}, {3}}, {{0, 3}, {1, 3}},    {{}, {}},
+        {{17}, {1}},            {{1, 17}, {17}},        {{6, 2, 5, 3}, {2, 1, 3}}, {{2, 3, 4}, {2, 3, 4}}};
+    std::uint64_t seed = 4000;
+    for (const auto& [from, to] : cases) {
+        std::size_t size = 1, out_size = 1, summed = 1;
+        for (std::size_t e : from) size *= e;
+        for (std::size_t e : to) out_size *= e;
+        if (out_size) summed = size / out_size;
+        INFO("sum_to " << tg::shape_str(from) << " -> " << tg::shape_str(to));
+        const std::vector<float> g = values(size, 1.0f, seed++);
+        std::vector<float> out(out_size, std::numeric_limits<float>::quiet_NaN()), outr(out_size);
+        tg::kernels::sum_to(g.data(), from, to, out.data());
+        ref::sum_to(g.data(), from, to, outr.data());
+        float scale = FLT_MIN;  // a sum's rounding is bounded by its count times eps sum |g|
+        for (float v : g) scale += std::fabs(v);
+        for (std::size_t o = 0; o < out_size; ++o) check_close(out[o], outr[o], static_cast<float>(summed), scale);
+    }
+    for (std::size_t rows : {0, 1, 7, 100})
+        for (std::size_t cols : {1, 3, 16, 33})
+            for (float beta : {0.0f, 1.0f}) {
+                const std::vector<float> b = values(cols, 1.0f, seed++), g = values(rows * cols, 1.0f, seed++);
+                std::vector<float> y(rows * cols, -1.0f), yr(rows * cols, -2.0f);
+                tg::kernels::broadcast_rows(b.data(), rows, cols, y.data());
+                ref::broadcast_rows(b.data(), rows, cols, yr.data());
+                CHECK(y == yr);
+                std::vector<float> d = start_of(cols, beta, seed++), dr = d;
+                tg::kernels::column_sums(g.data(), rows, cols, beta, d.data());
+                ref::column_sums(g.data(), rows, cols, beta, dr.data());
+                for (std::size_t j = 0; j < cols; ++j) {
+                    float scale = beta * std::fabs(dr[j]) + FLT_MIN;  // (rows + 1) eps of the terms' sum
+                    for (std::size_t r = 0; r < rows; ++r) scale += std::fabs(g[r * cols + j]);
+                    check_close(d[j], dr[j], static_cast<float>(rows + 1), scale);
+                }
+            }
 }

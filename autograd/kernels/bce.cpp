@@ -1,6 +1,7 @@
 #include "autograd/kernels/bce.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/kernels/simd.hpp"
@@ -24,6 +25,30 @@ double bce_with_logits(const float* xp, const float* tp, std::size_t n, float* e
         if (++blocks % 64 == 0) total += xsimd::hadd(acc), acc = zero;  // float lanes sum a few hundred terms at most
     }
     return total + xsimd::hadd(acc);
+}
+
+}  // namespace tg::kernels
+
+namespace tg::kernels {
+
+void bce_backward_logits(const float* s, const float* g, bool each, float scale, std::size_t n, float beta, float* d) {
+    if (each) {
+        if (beta == 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] = s[k] * g[k];
+        else for (std::size_t k = 0; k < n; ++k) d[k] += s[k] * g[k];
+    } else {
+        const float gs = g[0] * scale;
+        if (beta == 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] = s[k] * gs;
+        else for (std::size_t k = 0; k < n; ++k) d[k] += s[k] * gs;
+    }
+}
+
+void bce_backward_targets(const float* x, const float* g, bool each, float scale, std::size_t n, float beta, float* d) {
+    // Accumulating, the product is rounded in a pass of its own, as the op always did: one loop
+    // would let the compiler fuse it into an FMA with d, which rounds differently.
+    std::vector<float> fresh(beta == 0.0f ? 0 : n);
+    float* t = beta == 0.0f ? d : fresh.data();
+    for (std::size_t k = 0; k < n; ++k) t[k] = -x[k] * g[each ? k : 0] * scale;
+    if (beta != 0.0f) for (std::size_t k = 0; k < n; ++k) d[k] += t[k];
 }
 
 }  // namespace tg::kernels

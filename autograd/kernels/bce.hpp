@@ -14,4 +14,11 @@ namespace tg::kernels {
 // (callgrind 0.91M -> 0.55M instructions), then forward 3.9% -> 3.2% of the step.
 double bce_with_logits(const float* x, const float* t, std::size_t n, float* each_loss, float* dx);
 
+// The backward with the output gradient g (n values if each, else one value times scale):
+// d := beta d + s g for the logits (s = sigmoid(x) - t, from the forward), and
+// d := beta d - x g for the targets; beta is 0 or 1. Plain loops the compiler vectorizes,
+// written straight into the gradient buffers (no temporary but the targets' when accumulating).
+void bce_backward_logits(const float* s, const float* g, bool each, float scale, std::size_t n, float beta, float* d);
+void bce_backward_targets(const float* x, const float* g, bool each, float scale, std::size_t n, float beta, float* d);
+
 }  // namespace tg::kernels

@@ -44,6 +44,17 @@ void log_softmax_inplace(Array& a, std::size_t axis);
 void softmax_backward(const Array& y, const Array& g, std::size_t axis, float scale, float beta, Array& dx);
 void softmax_backward(const Array& y, const Array& g, const AxisView& v, float scale, float beta, Array& dx);
 
+// The backwards through the outputs y, as new arrays of x's shape, with the slice loops above:
+// g - exp(y) sum_axis(g) for y = log_softmax(x); g exp(x - y) for y = logsumexp(x).
+Array log_softmax_backward(const Array& y, const Array& g, std::size_t axis);
+Array logsumexp_backward(const Array& x, const Array& y, const Array& g, std::size_t axis);
+
+// Cross-entropy over the n rows of [n, k]: loss[r] := -log_p[r, labels[r]], and its backward
+// g_r (softmax(x_r) - one_hot(labels[r])) with g_r = g[r] * scale if each, else g[0] * scale.
+// Bought: the softmax above; the per-row loops only keep the index arithmetic out of the op.
+void pick_negated(const float* log_p, const std::size_t* labels, std::size_t n, std::size_t k, float* loss);
+Array cross_entropy_backward(const Array& x, const std::size_t* labels, const float* g, bool each, float scale);
+
 // Index of the largest entry of each slice (the first on ties) at o * inner + i.
 void argmax_along(const Array& a, std::size_t axis, std::size_t* out);
 void argmax_along(const Array& a, const AxisView& v, std::size_t* out);

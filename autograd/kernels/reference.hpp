@@ -10,7 +10,9 @@
 #include <limits>
 #include <vector>
 
+#include "autograd/kernels/copy.hpp"
 #include "autograd/kernels/nn_kernels.hpp"
+#include "autograd/kernels/reduce.hpp"
 #include "autograd/kernels/uniforms.hpp"
 #include "autograd/random.hpp"
 
@@ -129,11 +131,110 @@ inline void uniform_open_streams(std::uint64_t seed, float* out, std::size_t n) 
     }
 }
 
+// ---- nn, linear and broadcast (kernels/bce, softmax, index, broadcast)
+
+// What a kernel with beta writes over: nothing when beta is 0 (the buffer may hold NaN).
+inline float kept(float beta, float d) { return beta == 0.0f ? 0.0f : d; }
+
+// d := beta d + s g for the logits, beta d - x g for the targets; g[k] if each, else g[0] scale.
+inline void bce_backward_logits(const float* s, const float* g, bool each, float scale, std::size_t n, float beta,
+                                float* d) {
+    for (std::size_t k = 0; k < n; ++k) d[k] = kept(beta, d[k]) + s[k] * (each ? g[k] : g[0] * scale);
+}
+inline void bce_backward_targets(const float* x, const float* g, bool each, float scale, std::size_t n, float beta,
+                                 float* d) {
+    for (std::size_t k = 0; k < n; ++k) d[k] = kept(beta, d[k]) + -x[k] * g[each ? k : 0] * scale;
+}
+
+// dx := g - exp(y) sum(g), per slice (y = log_softmax(x)).
+inline void log_softmax_backward(const float* y, const float* g, const AxisView& v, float* dx) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
+        double sum = 0.0;
+        for (std::size_t j = 0; j < v.n; ++j) sum += g[at(v, s, j)];
+        for (std::size_t j = 0; j < v.n; ++j)
+            dx[at(v, s, j)] = static_cast<float>(g[at(v, s, j)] - std::exp(double(y[at(v, s, j)])) * sum);
+    }
+}
+
+// dx := g[s] exp(x - y[s]), per slice s (y = logsumexp(x)).
+inline void logsumexp_backward(const float* x, const float* y, const float* g, const AxisView& v, float* dx) {
+    for (std::size_t s = 0; s < v.outer * v.inner; ++s)
+        for (std::size_t j = 0; j < v.n; ++j)
+            dx[at(v, s, j)] = static_cast<float>(g[s] * std::exp(double(x[at(v, s, j)] - y[s])));
+}
+
+inline void pick_negated(const float* log_p, const std::size_t* labels, std::size_t n, std::size_t k, float* loss) {
+    for (std::size_t r = 0; r < n; ++r) loss[r] = -log_p[r * k + labels[r]];
+}
+
+// dx := g_r (softmax(x_r) - one_hot(labels[r])) for the rows of x [n, k].
+inline void cross_entropy_backward(const float* x, const std::size_t* labels, const float* g, bool each, float scale,
+                                   std::size_t n, std::size_t k, float* dx) {
+    std::copy(x, x + n * k, dx);
+    softmax(dx, AxisView{n, k, 1});
+    for (std::size_t r = 0; r < n; ++r)
+        for (std::size_t j = 0; j < k; ++j)
+            dx[r * k + j] = (dx[r * k + j] - (j == labels[r] ? 1.0f : 0.0f)) * (g[each ? r : 0] * scale);
+}
+
+// Pick s of the m picks of each slice: (o, j, i) with s = (o m + j) inner + i.
+inline std::size_t picked(const AxisView& v, std::size_t m, std::size_t s, std::size_t c) {
+    return (s / v.inner / m * v.n + c) * v.inner + s % v.inner;
+}
+
+inline void gather(const float* x, const AxisView& v, std::size_t m, const std::size_t* index, float* out) {
+    for (std::size_t s = 0; s < v.outer * m * v.inner; ++s) out[s] = x[picked(v, m, s, index[s])];
+}
+
+inline void scatter_add(const float* g, const AxisView& v, std::size_t m, const float* index, float beta, float* d) {
+    for (std::size_t k = 0; k < v.outer * v.n * v.inner; ++k) d[k] = kept(beta, d[k]);
+    for (std::size_t s = 0; s < v.outer * m * v.inner; ++s)
+        d[picked(v, m, s, static_cast<std::size_t>(index[s]))] += g[s];
+}
+
+inline void one_hot(const std::size_t* index, std::size_t count, std::size_t classes, float* out) {
+    for (std::size_t s = 0; s < count; ++s)
+        for (std::size_t c = 0; c < classes; ++c) out[s * classes + c] = c == index[s] ? 1.0f : 0.0f;
+}
+
+// out[o] := the sum (in double) of the entries of g whose index, its leading axes dropped and
+// its axes where shape has length 1 set to 0, is o.
+inline void sum_to(const float* g, const Array::shape_type& g_shape, const Array::shape_type& shape, float* out) {
+    std::size_t size = 1, out_size = 1;
+    for (std::size_t e : g_shape) size *= e;
+    for (std::size_t e : shape) out_size *= e;
+    std::vector<double> acc(out_size, 0.0);
+    const std::size_t lead = g_shape.size() - shape.size();
+    for (std::size_t flat = 0; flat < size; ++flat) {
+        std::size_t rest = flat, o = 0, stride = 1;
+        for (std::size_t i = g_shape.size(); i-- > lead;) {
+            const std::size_t index = rest % g_shape[i];
+            rest /= g_shape[i];
+            if (shape[i - lead] != 1) o += index * stride;
+            stride *= shape[i - lead];
+        }
+        acc[o] += g[flat];
+    }
+    for (std::size_t o = 0; o < out_size; ++o) out[o] = static_cast<float>(acc[o]);
+}
+
+inline void broadcast_rows(const float* b, std::size_t rows, std::size_t cols, float* y) {
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t j = 0; j < cols; ++j) y[r * cols + j] = b[j];
+}
+
+// d := beta d + the column sums (in double) of g [rows, cols].
+inline void column_sums(const float* g, std::size_t rows, std::size_t cols, float beta, float* d) {
+    for (std::size_t j = 0; j < cols; ++j) {
+        double sum = kept(beta, d[j]);
+        for (std::size_t r = 0; r < rows; ++r) sum += g[r * cols + j];
+        d[j] = static_cast<float>(sum);
+    }
+}
+
 }  // namespace tg::kernels::reference
 
 // ---- reductions and copies (kernels/reduce, kernels/copy)
-#include "autograd/kernels/copy.hpp"
-#include "autograd/kernels/reduce.hpp"
 
 namespace tg::kernels::reference {
 

@@ -328,6 +328,44 @@ void softmax_backward(const Array& y, const Array& g, const AxisView& v, float s
     }
 }
 
+Array log_softmax_backward(const Array& y, const Array& g, std::size_t axis) {
+    const AxisView v = axis_view(y.shape(), axis);
+    std::vector<float> sums(v.outer * v.inner);
+    slice_sums(g.data(), v, sums.data());
+    Array dx = xt::exp(y);
+    multiply_per_slice(dx.data(), v, sums.data());
+    const float* gp = g.data();
+    float* d = dx.data();
+    for (std::size_t k = 0; k < dx.size(); ++k) d[k] = gp[k] - d[k];
+    return dx;
+}
+
+Array logsumexp_backward(const Array& x, const Array& y, const Array& g, std::size_t axis) {
+    const AxisView v = axis_view(x.shape(), axis);
+    Array dx = x;
+    subtract_per_slice(dx.data(), v, y.data());
+    xt::noalias(dx) = xt::exp(dx);
+    multiply_per_slice(dx.data(), v, g.data());
+    return dx;
+}
+
+void pick_negated(const float* log_p, const std::size_t* labels, std::size_t n, std::size_t k, float* loss) {
+    for (std::size_t r = 0; r < n; ++r) loss[r] = -log_p[r * k + labels[r]];
+}
+
+Array cross_entropy_backward(const Array& x, const std::size_t* labels, const float* g, bool each, float scale) {
+    const std::size_t n = x.shape()[0], k = x.shape()[1];
+    Array dx = x;
+    softmax_inplace(dx, 1);
+    for (std::size_t r = 0; r < n; ++r) {
+        const float gr = g[each ? r : 0] * scale;
+        float* row = dx.data() + r * k;
+        row[labels[r]] -= 1.0f;
+        for (std::size_t j = 0; j < k; ++j) row[j] *= gr;
+    }
+    return dx;
+}
+
 void argmax_along(const Array& a, std::size_t axis, std::size_t* out) { argmax_along(a, axis_view(a.shape(), axis), out); }
 
 void argmax_along(const Array& a, const AxisView& v, std::size_t* out) {
