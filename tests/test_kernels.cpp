@@ -372,6 +372,7 @@ TEST_CASE("Kernels: permute matches its plain index loop exactly for random shap
             CHECK(same_bits(dst, dst_r));
         }
     }
+}
 
 // ---- nn, linear and broadcast (kernels/bce, softmax, index, broadcast)
 
