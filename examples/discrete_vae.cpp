@@ -4,7 +4,6 @@
 //
 //     scripts/fetch-mnist && build/examples/discrete_vae --epochs 10
 //     build/examples/discrete_vae --help
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -25,7 +24,7 @@ struct Options {
     harness::Flags run;
     harness::Annealing annealing;
     std::string latent = "bernoulli", estimator = "gs";
-    float lr = 1e-3f;
+    harness::OptimizerFlags optimizer;
     std::size_t eval_samples = 1000, val_samples = 5, validation = mnist::validation_size;
 };
 
@@ -56,29 +55,26 @@ int run(int argc, char** argv) {
     CLI::App app{
         "A variational autoencoder with discrete latent variables on binarized MNIST (Jang, Gu and Poole 2017,\n"
         "section 4.2): 784 -> affine -> 200 Bernoulli units or 20 categorical variables of 10 classes -> affine\n"
-        "-> 784 Bernoulli logits, a uniform prior. Trains on the negative ELBO with relaxed samples (Adam).\n"
-        "Uses 50,000 training images, validates on the last 10,000 of the training file, tests on t10k.",
+        "-> 784 Bernoulli logits, a uniform prior. Trains on the negative ELBO with relaxed samples.\n"
+        "Uses 50,000 training images, validates on the last 10,000 of the training file, tests on t10k.\n"
+        "Bounds on -log p(x), in nats, with m discrete samples z_i ~ q(z|x): nll = -log (1/m) sum_i p(x, z_i) / q(z_i|x)\n"
+        "(the importance-weighted bound the paper reports with m = 1000) and neg_elbo, the negative ELBO.",
         "discrete_vae"};
-    app.get_formatter()->column_width(34);
     harness::add_common_flags(app, o.run);
     harness::add_choice(app, "--latent", o.latent, "bernoulli: 200 binary units (Binary Concrete when relaxed); "
                                                    "categorical: 20 variables of 10 classes (Gumbel-Softmax)", latents);
     harness::add_choice(app, "--estimator", o.estimator, "gs (relaxed samples) or st-gs (straight-through: discrete "
                                                          "forward, relaxed gradient)", estimators);
-    harness::add_positive(app, "--lr", o.lr, "Learning rate of Adam (constant)");
+    harness::add_optimizer_flags(app, o.optimizer);
     harness::add_annealing_flags(app, o.annealing);
     harness::add_count(app, "--eval-samples", o.eval_samples, "m of the test bounds after training, on the 10,000 "
                                                               "test images with discrete samples (0: skip)", 0, 10000);
     harness::add_count(app, "--val-samples", o.val_samples, "m of the validation bounds after each epoch (0: skip)",
                        0, 10000);
     harness::add_count(app, "--validation", o.validation, "Images from the end of the training file held out", 1, 59999);
-    app.footer(
-        "Bounds on -log p(x), in nats, with m discrete samples z_i ~ q(z|x): nll = -log (1/m) sum_i p(x, z_i) / q(z_i|x)\n"
-        "(the importance-weighted bound the paper reports with m = 1000) and neg_elbo, the negative ELBO.\n"
-        "Outputs in --out (default runs/vae-<latent>-<estimator>): metrics.csv (a row per epoch), checkpoint.npz,\n"
-        "reconstructions.png and samples.png. The last lines on stdout are train_steps_per_s=<float>,\n"
-        "test_neg_elbo=<float> and test_nll=<float>. Ctrl-C or SIGTERM saves the checkpoint and exits with 130;\n"
-        "--resume continues exactly. Exit status: 0 done; 2 bad flags, data or checkpoint; 3 non-finite loss.");
+    app.footer(harness::footer("runs/vae-<latent>-<estimator>", "reconstructions.png (8 test digits and decodings of "
+                               "z ~ q(z|x)) and samples.png (decodings of prior samples)",
+                               "test_neg_elbo=<float> then test_nll=<float>"));
     if (const auto status = harness::parse(app, argc, argv)) return *status;
 
     const Latent latent = Latent(harness::index_of(o.latent, latents));
@@ -86,20 +82,17 @@ int run(int argc, char** argv) {
     const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing);
     const std::string dir = o.run.out.empty() ? "runs/vae-" + o.latent + "-" + o.estimator : o.run.out;
 
-    harness::now_doing("loading MNIST from " + o.run.data);
-    mnist::LoadOptions load;  // the paper's fixed binarization, seed 0: the same data for every --seed
-    load.validation = o.validation;
-    const mnist::Mnist data = mnist::load(o.run.data, load);
+    const mnist::Mnist data = harness::load_mnist(o.run, mnist::Binarization::fixed, o.validation);
 
     Generator init(harness::derive_seed(o.run.seed, init_seed)), noise(harness::derive_seed(o.run.seed, noise_seed));
     Model model(latent, latent == Latent::bernoulli ? 200 : 20, init);
-    optim::Adam adam(model.parameters(), {o.lr});
+    const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
     Tensor x(Array::from_shape({o.run.batch_size, mnist::image_pixels}));
 
     harness::Experiment ex;
     ex.program = "discrete_vae";
     ex.model = &model;
-    ex.optimizer = &adam;
+    ex.optimizer = optimizer.get();
     ex.train_size = data.train.size();
     ex.loss = [&](const std::vector<std::size_t>& rows, std::size_t step) {
         mnist::gather(data.train, rows, x.value());
@@ -115,27 +108,24 @@ int run(int argc, char** argv) {
     };
     ex.generators = {{"noise", &noise}};
     ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--batch-size", std::to_string(o.run.batch_size)},
-                   {"--seed", std::to_string(o.run.seed)}};
+                   {"--optimizer", o.optimizer.name}, {"--seed", std::to_string(o.run.seed)}};
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;
 
     harness::now_doing("drawing the pictures");
     save_pictures(o, dir, model, data.test);
-    Bounds test{NAN, NAN};
+    std::vector<std::pair<std::string, std::string>> results;
     if (o.eval_samples > 0) {
         harness::now_doing("evaluating the test bounds with m = " + std::to_string(o.eval_samples));
-        const auto t0 = std::chrono::steady_clock::now();
-        test = evaluate(model, data.test, o.eval_samples, harness::derive_seed(o.run.seed, eval_seed));
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const harness::Stopwatch clock;
+        const Bounds test = evaluate(model, data.test, o.eval_samples, harness::derive_seed(o.run.seed, eval_seed));
         std::cout << "test -ELBO " << harness::format("%.3f", test.neg_elbo) << ", NLL bound "
                   << harness::format("%.3f", test.nll) << " nats (m = " << o.eval_samples << ", " << data.test.size()
-                  << " images, " << harness::format("%.1f", seconds) << " s)\n";
+                  << " images, " << harness::format("%.1f", clock.seconds()) << " s)\n";
+        results = {{"test_neg_elbo", harness::format("%.4f", test.neg_elbo)},
+                   {"test_nll", harness::format("%.4f", test.nll)}};
     }
-    std::cout << "outputs in " << dir << "\ntrain_steps_per_s=" << harness::format("%.2f", trained.steps_per_s) << "\n";
-    if (o.eval_samples > 0)
-        std::cout << "test_neg_elbo=" << harness::format("%.4f", test.neg_elbo)
-                  << "\ntest_nll=" << harness::format("%.4f", test.nll) << "\n";
-    std::cout << std::flush;
+    harness::report(dir, trained, {"reconstructions.png", "samples.png"}, results);
     return 0;
 }
 

@@ -214,6 +214,7 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
         {"--latent gaussian", "gaussian"}, {"--estimator sf", "sf"}, {"--tau 0", "--tau"}, {"--tau 0.2", "--tau-min"},
         {"--lr -1", "--lr"}, {"--anneal-every 0", "--anneal-every"}, {"--eval-samples 20000", "--eval-samples"},
         {"--val-samples -1", "--val-samples"}, {"--validation 0", "--validation"}, {"--batch-size 321", "--batch-size"},
+        {"--optimizer rmsprop", "--optimizer"}, {"--momentum 1", "--momentum"},
         {"--epochs x", "--epochs"}, {"--resume", "no checkpoint"}, {"--data /nonexistent", "/nonexistent"}};
     for (const auto& flag_and_named : bad) {
         const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
