@@ -498,7 +498,8 @@ TEST_CASE("Kernels: sum_to, the bias rows and their column sums match their plai
         {{5, 1, 7, 1, 9}, {1, 7, 1, 1}}, {{4, 0, 3}, {3}}, {{0, 3}, {1, 3}},    {{}, {}},
         {{17}, {1}},            {{1, 17}, {17}},        {{6, 2, 5, 3}, {2, 1, 3}}, {{2, 3, 4}, {2, 3, 4}}};
     std::uint64_t seed = 4000;
-    for (const auto& [from, to] : cases) {
+    for (const auto& from_and_to : cases) {
+        const Shape &from = from_and_to.first, &to = from_and_to.second;  // clang: no INFO of a binding
         std::size_t size = 1, out_size = 1, summed = 1;
         for (std::size_t e : from) size *= e;
         for (std::size_t e : to) out_size *= e;

@@ -423,7 +423,8 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with one line na
         {"extra-positional", "extra-positional"}, {"--epochs -1", "--epochs"}, {"--batch-size -5", "--batch-size"},
         {"--seed -3", "--seed"}, {"--hidden 99999999999", "--hidden"}, {"--eval-samples 1e9", "--eval-samples"},
         {"--samples 10000 --batch-size 100000", "--samples"}, {"--max-steps 18446744073709551615", "--max-steps"}};
-    for (const auto& [args, named] : bad) {
+    for (const auto& flag_and_named : bad) {
+        const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
         CAPTURE(args);
         const RunOutput r = run_program(dir, args, false);
         CHECK(r.status == 2);
