@@ -89,11 +89,7 @@ int run(int argc, char** argv) {
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
     Tensor x(Array::from_shape({o.run.batch_size, mnist::image_pixels}));
 
-    harness::Experiment ex;
-    ex.program = "discrete_vae";
-    ex.model = &model;
-    ex.optimizer = optimizer.get();
-    ex.train_size = data.train.size();
+    harness::Experiment ex("discrete_vae", model, *optimizer, data.train.size());
     ex.loss = [&](const std::vector<std::size_t>& rows, std::size_t step) {
         mnist::gather(data.train, rows, x.value());
         const Loss loss = training_loss(model, x, temperature.at(std::int64_t(step)), hard, noise);

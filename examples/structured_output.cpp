@@ -96,11 +96,7 @@ int run(int argc, char** argv) {
 
     // The training step: the halves of the batch (resampled for dynamic binarization), the
     // temperature of the step, the loss; the harness differentiates it and steps the optimizer.
-    harness::Experiment ex;
-    ex.program = "structured_output";
-    ex.model = &model;
-    ex.optimizer = optimizer.get();
-    ex.train_size = data.train.size();
+    harness::Experiment ex("structured_output", model, *optimizer, data.train.size());
     ex.loss = [&](const std::vector<std::size_t>& rows, std::size_t step) {
         mnist::gather_halves(data.train, rows, upper.value(), lower.value());
         if (binarization == mnist::Binarization::dynamic) {

@@ -147,14 +147,10 @@ inline double nll(const Model& model, const mnist::DataSet& data, std::size_t m,
     Generator gen(seed);
     if (per_image) per_image->clear();
     Array upper, lower;
-    std::vector<std::size_t> rows;
     double total = 0.0;
     // chunks of about 2000 rows of images x samples: big enough for GEMMs near their peak,
     // small enough to stay in cache
-    for (std::size_t i0 = 0; i0 < data.size(); i0 += rows.size()) {
-        harness::check_stop();
-        rows.resize(std::min(std::max<std::size_t>(1, 2000 / m), data.size() - i0));
-        std::iota(rows.begin(), rows.end(), i0);
+    harness::for_each_chunk(data.size(), 2000 / m, [&](const std::vector<std::size_t>& rows) {
         mnist::gather_halves(data, rows, upper, lower);
         const Tensor logits = lower_logits(model, upper, m, gen);
         const Tensor log_p = neg(sum(binary_cross_entropy_with_logits(logits, repeat_rows(Tensor(lower), m),
@@ -164,7 +160,7 @@ inline double nll(const Model& model, const mnist::DataSet& data, std::size_t m,
             total += image_nll.value()(i);
             if (per_image) per_image->push_back(image_nll.value()(i));
         }
-    }
+    });
     return total / static_cast<double>(data.size());
 }
 

@@ -11,7 +11,8 @@
 //     Options o; CLI::App app{...}; add_common_flags(app, o.run); ...its own flags...;
 //     if (auto status = parse(app, argc, argv)) return *status;
 //     ...check its flags (require), load_mnist, make the model and make_optimizer...;
-//     Experiment ex; ex.loss = ...; ex.after_epoch = ...; Trained t = train(o.run, dir, ex);
+//     Experiment ex("name", model, *optimizer, data.train.size()); ex.loss = ...; ex.after_epoch = ...;
+//     Trained t = train(o.run, dir, ex);
 //     if (t.status != 0) return t.status; ...pictures, test figures...; report(dir, t, ...);
 // and main() is `return harness::main("name", argc, argv, run);`.
 //
@@ -157,6 +158,8 @@ struct Column {
 };
 
 struct Experiment {
+    Experiment(std::string program, tg::nn::Module& model, tg::optim::Optimizer& optimizer, std::size_t train_size)
+        : program(std::move(program)), model(&model), optimizer(&optimizer), train_size(train_size) {}
     std::string program;  // names the messages ("structured_output: ...")
     tg::nn::Module* model = nullptr;
     tg::optim::Optimizer* optimizer = nullptr;
