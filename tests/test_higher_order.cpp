@@ -252,3 +252,35 @@ TEST_CASE("Backward after Tape::clear() says so (not 'a second time')") {
     }
     CHECK_THROWS_WITH_AS(z.backward(), doctest::Contains("Tape::clear() (or its tape was destroyed)"), std::logic_error);
 }
+
+TEST_CASE("README: the gradient penalty snippet trains a critic through the gradient of its input") {
+    Generator gen(5);
+    nn::MLP critic({3, 8, 1}, [] { return std::make_shared<nn::Tanh>(); }, {true, &gen});
+    const Array images = gen.normal({4, 3});
+    Tensor x(images, /*requires_grad=*/true);
+    Tensor score = sum(critic.forward(x));
+    Tensor gx = tg::grad({score}, {x}, {}, GradOptions().create_graph(true))[0];
+    Tensor loss = -score + 10.0f * mean(square(sqrt(sum(square(gx), 1) + 1e-12f) - 1.0f));
+    loss.backward();
+    // the penalty's part of the critic's gradient, by finite differences on the first weight
+    Tensor w = critic.parameters()[0];
+    const float analytic = w.grad().data()[0];
+    auto loss_at = [&](float shift) {
+        w.value().data()[0] += shift;
+        Tensor xs(images, true);
+        Tensor s = sum(critic.forward(xs));
+        Tensor g = tg::grad({s}, {xs})[0];
+        const float v = (-s + 10.0f * mean(square(sqrt(sum(square(g), 1) + 1e-12f) - 1.0f))).item();
+        w.value().data()[0] -= shift;
+        return v;
+    };
+    const float h = 1e-2f;
+    CHECK(analytic == doctest::Approx((loss_at(h) - loss_at(-h)) / (2 * h)).epsilon(2e-2));
+}
+
+TEST_CASE("accumulate_grad into a tensor that does not require grad is refused, naming the op") {
+    Tensor c(Array{1.0f});
+    CHECK_THROWS_WITH_AS(c.accumulate_grad(Array{1.0f}, "myop"),
+                         doctest::Contains("myop: a gradient for a tensor of shape (1,) that does not require grad"),
+                         std::logic_error);
+}
