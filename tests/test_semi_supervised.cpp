@@ -1,37 +1,20 @@
 // The semi-supervised example: its model M2 and bounds (examples/semi_supervised.hpp) in-process,
 // and the program (build/examples/semi_supervised) on small synthetic IDX files made here.
+#include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <sstream>
-
-#include <sys/wait.h>
 
 #include "datasets/mnist.hpp"
 #include "examples/semi_supervised.hpp"
+#include "example_helpers.hpp"
 #include "helpers.hpp"
 
 using namespace tg;
 using namespace m2;
-namespace fs = std::filesystem;
 
 namespace {
 
-// n binary images of 10 bar patterns (pattern = label: a band of 4 rows, or of 4 columns, at one
-// of 5 places) with 2% of the pixels flipped: classes a model can tell apart.
-mnist::DataSet bars(std::size_t n, std::uint64_t seed) {
-    Generator gen(seed);
-    mnist::DataSet set{std::vector<std::uint8_t>(n * mnist::image_pixels), std::vector<std::uint8_t>(n)};
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t pattern = i % 10, band = 2 + 5 * (pattern % 5);
-        set.labels[i] = static_cast<std::uint8_t>(pattern);
-        for (std::size_t p = 0; p < mnist::image_pixels; ++p) {
-            const std::size_t line = pattern < 5 ? p / 28 : p % 28;
-            const bool on = line >= band && line < band + 4;
-            set.pixels[i * mnist::image_pixels + p] = on != (gen.uniform() < 0.02f) ? 255 : 0;
-        }
-    }
-    return set;
-}
+// Bars of 10 patterns, one per class.
+mnist::DataSet bars(std::size_t n, std::uint64_t seed) { return tgtest::bars(n, seed, 10); }
 
 std::vector<std::size_t> range(std::size_t begin, std::size_t end) {
     std::vector<std::size_t> r;
@@ -41,31 +24,11 @@ std::vector<std::size_t> range(std::size_t begin, std::size_t end) {
 
 const std::string program = std::string(TAPEGRAD_BINARY_DIR) + "/examples/semi_supervised";
 
-// The program's exit status on bars in dir/data (400 training images, 80 of them for validation;
-// 80 test) with a quick run's flags, then `args`; stdout and stderr in dir/stdout and dir/stderr.
+// The program's exit status on bars of 10 patterns with a quick run's flags, then `args`;
+// stdout and stderr in dir/stdout and dir/stderr.
 int semi_program(const tgtest::TempDir& dir, const std::string& args) {
-    if (!fs::exists(dir.path / "data")) {
-        fs::create_directories(dir.path / "data");
-        for (const auto& [images, labels, n] : {std::make_tuple(mnist::train_images_file, mnist::train_labels_file, 400),
-                                                std::make_tuple(mnist::test_images_file, mnist::test_labels_file, 80)}) {
-            const mnist::DataSet set = bars(std::size_t(n), std::size_t(n));
-            mnist::write_idx(dir / ("data/" + std::string(images)), {{set.size(), 28, 28}, set.pixels});
-            mnist::write_idx(dir / ("data/" + std::string(labels)), {{set.size()}, set.labels});
-        }
-    }
-    const std::string cmd = program + " --data " + (dir / "data") + " --out " + (dir / "out") +
-                            " --validation 80 --labels-per-class 2 --batch-size 50 --epochs 2 --hidden 32 --latent 4 "
-                            "--lr 3e-3 " + args + " >" + (dir / "stdout") + " 2>" + (dir / "stderr");
-    const int raw = std::system(cmd.c_str());
-    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-}
-
-// metrics.csv without its wall-clock columns (the last two).
-std::vector<std::string> metrics_without_seconds(const tgtest::TempDir& dir) {
-    std::istringstream csv(tgtest::read_bytes(dir / "out/metrics.csv"));
-    std::vector<std::string> rows;
-    for (std::string line; std::getline(csv, line);) rows.push_back(line.substr(0, line.rfind(',', line.rfind(',') - 1)));
-    return rows;
+    return tgtest::run_example(program, dir, "--validation 80 --labels-per-class 2 --batch-size 50 --epochs 2 "
+                                             "--hidden 32 --latent 4 --lr 3e-3 " + args, 10);
 }
 
 }  // namespace
@@ -163,7 +126,7 @@ TEST_CASE("SemiSupervised: the program trains, reports accuracy and ELBO, and a 
         REQUIRE(semi_program(a, flags) == 0);
         const std::string out = tgtest::read_bytes(a / "stdout");
         INFO(out);
-        const auto rows = metrics_without_seconds(a);
+        const auto rows = tgtest::metrics_without_seconds(a);
         REQUIRE(rows.size() == 4);
         CHECK(rows[0] == "epoch,step,train_loss,val_accuracy,val_elbo,tau");
         CHECK(rows[3].rfind("3,18,", 0) == 0);  // 300 unlabeled images in batches of 50
@@ -179,7 +142,7 @@ TEST_CASE("SemiSupervised: the program trains, reports accuracy and ELBO, and a 
         REQUIRE(semi_program(b, flags + " --epochs 1") == 0);               // stopped at an epoch's end...
         REQUIRE(semi_program(b, flags + " --max-steps 10 --resume") == 0);  // ...then mid-epoch
         REQUIRE(semi_program(b, flags + " --resume") == 0);
-        CHECK(metrics_without_seconds(a) == metrics_without_seconds(b));
+        CHECK(tgtest::metrics_without_seconds(a) == tgtest::metrics_without_seconds(b));
         const std::string resumed = tgtest::read_bytes(b / "stdout");
         CHECK(resumed.substr(resumed.rfind("test_accuracy=")) == out.substr(acc_at + 1));
     }
