@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -123,18 +122,6 @@ int main(int argc, char** argv) {
         ms_marginal.push_back(1000.0 / median(m));
         ms_gs.push_back(1000.0 / median(g));
         speedup.push_back(median(r));
-    }
-    // The cost model D + k (I + G) fitted to marginalization's ms/step by least squares: D is the
-    // step's part that does not depend on y's values, I + G one encoder and decoder pass.
-    const double n = double(ks.size()), sx = std::accumulate(ks.begin(), ks.end(), 0.0),
-                 sy = std::accumulate(ms_marginal.begin(), ms_marginal.end(), 0.0),
-                 sxx = std::inner_product(ks.begin(), ks.end(), ks.begin(), 0.0),
-                 sxy = std::inner_product(ks.begin(), ks.end(), ms_marginal.begin(), 0.0);
-    if (ks.size() >= 2 && n * sxx != sx * sx) {
-        const double per_class = (n * sxy - sx * sy) / (n * sxx - sx * sx), fixed = (sy - per_class * sx) / n;
-        std::printf("\nfit of marginalization: %.1f ms + k x %.1f ms (D = %.1f ms, I + G = %.1f ms); its D + I + G = "
-                    "%.1f ms against Gumbel-Softmax's measured %.1f ms (median over k)\n",
-                    fixed, per_class, fixed, per_class, fixed + per_class, median(ms_gs));
     }
     if (!plot.empty()) {
         using harness::images::Series;
