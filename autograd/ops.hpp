@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <type_traits>
 #include <vector>
@@ -79,12 +80,17 @@ Tensor reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>& shape)
 // One size of a braced shape, of any integer type a user holds: reshape(x, {-1, n, k}) with size_t n, k.
 struct ShapeEntry {
     template <class I, class = std::enable_if_t<std::is_integral<I>::value>>
-    ShapeEntry(I v) : value(static_cast<std::ptrdiff_t>(v)) {}  // NOLINT: implicit on purpose
+    ShapeEntry(I v)  // NOLINT: implicit on purpose
+        : value(static_cast<std::ptrdiff_t>(v)), beyond_signed(!std::is_signed<I>::value && v != I(-1) &&
+                                                              static_cast<std::size_t>(v) > std::size_t(PTRDIFF_MAX)) {}
     std::ptrdiff_t value;
+    bool beyond_signed;  // an unsigned size past PTRDIFF_MAX: the Shape overload refuses its count
 };
 inline Tensor reshape(const Tensor& a, std::initializer_list<ShapeEntry> shape) {
     std::vector<std::ptrdiff_t> sizes;
-    for (const ShapeEntry& e : shape) sizes.push_back(e.value);
+    bool beyond_signed = false;
+    for (const ShapeEntry& e : shape) sizes.push_back(e.value), beyond_signed |= e.beyond_signed;
+    if (beyond_signed) return reshape(a, Shape(sizes.begin(), sizes.end()));
     return detail::reshape_signed(a, sizes);
 }
 Tensor transpose(const Tensor& a);                     // reverses the axes (2-D: the transpose)
