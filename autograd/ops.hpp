@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <type_traits>
 #include <vector>
@@ -85,9 +86,21 @@ Tensor reshape(const Tensor& a, const Shape& shape);
 namespace detail {
 Tensor reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>& shape);
 }
-template <class I, class = std::enable_if_t<std::is_signed<I>::value>>  // a braced list of ints
-Tensor reshape(const Tensor& a, std::initializer_list<I> shape) {
-    return detail::reshape_signed(a, std::vector<std::ptrdiff_t>(shape.begin(), shape.end()));
+// One size of a braced shape, of any integer type a user holds: reshape(x, {-1, n, k}) with size_t n, k.
+struct ShapeEntry {
+    template <class I, class = std::enable_if_t<std::is_integral<I>::value>>
+    ShapeEntry(I v)  // NOLINT: implicit on purpose
+        : value(static_cast<std::ptrdiff_t>(v)), beyond_signed(!std::is_signed<I>::value && v != I(-1) &&
+                                                              static_cast<std::size_t>(v) > std::size_t(PTRDIFF_MAX)) {}
+    std::ptrdiff_t value;
+    bool beyond_signed;  // an unsigned size past PTRDIFF_MAX: the Shape overload refuses its count
+};
+inline Tensor reshape(const Tensor& a, std::initializer_list<ShapeEntry> shape) {
+    std::vector<std::ptrdiff_t> sizes;
+    bool beyond_signed = false;
+    for (const ShapeEntry& e : shape) sizes.push_back(e.value), beyond_signed |= e.beyond_signed;
+    if (beyond_signed) return reshape(a, Shape(sizes.begin(), sizes.end()));
+    return detail::reshape_signed(a, sizes);
 }
 Tensor transpose(const Tensor& a);                     // reverses the axes (2-D: the transpose)
 Tensor transpose(const Tensor& a, const std::vector<std::size_t>& perm);
@@ -98,6 +111,21 @@ Tensor concat(const std::vector<Tensor>& parts, int axis);
 Tensor broadcast_to(const Tensor& a, const Shape& shape);
 Tensor sum_to(const Tensor& a, const Shape& shape);
 Tensor stack(const std::vector<Tensor>& parts, int axis);
+
+// ---- repeat and split (the end of shape.cpp): compositions of reshape, slice and concat, so
+// their gradients are differentiable too. torch's semantics.
+// torch.Tensor.repeat: the tensor tiled repeats[d] times along axis d; repeats may be longer
+// than a's rank (a gets leading axes of length 1), never shorter. repeat(x, {3, 1}): 3 copies of x's rows.
+Tensor repeat(const Tensor& a, const std::vector<std::size_t>& repeats);
+// torch.tile: as repeat, but fewer repeats than axes are padded with leading 1s.
+Tensor tile(const Tensor& a, const std::vector<std::size_t>& repeats);
+// Each entry along axis repeated `repeats` times in place: rows (a, b) -> (a, a, b, b).
+Tensor repeat_interleave(const Tensor& a, std::size_t repeats, int axis);
+// Pieces of `size` along axis (the last may be shorter), or of the given sizes (summing to the axis's length).
+std::vector<Tensor> split(const Tensor& a, std::size_t size, int axis = 0);
+std::vector<Tensor> split(const Tensor& a, const std::vector<std::size_t>& sizes, int axis = 0);
+// torch.chunk: pieces of ceil(length / chunks) along axis; fewer than `chunks` when they run out.
+std::vector<Tensor> chunk(const Tensor& a, std::size_t chunks, int axis = 0);
 
 // ---- nn functions (nn.cpp); all stable for logits of any size
 Tensor softmax(const Tensor& logits, int axis = -1);

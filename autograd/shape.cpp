@@ -95,7 +95,7 @@ Tensor detail::reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>
     if (inferred < shape.size()) {
         if (n == 0 || a.size() % n != 0)
             throw std::invalid_argument("reshape: cannot infer the -1 at position " + std::to_string(inferred) +
-                                        " of " + shape_str(to) + " (1 there) for a tensor of shape " +
+                                        " of (" + std::accumulate(shape.begin(), shape.end(), std::string(), [](std::string s, std::ptrdiff_t d) { return s + (s.empty() ? "" : ", ") + std::to_string(d); }) + ") for a tensor of shape " +
                                         shape_str(a.shape()) + " (" + std::to_string(a.size()) + " elements)");
         to[inferred] = a.size() / n;
         n = a.size();
@@ -228,6 +228,96 @@ Tensor stack(const std::vector<Tensor>& parts, int axis) {
     Shape out_shape(first.size() + 1);
     for (std::size_t d = 0; d < out_shape.size(); ++d) out_shape[d] = d < ax ? first[d] : d == ax ? parts.size() : first[d - 1];
     return join(parts, ax, out_shape, "stack");
+}
+
+// ---- repeat and split: compositions of the ops above (so a create_graph backward needs nothing new)
+
+namespace {
+
+// The axis's length, or an error naming op, the axis and the shape.
+std::size_t axis_length(const Tensor& a, int axis, const char* op) {
+    detail::require_defined(op, {&a});
+    return a.shape()[detail::normalize_axis(axis, a.shape(), op)];
+}
+
+}  // namespace
+
+Tensor repeat(const Tensor& a, const std::vector<std::size_t>& repeats) {
+    detail::require_defined("repeat", {&a});
+    if (repeats.size() < a.dim())
+        throw std::invalid_argument("repeat: " + std::to_string(repeats.size()) + " repeats for a tensor of shape " +
+                                    shape_str(a.shape()) + "; give one per axis (at least " + std::to_string(a.dim()) +
+                                    ", or use tile)");
+    Shape padded(repeats.size() - a.dim(), 1);  // leading axes of length 1, as torch
+    padded.insert(padded.end(), a.shape().begin(), a.shape().end());
+    Shape out_shape = padded;
+    for (std::size_t d = 0; d < padded.size(); ++d) out_shape[d] = padded[d] * repeats[d];
+    element_count(out_shape, "repeat");  // refuses an overflowing count before anything is copied
+    Tensor out = padded == a.shape() ? a : reshape(a, padded);
+    for (std::size_t d = 0; d < repeats.size(); ++d) {
+        if (repeats[d] == 1) continue;
+        const int axis = static_cast<int>(d);
+        out = repeats[d] == 0 ? slice(out, axis, 0, 0) : concat(std::vector<Tensor>(repeats[d], out), axis);
+    }
+    return out;
+}
+
+Tensor tile(const Tensor& a, const std::vector<std::size_t>& repeats) {
+    detail::require_defined("tile", {&a});
+    std::vector<std::size_t> padded(a.dim() > repeats.size() ? a.dim() - repeats.size() : 0, 1);
+    padded.insert(padded.end(), repeats.begin(), repeats.end());
+    return repeat(a, padded);
+}
+
+Tensor repeat_interleave(const Tensor& a, std::size_t repeats, int axis) {
+    const std::size_t n = axis_length(a, axis, "repeat_interleave");
+    const std::size_t ax = detail::normalize_axis(axis, a.shape(), "repeat_interleave");
+    // a new axis of length 1 after `axis`, tiled, then merged into it: [.., n, 1, ..] -> [.., n * repeats, ..]
+    Shape split_shape = a.shape();
+    split_shape.insert(split_shape.begin() + std::ptrdiff_t(ax) + 1, 1);
+    std::vector<std::size_t> reps(split_shape.size(), 1);
+    reps[ax + 1] = repeats;
+    Shape out_shape = a.shape();
+    out_shape[ax] = n * repeats;
+    return reshape(repeat(reshape(a, split_shape), reps), out_shape);
+}
+
+std::vector<Tensor> split(const Tensor& a, std::size_t size, int axis) {
+    const std::size_t n = axis_length(a, axis, "split");
+    if (size == 0)
+        throw std::invalid_argument("split: the size of the pieces must be positive, got 0 (axis " +
+                                    std::to_string(axis) + " of shape " + shape_str(a.shape()) + ")");
+    std::vector<std::size_t> sizes;
+    for (std::size_t at = 0; at < n; at += size) sizes.push_back(std::min(size, n - at));
+    if (sizes.empty()) sizes.push_back(0);  // torch: an empty axis gives one empty piece
+    return split(a, sizes, axis);
+}
+
+std::vector<Tensor> split(const Tensor& a, const std::vector<std::size_t>& sizes, int axis) {
+    const std::size_t n = axis_length(a, axis, "split");
+    std::size_t total = 0;
+    for (std::size_t s : sizes) total += std::min(s, n + 1);  // saturates: no wrap-around past n
+    if (total != n) {
+        std::string given;
+        for (std::size_t s : sizes) given += (given.empty() ? "" : ", ") + std::to_string(s);
+        throw std::invalid_argument("split: sizes (" + given + ") do not sum to the length " + std::to_string(n) +
+                                    " of axis " + std::to_string(axis) + " of shape " + shape_str(a.shape()));
+    }
+    std::vector<Tensor> pieces;
+    std::size_t at = 0;
+    for (std::size_t s : sizes) {
+        pieces.push_back(slice(a, axis, at, at + s));
+        at += s;
+    }
+    return pieces;
+}
+
+std::vector<Tensor> chunk(const Tensor& a, std::size_t chunks, int axis) {
+    const std::size_t n = axis_length(a, axis, "chunk");
+    if (chunks == 0)
+        throw std::invalid_argument("chunk: the number of chunks must be positive, got 0 (shape " +
+                                    shape_str(a.shape()) + ")");
+    return split(a, std::max<std::size_t>(1, (n + chunks - 1) / chunks), axis);
 }
 
 }  // namespace tg

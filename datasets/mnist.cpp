@@ -466,6 +466,12 @@ void gather(const DataSet& data, const std::vector<std::size_t>& rows, Array& im
                    [&](std::size_t k, const std::uint8_t* src) { to_float(src, image_pixels, dst + k * image_pixels); });
 }
 
+void gather(const DataSet& data, const std::vector<std::size_t>& rows, Array& images, Indices& labels) {
+    gather(data, rows, images);  // checks every row first
+    if (labels.shape() != Indices::shape_type{rows.size()}) labels = Indices::from_shape({rows.size()});
+    for (std::size_t k = 0; k < rows.size(); ++k) labels(k) = data.labels[rows[k]];
+}
+
 void gather_halves(const DataSet& data, const std::vector<std::size_t>& rows, Array& upper, Array& lower) {
     ensure_shape(upper, rows.size(), half_pixels);
     ensure_shape(lower, rows.size(), half_pixels);

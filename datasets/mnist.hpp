@@ -133,6 +133,9 @@ void halves(const Array& images, Array& upper, Array& lower);
 // The given rows of `data` as floats (to_float) into reused buffers: whole images [b, 784],
 // or their halves [b, 392] each. Throws std::out_of_range for a row past the end.
 void gather(const DataSet& data, const std::vector<std::size_t>& rows, Array& images);
+// The images as above and their digits as class indices [b] (what cross_entropy, one_hot and
+// Categorical::log_prob take).
+void gather(const DataSet& data, const std::vector<std::size_t>& rows, Array& images, Indices& labels);
 void gather_halves(const DataSet& data, const std::vector<std::size_t>& rows, Array& upper, Array& lower);
 
 struct BatchOptions {

@@ -4,6 +4,8 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -219,6 +221,75 @@ Tensor LogitRelaxedBernoulli::rsample(Generator* gen) const {
 Tensor LogitRelaxedBernoulli::log_prob(const Tensor& value) const {
     broadcast("LogitRelaxedBernoulli::log_prob", "logits", logits_, "value", value);
     return logistic_log_density(logits_, value, tau_);
+}
+
+// ---- Normal
+
+namespace {
+
+// scale, once every entry is positive and finite, else an error naming the method and the entry.
+const Tensor& checked_scale(const Tensor& scale, const char* who) {
+    const Array& s = scale.value();
+    for (std::size_t i = 0; i < s.size(); ++i)
+        if (!(s.data()[i] > 0.0f) || !std::isfinite(s.data()[i])) {
+            char v[32];
+            std::snprintf(v, sizeof v, "%.9g", double(s.data()[i]));
+            throw std::invalid_argument(std::string(who) + ": scale must be positive and finite, got " + v +
+                                        " at flat index " + std::to_string(i));
+        }
+    return scale;
+}
+
+// The broadcast of all the shapes, or an error naming the method and two that clash (shapes that
+// broadcast pair by pair broadcast together).
+Shape broadcast_all(const char* who, std::initializer_list<std::pair<const char*, const Tensor*>> named) {
+    for (auto i = named.begin(); i != named.end(); ++i)
+        for (auto j = std::next(i); j != named.end(); ++j) broadcast(who, i->first, *i->second, j->first, *j->second);
+    Array::shape_type s;
+    for (const auto& n : named) s = detail::broadcast_shapes(s, n.second->shape(), who);
+    return Shape(s.begin(), s.end());
+}
+
+constexpr float half_log_two_pi = 0.91893853320467274f;  // log(2 pi) / 2
+
+}  // namespace
+
+Normal::Normal(Tensor loc, Tensor scale) : loc_(std::move(loc)), scale_(std::move(scale)) {
+    broadcast("Normal", "loc", loc_, "scale", scale_);
+}
+
+Tensor Normal::variance() const { return square(checked_scale(scale_, "Normal::variance")); }
+
+Tensor Normal::rsample(Generator* gen) const {
+    const Tensor& scale = checked_scale(scale_, "Normal::rsample");
+    const Tensor eps((gen ? *gen : default_generator()).normal(broadcast_all("Normal::rsample", {{"loc", &loc_}, {"scale", &scale}})));
+    return loc_ + scale * eps;
+}
+
+Tensor Normal::sample(Generator* gen) const {
+    checked_scale(scale_, "Normal::sample");
+    NoGradGuard no_grad;
+    return detach(rsample(gen));
+}
+
+Tensor Normal::log_prob(const Tensor& value) const {
+    const Tensor& scale = checked_scale(scale_, "Normal::log_prob");
+    broadcast_all("Normal::log_prob", {{"loc", &loc_}, {"scale", &scale}, {"value", &value}});
+    return -square((value - loc_) / scale) * 0.5f - log(scale) - half_log_two_pi;
+}
+
+Tensor Normal::entropy() const {
+    const Tensor& scale = checked_scale(scale_, "Normal::entropy");
+    return expand(log(scale) + (0.5f + half_log_two_pi), broadcast_all("Normal::entropy", {{"loc", &loc_}, {"scale", &scale}}));
+}
+
+Tensor kl_divergence(const Normal& p, const Normal& q) {
+    const char* who = "kl_divergence(Normal, Normal)";
+    const Tensor& ps = checked_scale(p.scale(), who);
+    const Tensor& qs = checked_scale(q.scale(), who);
+    broadcast_all(who, {{"p's loc", &p.loc()}, {"p's scale", &ps}, {"q's loc", &q.loc()}, {"q's scale", &qs}});
+    const Tensor ratio = ps / qs;  // the variance ratio and log-ratio from one division
+    return square(ratio) * 0.5f + square((p.loc() - q.loc()) / qs) * 0.5f - log(ratio) - 0.5f;
 }
 
 }  // namespace tg::dist

@@ -1,5 +1,5 @@
 // Distributions over discrete variables and their relaxations (Maddison et al. 2017; Jang et
-// al. 2017). Parameters are logits (unnormalized log-probabilities); the classes are cheap
+// al. 2017), and the diagonal Normal of a VAE's continuous latent. Parameters are logits (unnormalized log-probabilities); the classes are cheap
 // handles over them. Categorical and the relaxed one-hot work along the last axis, [..., K];
 // log_prob and entropy reduce it. Bernoulli and the relaxed Bernoulli are elementwise.
 // Shapes broadcast as in torch.distributions: a value against the parameters in log_prob, the
@@ -111,5 +111,32 @@ public:
     // log tau - softplus(w) - softplus(-w), w = logits - tau x, elementwise.
     Tensor log_prob(const Tensor& value) const;
 };
+
+// A diagonal Normal (Gaussian) with mean loc and standard deviation scale, elementwise; loc and
+// scale broadcast to the batch shape. scale must be positive, checked where it is used (a
+// scale that underflowed to 0 in exp(...) is an error naming the method, not a silent -inf).
+// Normal(mu, exp(0.5f * log_var)) for an encoder that outputs a log-variance.
+class Normal {
+public:
+    Normal(Tensor loc, Tensor scale);
+    const Tensor& loc() const { return loc_; }
+    const Tensor& scale() const { return scale_; }
+    Tensor mean() const { return loc_; }
+    Tensor variance() const;  // scale^2
+
+    // loc + scale * eps, eps ~ N(0, I) in the batch shape: differentiable in loc and scale.
+    Tensor rsample(Generator* gen = nullptr) const;
+    Tensor sample(Generator* gen = nullptr) const;  // the same draw, no gradient
+    // -(value - loc)^2 / (2 scale^2) - log scale - log(2 pi) / 2, broadcast with value.
+    Tensor log_prob(const Tensor& value) const;
+    Tensor entropy() const;  // 1/2 + log(2 pi) / 2 + log scale, in the batch shape
+
+private:
+    Tensor loc_, scale_;
+};
+
+// KL(p || q) = log(q.scale / p.scale) + (p.scale^2 + (p.loc - q.loc)^2) / (2 q.scale^2) - 1/2,
+// elementwise and broadcast (sum over the last axis for a diagonal Gaussian's KL).
+Tensor kl_divergence(const Normal& p, const Normal& q);
 
 }  // namespace tg::dist

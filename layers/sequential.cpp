@@ -34,6 +34,11 @@ MLP::MLP(const std::vector<std::size_t>& sizes, const std::function<std::shared_
     }
 }
 
+std::shared_ptr<MLP> mlp(const std::vector<std::size_t>& sizes, const std::function<std::shared_ptr<Layer>()>& activation,
+                         LinearOptions options) {
+    return std::make_shared<MLP>(sizes, activation, options);
+}
+
 Sequential& Sequential::push_back(std::shared_ptr<Layer> layer) {
     if (!layer)
         throw std::invalid_argument("Sequential: layer " + std::to_string(layers_.size()) + " is a null pointer");

@@ -42,4 +42,9 @@ public:
         LinearOptions options = {});
 };
 
+// A shared MLP from a braced list of sizes (std::make_shared cannot forward one), as nn::sequential:
+// auto net = nn::mlp({784, 500, 10}, [] { return std::make_shared<nn::ReLU>(); }, {true, &gen});
+std::shared_ptr<MLP> mlp(const std::vector<std::size_t>& sizes, const std::function<std::shared_ptr<Layer>()>& activation,
+                         LinearOptions options = {});
+
 }  // namespace tg::nn

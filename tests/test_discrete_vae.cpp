@@ -9,6 +9,7 @@
 
 #include "datasets/mnist.hpp"
 #include "examples/discrete_vae.hpp"
+#include "example_helpers.hpp"
 #include "helpers.hpp"
 
 using namespace tg;
@@ -17,22 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// n binary digits, each one of 8 bar patterns (a band of 4 rows or 4 columns) with 2% of its
-// pixels flipped: a data set an autoencoder with a few discrete codes can learn.
-mnist::DataSet bars(std::size_t n, std::uint64_t seed) {
-    Generator gen(seed);
-    mnist::DataSet set{std::vector<std::uint8_t>(n * mnist::image_pixels), std::vector<std::uint8_t>(n)};
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t pattern = i % 8, band = 4 + 6 * (pattern % 4);
-        set.labels[i] = static_cast<std::uint8_t>(pattern);
-        for (std::size_t p = 0; p < mnist::image_pixels; ++p) {
-            const std::size_t line = pattern < 4 ? p / 28 : p % 28;
-            const bool on = line >= band && line < band + 4;
-            set.pixels[i * mnist::image_pixels + p] = on != (gen.uniform() < 0.02f) ? 255 : 0;
-        }
-    }
-    return set;
-}
+using tgtest::bars;
 
 Array as_floats(const mnist::DataSet& set) {
     std::vector<std::size_t> all(set.size());
@@ -86,34 +72,11 @@ std::pair<double, double> exact_bounds(const Model& model, const float* x) {
 
 const std::string program = std::string(TAPEGRAD_BINARY_DIR) + "/examples/discrete_vae";
 
-// dir/data: 320 training + 80 validation images of bars in the training file, 80 test images.
-void write_bars(const tgtest::TempDir& dir) {
-    fs::create_directories(dir.path / "data");
-    for (const auto& [images, labels, n] : {std::make_tuple(mnist::train_images_file, mnist::train_labels_file, 400),
-                                            std::make_tuple(mnist::test_images_file, mnist::test_labels_file, 80)}) {
-        const mnist::DataSet set = bars(std::size_t(n), std::size_t(n));
-        mnist::write_idx(dir / ("data/" + std::string(images)), {{set.size(), 28, 28}, set.pixels});
-        mnist::write_idx(dir / ("data/" + std::string(labels)), {{set.size()}, set.labels});
-    }
-}
-
-// The program's exit status on the bars of dir with a quick run's flags (after `args`, which may
-// override them); stdout and stderr in dir/stdout and dir/stderr.
+// The program's exit status on bars with a quick run's flags (after `args`, which may override
+// them); stdout and stderr in dir/stdout and dir/stderr.
 int vae_program(const tgtest::TempDir& dir, const std::string& args) {
-    if (!fs::exists(dir.path / "data")) write_bars(dir);
-    const std::string cmd = program + " --data " + (dir / "data") + " --out " + (dir / "out") +
-                            " --validation 80 --batch-size 40 --epochs 2 --val-samples 3 --eval-samples 5 --lr 3e-3 " +
-                            args + " >" + (dir / "stdout") + " 2>" + (dir / "stderr");
-    const int raw = std::system(cmd.c_str());
-    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-}
-
-// metrics.csv without its wall-clock columns (the last two).
-std::vector<std::string> metrics_without_seconds(const tgtest::TempDir& dir) {
-    std::istringstream csv(tgtest::read_bytes(dir / "out/metrics.csv"));
-    std::vector<std::string> rows;
-    for (std::string line; std::getline(csv, line);) rows.push_back(line.substr(0, line.rfind(',', line.rfind(',') - 1)));
-    return rows;
+    return tgtest::run_example(program, dir, "--validation 80 --batch-size 40 --epochs 2 --val-samples 3 "
+                                             "--eval-samples 5 --lr 3e-3 " + args);
 }
 
 }  // namespace
@@ -188,7 +151,7 @@ TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a r
         for (const char* name : {"metrics.csv", "checkpoint.npz", "reconstructions.png", "samples.png"})
             CHECK(fs::exists(a.path / "out" / name));
         CHECK(tgtest::read_bytes(a / "out/samples.png").compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
-        const auto rows = metrics_without_seconds(a);
+        const auto rows = tgtest::metrics_without_seconds(a);
         REQUIRE(rows.size() == 4);
         CHECK(rows[0] == "epoch,step,train_loss,val_neg_elbo,val_nll,tau");
         CHECK(rows[3].rfind("3,24,", 0) == 0);  // 320 images in batches of 40
@@ -202,7 +165,7 @@ TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a r
         REQUIRE(vae_program(b, flags + " --max-steps 13 --resume") == 0);  // ...then mid-epoch
         CHECK(tgtest::read_bytes(b / "stdout").find("resumed from") != std::string::npos);
         REQUIRE(vae_program(b, flags + " --resume") == 0);
-        CHECK(metrics_without_seconds(a) == metrics_without_seconds(b));
+        CHECK(tgtest::metrics_without_seconds(a) == tgtest::metrics_without_seconds(b));
         CHECK(tgtest::read_bytes(b / "stdout").substr(tgtest::read_bytes(b / "stdout").rfind("test_neg_elbo=")) ==
               out.substr(elbo_at + 1));
     }

@@ -269,3 +269,16 @@ TEST_CASE("Layers: a shared Sequential from a list or a vector, and nn::MLP") {
     CHECK_THROWS_WITH_AS(nn::MLP({3}, [] { return std::make_shared<nn::ReLU>(); }), doctest::Contains("MLP"),
                          std::invalid_argument);
 }
+
+TEST_CASE("MLP: nn::mlp makes a shared MLP from a braced list of sizes, as nn::sequential does") {
+    Generator gen(3);
+    const std::shared_ptr<nn::MLP> net = nn::mlp({4, 8, 2}, [] { return std::make_shared<nn::ReLU>(); }, {true, &gen});
+    REQUIRE(net->size() == 3);  // Linear, ReLU, Linear
+    CHECK(net->parameters().size() == 4);
+    CHECK(shape_str((*net)(Tensor::ones({5, 4})).shape()) == "(5, 2)");
+    Generator same(3);
+    const nn::MLP direct({4, 8, 2}, [] { return std::make_shared<nn::ReLU>(); }, {true, &same});
+    CHECK(tgtest::bitwise_equal(direct.parameters()[0].value(), net->parameters()[0].value()));
+    CHECK_THROWS_WITH_AS(nn::mlp({4}, nullptr), "MLP: needs at least an input and an output size, got 1 sizes",
+                         std::invalid_argument);
+}

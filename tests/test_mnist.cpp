@@ -488,3 +488,19 @@ TEST_CASE("MNIST: gathering batches reuses the buffers and bad batch sizes are r
     CHECK(contains(error_of([] { BatchIterator(10, {11}); }), "larger than the data set"));
     CHECK_THROWS_AS(BatchIterator(0, {1}), std::invalid_argument);
 }
+
+TEST_CASE("MNIST: gather with labels gives the batch's digits as class indices") {
+    TempDir dir;
+    write_idx(dir / "im", image_idx(4));
+    write_idx(dir / "lb", label_idx(4));
+    const DataSet set = load_pair(dir / "im", dir / "lb");
+    Array images;
+    Indices labels;
+    gather(set, {3, 0, 3}, images, labels);
+    CHECK(shape_str(images.shape()) == "(3, 784)");
+    CHECK(labels == Indices{3, 0, 3});
+    CHECK(images(0, 5) == set.image(3)[5] / 255.0f);
+    CHECK(cross_entropy(Tensor::zeros({3, 10}), labels).item() == doctest::Approx(std::log(10.0)));
+    CHECK_THROWS_WITH_AS(gather(set, {4}, images, labels), doctest::Contains("mnist::gather: row 4 is out of range"),
+                         std::out_of_range);
+}
