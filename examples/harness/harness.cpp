@@ -457,7 +457,12 @@ void restore_run(const tg::Checkpoint& ck, const Experiment& ex, std::size_t col
             if (std::isinf(double_of(row[j])))  // NaN: a metric the run skipped
                 refuse("run.history", "row " + std::to_string(r) + " holds an infinity");
     }
-    const tg::mnist::BatchState order = tg::mnist::BatchState::from_words(ck.get_uints("data.batches"));
+    tg::mnist::BatchState order;
+    try {
+        order = tg::mnist::BatchState::from_words(ck.get_uints("data.batches"));
+    } catch (const std::invalid_argument& e) {
+        refuse("data.batches", e.what());
+    }
     const std::uint64_t position = trained ? 0 : std::min<std::uint64_t>(epoch_batches * batches.options().batch_size, ex.train_size);
     if (order.epoch != epoch + trained || order.position != position)
         refuse("data.batches", "epoch " + std::to_string(order.epoch) + " at row " + std::to_string(order.position) +

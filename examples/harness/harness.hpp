@@ -201,6 +201,8 @@ struct Trained {
 
 // Trains for flags.epochs (or flags.max_steps) from a fresh start or, with flags.resume,
 // from out_dir/checkpoint.npz; writes out_dir/metrics.csv and the checkpoint after every epoch.
+// Resuming refuses a checkpoint whose identity flags differ from this run's, whose learning rate
+// is not the optimizer's (a constant --lr), or whose run.* entries are not a run's state.
 // Sets the threads (tg::set_num_threads). A stop (signal) checkpoints and returns 130.
 Trained train(const Flags& flags, const std::string& out_dir, Experiment& experiment, Console console = terminal());
 

@@ -240,6 +240,8 @@ def checkpoint_probes(runner, programs, work):
                     continue
                 descr, dims, data = read_npy(blob)
                 for what, new in doctorings(entry, descr, dims, data):
+                    if new is not None and read_npy(new) == (descr, dims, data):
+                        continue  # the entry as it was (an empty history is already of shape (0,))
                     out = os.path.join(work, "ck-doctored")
                     shutil.rmtree(out, ignore_errors=True)
                     os.makedirs(out)
