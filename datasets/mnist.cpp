@@ -13,6 +13,7 @@
 #include <memory>
 #include <numeric>
 #include <stdexcept>
+#include <vector>
 
 #include <unistd.h>
 
@@ -47,6 +48,8 @@ public:
     // Bytes left to read if known without reading them (a buffer, an uncompressed file), else
     // SIZE_MAX (a gzip stream).
     virtual std::size_t remaining() const = 0;
+    // After the last byte: throws if the source ended badly (a gzip stream cut short).
+    virtual void finish() {}
 };
 
 class MemorySource : public Source {
@@ -66,55 +69,108 @@ private:
     std::size_t left_;
 };
 
+// A file read through zlib's inflate when it starts with the gzip magic bytes, else as it is.
+// gzread would not do: it ignores whatever follows the last gzip member, so a file with garbage
+// appended would load. Here members may follow one another (as gzip writes them), and anything
+// else after the last one is refused; a stream cut before its trailer is refused too, even when
+// every byte the header claimed has arrived, since its CRC was never checked.
 class GzSource : public Source {
 public:
-    explicit GzSource(const std::string& path) : path_(path) {
+    explicit GzSource(const std::string& path) : path_(path), in_(std::size_t{1} << 17) {
         std::error_code ec;
         const std::filesystem::file_status st = std::filesystem::status(path, ec);
+        // ELOOP (a symlink loop), EACCES on a folder above it...: what it is, not "no such file"
+        if (ec && ec != std::errc::no_such_file_or_directory) fail(path, "cannot open: " + ec.message());
         if (!std::filesystem::exists(st)) fail(path, std::string("no such file (") + fetch_hint + ")");
         if (std::filesystem::is_directory(st)) fail(path, "is a directory, expected an IDX file");
         std::string why;
-        const int fd = open_regular_file(path, why, &size_);
-        if (fd < 0) fail(path, "cannot open: " + why + ", expected an IDX file");
-        file_ = gzdopen(fd, "rb");  // takes the descriptor: gzclose closes it
-        if (!file_) {
-            ::close(fd);
+        fd_ = open_regular_file(path, why, &size_);
+        if (fd_ < 0) fail(path, "cannot open: " + why + ", expected an IDX file");
+        try {
+            fill();
+        } catch (...) {
+            ::close(fd_);
+            throw;
+        }
+        gzip_ = avail_ >= 2 && in_[0] == 0x1f && in_[1] == 0x8b;
+        if (gzip_ && inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK) {
+            ::close(fd_);
             fail(path, "cannot open: out of memory for the zlib stream");
         }
-        gzbuffer(file_, 1 << 17);
     }
-    ~GzSource() override { gzclose(file_); }
+    ~GzSource() override {
+        if (gzip_) inflateEnd(&zs_);
+        ::close(fd_);
+    }
     GzSource(const GzSource&) = delete;
     GzSource& operator=(const GzSource&) = delete;
 
     std::size_t read(std::uint8_t* dst, std::size_t n) override {
         std::size_t total = 0;
         while (total < n) {
-            const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - total, 1u << 30));
-            const int got = gzread(file_, dst + total, chunk);
-            if (got < 0) {
-                int code = 0;
-                std::string what = gzerror(file_, &code);
-                if (code == Z_ERRNO) fail(path_, std::string("read error: ") + std::strerror(errno));
-                if (what.compare(0, path_.size() + 2, path_ + ": ") == 0) what.erase(0, path_.size() + 2);
-                fail(path_, "corrupt gzip data: " + what);
+            if (avail_ == 0 && !fill()) {
+                if (gzip_ && !at_member_end_) cut_ = true;
+                break;
             }
-            if (got == 0) break;
-            total += static_cast<std::size_t>(got);
+            if (!gzip_) {
+                const std::size_t k = std::min(n - total, avail_);
+                std::memcpy(dst + total, in_.data() + next_, k);
+                next_ += k, avail_ -= k, total += k, consumed_ += k;
+                continue;
+            }
+            if (at_member_end_) {  // another member, or the end of the file and nothing else
+                if (avail_ < 2) fill_more();
+                if (avail_ < 2 || !(in_[next_] == 0x1f && in_[next_ + 1] == 0x8b))
+                    fail(path_, "trailing bytes after the gzip stream (" + std::to_string(size_ - consumed_) +
+                                    " bytes that are not a gzip member)");
+                inflateReset(&zs_);
+                at_member_end_ = false;
+            }
+            zs_.next_in = in_.data() + next_;
+            zs_.avail_in = static_cast<uInt>(avail_);
+            zs_.next_out = dst + total;
+            zs_.avail_out = static_cast<uInt>(std::min<std::size_t>(n - total, 1u << 30));
+            const int rc = inflate(&zs_, Z_NO_FLUSH);
+            const std::size_t used = avail_ - zs_.avail_in;
+            next_ += used, avail_ -= used, consumed_ += used;
+            total = static_cast<std::size_t>(zs_.next_out - dst);
+            if (rc == Z_STREAM_END) at_member_end_ = true;
+            else if (rc == Z_MEM_ERROR) fail(path_, "out of memory decompressing the gzip data");
+            else if (rc != Z_OK && rc != Z_BUF_ERROR) fail(path_, std::string("corrupt gzip data: ") + (zs_.msg ? zs_.msg : "?"));
         }
         return total;
     }
-    std::size_t remaining() const override {
-        // gzdirect is reliable once something has been read: true for a file that is not gzip.
-        if (!gzdirect(file_)) return SIZE_MAX;
-        const z_off_t at = gztell(file_);
-        return at < 0 || static_cast<std::size_t>(at) > size_ ? SIZE_MAX : size_ - static_cast<std::size_t>(at);
+    std::size_t remaining() const override { return gzip_ || consumed_ > size_ ? SIZE_MAX : size_ - consumed_; }
+    void finish() override {
+        if (cut_) fail(path_, "truncated gzip stream: the file ends before the stream's end (and its CRC)");
     }
 
 private:
+    // Refills the input buffer once it is empty; false at the end of the file.
+    bool fill() {
+        next_ = 0;
+        avail_ = 0;
+        return fill_more();
+    }
+    // Appends what the file has to the bytes left in the buffer; false if nothing came.
+    bool fill_more() {
+        if (next_ > 0) std::memmove(in_.data(), in_.data() + next_, avail_), next_ = 0;
+        for (;;) {
+            const ssize_t got = ::read(fd_, in_.data() + avail_, in_.size() - avail_);
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) fail(path_, std::string("read error: ") + std::strerror(errno));
+            avail_ += static_cast<std::size_t>(got);
+            return got > 0;
+        }
+    }
+
     std::string path_;
-    gzFile file_ = nullptr;
-    std::size_t size_ = SIZE_MAX;
+    int fd_ = -1;
+    std::size_t size_ = 0, consumed_ = 0;  // the file's bytes, those taken from the buffer
+    std::vector<std::uint8_t> in_;
+    std::size_t next_ = 0, avail_ = 0;  // the unread bytes of in_
+    bool gzip_ = false, at_member_end_ = false, cut_ = false;
+    z_stream zs_{};
 };
 
 // The magic number and the sizes; the data bytes they claim are bounded by max_idx_bytes and
@@ -191,6 +247,7 @@ std::vector<std::uint8_t> read_body(Source& src, const std::string& name, const 
     if (src.read(&extra, 1) != 0)
         fail(name, "expected the file to end after " + std::to_string(total) + " bytes of data (" + dims_str(dims) +
                        "), found more (trailing bytes)");
+    src.finish();
     return data;
 }
 
@@ -281,8 +338,15 @@ std::string find_idx(const std::string& dir, const std::string& name) {
                                  " to download MNIST");
     const fs::path raw = fs::path(dir) / name;
     const fs::path gz = fs::path(dir) / (name + ".gz");
-    if (fs::exists(raw, ec)) return raw.string();
-    if (fs::exists(gz, ec)) return gz.string();
+    // A path that cannot be looked at (ELOOP: a symlink loop) is reported as what it is.
+    auto present = [](const fs::path& p) {
+        std::error_code e;
+        const bool there = fs::exists(p, e);
+        if (e && e != std::errc::no_such_file_or_directory) fail(p.string(), "cannot open: " + e.message());
+        return there;
+    };
+    if (present(raw)) return raw.string();
+    if (present(gz)) return gz.string();
     throw std::runtime_error("mnist: " + raw.string() + " not found (nor " + gz.filename().string() +
                              "): run scripts/fetch-mnist " + dir + " to download MNIST");
 }

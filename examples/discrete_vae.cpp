@@ -104,7 +104,10 @@ int run(int argc, char** argv) {
     };
     ex.generators = {{"noise", &noise}};
     ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--batch-size", std::to_string(o.run.batch_size)},
-                   {"--optimizer", o.optimizer.name}, {"--seed", std::to_string(o.run.seed)}};
+                   {"--seed", std::to_string(o.run.seed)}, {"--validation", std::to_string(o.validation)}};
+    // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
+    for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
+        ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;
 

@@ -117,10 +117,18 @@ int run(int argc, char** argv) {
     ex.generators = {{"noise", &noise}, {"binarize", &binarize}};
     ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--hidden", std::to_string(o.hidden)},
                    {"--samples", std::to_string(o.samples)}, {"--batch-size", std::to_string(o.run.batch_size)},
-                   {"--binarize", o.binarize}, {"--optimizer", o.optimizer.name}, {"--seed", std::to_string(o.run.seed)}};
+                   {"--binarize", o.binarize}, {"--seed", std::to_string(o.run.seed)},
+                   {"--validation", std::to_string(o.validation)}};
+    // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
+    for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
+        ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
     ex.save_state = [&](Checkpoint& ck) { ck.put("run.baseline", Array{baseline_set ? reinforce.baseline() : NAN}); };
     ex.load_state = [&](const Checkpoint& ck) {
-        const float b = ck.get("run.baseline").data()[0];
+        const Array& entry = ck.get("run.baseline");
+        if (entry.size() != 1 || std::isinf(entry.data()[0]))  // NaN: no baseline yet
+            throw CheckpointError("checkpoint: entry 'run.baseline' is not one finite number or NaN (not the state "
+                                  "of a run)");
+        const float b = entry.data()[0];
         if ((baseline_set = !std::isnan(b))) reinforce.set_baseline(b);
     };
     const harness::Trained trained = harness::train(o.run, dir, ex);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <iterator>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -60,6 +61,40 @@ Tensor expand(const Tensor& t, const Shape& shape) {
     return t + Tensor::zeros(shape);
 }
 
+std::string number(float v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.9g", double(v));
+    return text;
+}
+
+// Refuses the first element of value for which ok() is false (NaN fails every test):
+// "<who>: value <v> at flat index <i> <why>", as torch.distributions' validate_args does.
+template <class Ok>
+void check_support(const char* who, const Tensor& value, const char* why, Ok ok) {
+    if (!value.defined()) return;  // broadcast() names the null tensor
+    const Array& a = value.value();
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (!ok(a.data()[i]))
+            throw std::invalid_argument(std::string(who) + ": value " + number(a.data()[i]) + " at flat index " +
+                                        std::to_string(i) + " " + why);
+}
+
+// Refuses the first row (along the last axis) of value whose reduction is not within 1e-2 of 1:
+// loose enough for float rounding and the finite differences of a gradient check, which move a
+// point of the simplex off it, while a value that is not a point of the simplex at all is caught.
+template <class Reduce>
+void check_rows(const char* who, const Tensor& value, const char* why, Reduce reduce) {
+    if (!value.defined() || value.dim() == 0) return;  // check_classes names these
+    const Array& a = value.value();
+    const std::size_t k = a.shape().back();
+    for (std::size_t r = 0; k > 0 && r < a.size() / k; ++r) {
+        const double s = reduce(a.data() + r * k, k);
+        if (!(std::abs(s - 1.0) <= 1e-2))
+            throw std::invalid_argument(std::string(who) + ": the value's row " + std::to_string(r) + " (flat index " +
+                                        std::to_string(r * k) + ") " + why + ", got " + number(float(s)));
+    }
+}
+
 // The Logistic(a / tau, 1 / tau) log-density at s: log tau - softplus(w) - softplus(-w),
 // w = a - tau s.
 Tensor logistic_log_density(const Tensor& logits, const Tensor& s, float tau) {
@@ -78,7 +113,12 @@ Tensor Categorical::log_probs() const { return log_softmax(logits_, -1); }
 Tensor Categorical::sample(Generator* gen) const { return gumbel_max(logits_, GumbelSoftmaxOptions().generator(gen)); }
 
 Tensor Categorical::log_prob(const Tensor& value) const {
-    check_classes("Categorical::log_prob", "logits", logits_, "value", value);
+    const char* who = "Categorical::log_prob";
+    check_classes(who, "logits", logits_, "value", value);
+    check_support(who, value, "is not 0 or 1 (values are one-hot; pass class indices as tg::Indices)",
+                  [](float v) { return v == 0.0f || v == 1.0f; });
+    check_rows(who, value, "is not one-hot: its entries sum to something other than 1",
+               [](const float* row, std::size_t k) { return double(std::accumulate(row, row + k, 0.0f)); });
     return sum(value * log_softmax(logits_, -1), -1);
 }
 
@@ -116,14 +156,8 @@ Bernoulli Bernoulli::from_logits(Tensor logits) {
 
 Bernoulli Bernoulli::from_probs(Tensor probs) {
     checked_logits(probs, "Bernoulli::from_probs", false);
-    const Array& p = std::as_const(probs).value();
-    for (std::size_t i = 0; i < p.size(); ++i)
-        if (!(p.data()[i] >= 0.0f && p.data()[i] <= 1.0f)) {
-            char v[32];
-            std::snprintf(v, sizeof v, "%.9g", double(p.data()[i]));
-            throw std::invalid_argument(std::string("Bernoulli::from_probs: probabilities must lie in [0, 1], got ") +
-                                        v + " at flat index " + std::to_string(i));
-        }
+    check_support("Bernoulli::from_probs", probs, "is not a probability in [0, 1]",
+                  [](float v) { return v >= 0.0f && v <= 1.0f; });
     const Tensor clamped = clamp(probs, FLT_EPSILON, 1.0f - FLT_EPSILON);
     return Bernoulli(log(clamped) - log1p(-clamped), std::move(probs));
 }
@@ -141,6 +175,9 @@ Tensor Bernoulli::sample(Generator* gen) const {
 
 Tensor Bernoulli::log_prob(const Tensor& value) const {
     const Shape s = broadcast("Bernoulli::log_prob", "logits", logits_, "value", value);
+    // {0, 1}, or a soft target in [0, 1] (its cross-entropy with the distribution)
+    check_support("Bernoulli::log_prob", value, "is outside the support [0, 1]",
+                  [](float v) { return v >= 0.0f && v <= 1.0f; });
     return -binary_cross_entropy_with_logits(expand(logits_, s), expand(value, s), Reduction::none);
 }
 
@@ -177,7 +214,17 @@ Tensor RelaxedOneHotCategorical::rsample_log(Generator* gen) const {
 }
 
 Tensor RelaxedOneHotCategorical::log_prob_log(const Tensor& z) const {
-    check_classes("RelaxedOneHotCategorical::log_prob_log", "logits", logits_, "value", z);
+    const char* who = "RelaxedOneHotCategorical::log_prob_log";
+    check_classes(who, "logits", logits_, "value", z);
+    check_support(who, z, "is not a finite log-probability (the log of a point of the open simplex is <= 0)",
+                  [](float v) { return v <= 0.0f && v > -INFINITY; });
+    check_rows(who, z, "is not the log of a point of the simplex: the sum of its exponentials is not 1",
+               [](const float* row, std::size_t k) {
+                   const double m = *std::max_element(row, row + k);
+                   double s = 0.0;
+                   for (std::size_t j = 0; j < k; ++j) s += std::exp(double(row[j]) - m);
+                   return std::exp(m) * s;
+               });
     const float k = static_cast<float>(logits_.shape(-1));
     const float log_norm = std::lgamma(k) + (k - 1.0f) * std::log(tau_);  // log((K-1)!) + (K-1) log tau
     const Tensor a = logits_ - z * tau_;
@@ -185,7 +232,14 @@ Tensor RelaxedOneHotCategorical::log_prob_log(const Tensor& z) const {
 }
 
 Tensor RelaxedOneHotCategorical::log_prob(const Tensor& value) const {
-    check_classes("RelaxedOneHotCategorical::log_prob", "logits", logits_, "value", value);
+    const char* who = "RelaxedOneHotCategorical::log_prob";
+    check_classes(who, "logits", logits_, "value", value);
+    check_support(who, value,
+                  "is outside (0, 1]: values lie on the open simplex (at low temperatures, where entries underflow "
+                  "to 0, use rsample_log and log_prob_log)",
+                  [](float v) { return v > 0.0f && v <= 1.0f; });
+    check_rows(who, value, "is not a point of the simplex: its entries sum to something other than 1",
+               [](const float* row, std::size_t k) { return std::accumulate(row, row + k, 0.0); });
     const Tensor z = log(value);
     return log_prob_log(z) - sum(z, -1);
 }
@@ -201,6 +255,10 @@ Tensor RelaxedBernoulli::rsample(Generator* gen) const {
 
 Tensor RelaxedBernoulli::log_prob(const Tensor& value) const {
     broadcast("RelaxedBernoulli::log_prob", "logits", logits_, "value", value);
+    check_support("RelaxedBernoulli::log_prob", value,
+                  "is outside the support (0, 1) (at low temperatures, where samples round to 0 or 1, use "
+                  "LogitRelaxedBernoulli)",
+                  [](float v) { return v > 0.0f && v < 1.0f; });
     // logit(X) is LogitRelaxedBernoulli; the Jacobian of the logit adds -log x - log(1 - x)
     const Tensor log_x = log(value);
     const Tensor log_1mx = log1p(-value);
@@ -220,6 +278,8 @@ Tensor LogitRelaxedBernoulli::rsample(Generator* gen) const {
 
 Tensor LogitRelaxedBernoulli::log_prob(const Tensor& value) const {
     broadcast("LogitRelaxedBernoulli::log_prob", "logits", logits_, "value", value);
+    check_support("LogitRelaxedBernoulli::log_prob", value, "is not a finite real number",
+                  [](float v) { return std::isfinite(v); });
     return logistic_log_density(logits_, value, tau_);
 }
 

@@ -20,6 +20,16 @@ Optimizer::Optimizer(std::vector<Tensor> params, float lr, const char* who) : pa
     for (std::size_t i = 0; i < params_.size(); ++i) {
         if (!params_[i].defined())
             throw std::invalid_argument(std::string(who) + ": parameter " + std::to_string(i) + " is a null tensor");
+        // As in PyTorch: updating a tensor an op made would not change what it was made from.
+        if (!params_[i].is_leaf())
+            throw std::invalid_argument(std::string(who) + ": parameter " + std::to_string(i) +
+                                        " was made by an op, and an optimizer can't optimize a non-leaf tensor "
+                                        "(pass the tensors it was computed from)");
+        // Its gradient would never arrive: an update that silently never happens.
+        if (!params_[i].requires_grad())
+            throw std::invalid_argument(std::string(who) + ": parameter " + std::to_string(i) +
+                                        " does not require grad (make it with requires_grad = true, or "
+                                        "set_requires_grad())");
         // Updating one tensor twice per step is never what the caller meant.
         if (!seen.insert(params_[i].impl()).second)
             throw std::invalid_argument(std::string(who) + ": parameter " + std::to_string(i) +

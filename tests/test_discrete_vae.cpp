@@ -178,7 +178,14 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
         {"--lr -1", "--lr"}, {"--anneal-every 0", "--anneal-every"}, {"--eval-samples 20000", "--eval-samples"},
         {"--val-samples -1", "--val-samples"}, {"--validation 0", "--validation"}, {"--batch-size 321", "--batch-size"},
         {"--optimizer rmsprop", "--optimizer"}, {"--momentum 1", "--momentum"},
-        {"--epochs x", "--epochs"}, {"--resume", "no checkpoint"}, {"--data /nonexistent", "/nonexistent"}};
+        {"--epochs x", "--epochs"}, {"--resume", "no checkpoint"}, {"--data /nonexistent", "/nonexistent"},
+        // values a float cannot hold as given, named with their flag
+        {"--lr 1e-50", "--lr: must be at least 1.1754944e-38 in magnitude, the smallest normal float (it would be "
+                       "stored as 0), got 1e-50"},
+        {"--lr 1e39", "--lr: must be at most 3.4028235e+38 (the largest float), got 1e39"},
+        {"--tau 1e-45", "got 1e-45"}, {"--tau-min 1e-50", "--tau-min"}, {"--anneal-rate 1e-45", "--anneal-rate"},
+        {"--optimizer sgd --momentum 0.99999999",
+         "--momentum: must be in [0, 1), got 0.99999999, which a float rounds to 1"}};
     for (const auto& flag_and_named : bad) {
         const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
         CAPTURE(args);
@@ -191,4 +198,13 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
     REQUIRE(vae_program(dir, "--epochs 1 --eval-samples 0") == 0);
     CHECK(vae_program(dir, "--resume --latent categorical") == 2);
     CHECK(tgtest::read_bytes(dir / "stderr").find("--latent bernoulli") != std::string::npos);
+    // the flags the checkpoint fixes, beyond the model's: refused, naming the flag and both values
+    for (const std::string& flag : {"--lr 0.01", "--tau 0.9", "--anneal-rate 0.001", "--tau-min 0.25",
+                                    "--anneal-every 7", "--optimizer sgd", "--validation 150"}) {
+        CAPTURE(flag);
+        CHECK(vae_program(dir, "--epochs 2 --resume " + flag) == 2);
+        const std::string err = tgtest::read_bytes(dir / "stderr");
+        CHECK(err.find("was made with " + flag.substr(0, flag.find(' '))) != std::string::npos);
+        CHECK(err.find(", not " + flag.substr(flag.find(' ') + 1)) != std::string::npos);
+    }
 }

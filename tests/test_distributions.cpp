@@ -1,3 +1,4 @@
+#include <cfloat>
 #include <cmath>
 #include <vector>
 
@@ -213,11 +214,10 @@ TEST_CASE("Concrete: ExpConcrete matches the direct density where both are finit
     REQUIRE(all_finite(z.value()));
     const Array log_density = cold.log_prob_log(z).value();
     CHECK(all_finite(log_density));
-    // the simplex form underflows: some entries of exp(z) are exactly 0 in float
-    const Array direct = cold.log_prob(exp(z)).value();
-    std::size_t underflowed = 0;
-    for (float v : direct) underflowed += !std::isfinite(v);
-    CHECK(underflowed > 0);
+    // the simplex form underflows: some entries of exp(z) are exactly 0 in float, off the open
+    // simplex, and log_prob refuses them pointing at log_prob_log
+    CHECK_THROWS_WITH_AS(cold.log_prob(exp(z)), doctest::Contains("use rsample_log and log_prob_log"),
+                         std::invalid_argument);
 }
 
 TEST_CASE("Relaxed: rsample_log is the log of rsample, and samples lie on the simplex") {
@@ -379,7 +379,7 @@ TEST_CASE("Bernoulli: from probabilities, torch's values at p = 0 and 1, samplin
         },
         {interior, other});
     CHECK_THROWS_WITH_AS(dist::Bernoulli::from_probs(Tensor(Array{0.5f, 1.5f})),
-                         "Bernoulli::from_probs: probabilities must lie in [0, 1], got 1.5 at flat index 1",
+                         "Bernoulli::from_probs: value 1.5 at flat index 1 is not a probability in [0, 1]",
                          std::invalid_argument);
     CHECK_THROWS_AS(dist::Bernoulli::from_probs(Tensor(Array{std::nanf("")})), std::invalid_argument);
 }
@@ -413,12 +413,16 @@ TEST_CASE("Relaxed: LogitRelaxedBernoulli matches torch at tau = 0.1 where compo
     for (std::size_t r = 0; r < 2; ++r)
         for (std::size_t c = 0; c < 2; ++c) CHECK(lp(r, c) == doctest::Approx(expected[r][c]).epsilon(1e-5));
     // the same density composed as RelaxedBernoulli at sigmoid(x) plus the Jacobian log sigmoid'(x):
-    // sigmoid(20) and sigmoid(35) round to 1 in float, and the composition is lost
+    // sigmoid(20) and sigmoid(35) round to 1 in float, off the support (0, 1), and the
+    // composition is lost: RelaxedBernoulli refuses them, pointing at LogitRelaxedBernoulli
     const Tensor y = sigmoid(x);
+    CHECK_THROWS_WITH_AS(dist::RelaxedBernoulli(logits, 0.1f).log_prob(y), doctest::Contains("use LogitRelaxedBernoulli"),
+                         std::invalid_argument);
+    const Tensor y10 = sigmoid(Tensor(Array{0.3f}));
     const Array composed =
-        (dist::RelaxedBernoulli(logits, 0.1f).log_prob(y) + log_sigmoid(x) + log_sigmoid(-x)).value();
-    CHECK_FALSE(std::isfinite(composed(0, 0)));
-    CHECK(composed(1, 0) == doctest::Approx(expected[1][0]).epsilon(1e-4));
+        (dist::RelaxedBernoulli(logits, 0.1f).log_prob(y10) + log_sigmoid(Tensor(Array{0.3f})) +
+         log_sigmoid(Tensor(Array{-0.3f}))).value();
+    CHECK(composed(0) == doctest::Approx(expected[1][0]).epsilon(1e-4));
     // gradients of log_prob (logits and value) and of rsample
     for (float tau : {0.1f, 0.7f, 2.0f}) {
         CAPTURE(tau);
@@ -457,4 +461,67 @@ TEST_CASE("Relaxed: Concrete log_prob broadcasts one distribution [K] against va
                          "RelaxedOneHotCategorical::log_prob_log: value of shape (2, 4) does not end in the 3 classes "
                          "of logits of shape (3,)",
                          std::invalid_argument);
+}
+
+TEST_CASE("Distributions: values outside the support and NaN are refused, naming the method and the value") {
+    const float nan = std::nanf("");
+    const dist::Bernoulli b = dist::Bernoulli::from_logits(Tensor::zeros({2}));
+    CHECK_THROWS_WITH_AS(b.log_prob(Tensor(Array{0.0f, 2.0f})),
+                         "Bernoulli::log_prob: value 2 at flat index 1 is outside the support [0, 1]",
+                         std::invalid_argument);
+    CHECK_THROWS_AS(b.log_prob(Tensor(Array{-0.5f, 1.0f})), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(b.log_prob(Tensor(Array{nan, 1.0f})), doctest::Contains("value nan at flat index 0"),
+                         std::invalid_argument);
+    CHECK(b.log_prob(Tensor(Array{0.25f, 1.0f})).value()(0) == doctest::Approx(-std::log(2.0)));  // soft targets stay
+
+    const dist::Categorical c(Tensor::zeros({2, 3}));
+    CHECK_THROWS_WITH_AS(c.log_prob(Tensor(Array{{0.0f, 1.0f, 0.0f}, {0.0f, 0.5f, 0.5f}})),
+                         doctest::Contains("Categorical::log_prob: value 0.5 at flat index 4 is not 0 or 1"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(c.log_prob(Tensor(Array{{0.0f, 1.0f, 1.0f}, {1.0f, 0.0f, 0.0f}})),
+                         doctest::Contains("row 0 (flat index 0) is not one-hot"), std::invalid_argument);
+    CHECK_THROWS_AS(c.log_prob(Tensor(Array{{0.0f, 0.0f, 0.0f}, {1.0f, 0.0f, 0.0f}})), std::invalid_argument);
+    CHECK_THROWS_AS(c.log_prob(Tensor(Array{{0.0f, nan, 0.0f}, {1.0f, 0.0f, 0.0f}})), std::invalid_argument);
+
+    const dist::RelaxedOneHotCategorical r(Tensor::zeros({3}), 0.5f);
+    CHECK_THROWS_WITH_AS(r.log_prob(Tensor(Array{0.0f, 0.5f, 0.5f})),
+                         doctest::Contains("RelaxedOneHotCategorical::log_prob: value 0 at flat index 0 is outside (0, 1]"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(r.log_prob(Tensor(Array{0.5f, 0.5f, 0.5f})),
+                         doctest::Contains("is not a point of the simplex"), std::invalid_argument);
+    CHECK_THROWS_AS(r.log_prob(Tensor(Array{nan, 0.5f, 0.5f})), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(r.log_prob_log(Tensor(Array{0.5f, -1.0f, -1.0f})),
+                         doctest::Contains("RelaxedOneHotCategorical::log_prob_log: value 0.5 at flat index 0"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(r.log_prob_log(Tensor(Array{-1.0f, -1.0f, -1.0f})),
+                         doctest::Contains("is not the log of a point of the simplex"), std::invalid_argument);
+    CHECK_THROWS_AS(r.log_prob_log(Tensor(Array{-INFINITY, 0.0f, -1.0f})), std::invalid_argument);
+    CHECK(std::isfinite(r.log_prob(Tensor(Array{0.2f, 0.3f, 0.5f})).item()));
+
+    const dist::RelaxedBernoulli rb(Tensor::zeros({2}), 0.5f);
+    for (float v : {0.0f, 1.0f, 1.5f, nan})
+        CHECK_THROWS_WITH_AS(rb.log_prob(Tensor(Array{0.5f, v})),
+                             doctest::Contains("RelaxedBernoulli::log_prob: value"), std::invalid_argument);
+    const dist::LogitRelaxedBernoulli lrb(Tensor::zeros({2}), 0.5f);
+    for (float v : {INFINITY, nan})
+        CHECK_THROWS_WITH_AS(lrb.log_prob(Tensor(Array{0.5f, v})),
+                             doctest::Contains("at flat index 1 is not a finite real number"), std::invalid_argument);
+}
+
+TEST_CASE("Relaxed: a denormal temperature (1 / tau overflows) is refused everywhere a temperature is taken") {
+    for (float tau : {1e-45f, 1e-39f, 0.0f, -1.0f, INFINITY, std::nanf("")}) {
+        CAPTURE(tau);
+        CHECK_THROWS_WITH_AS(dist::RelaxedOneHotCategorical(Tensor::zeros({3}), tau),
+                             doctest::Contains("RelaxedOneHotCategorical: the temperature must be"),
+                             std::invalid_argument);
+        CHECK_THROWS_AS(dist::RelaxedBernoulli(Tensor::zeros({3}), tau), std::invalid_argument);
+        CHECK_THROWS_AS(dist::LogitRelaxedBernoulli(Tensor::zeros({3}), tau), std::invalid_argument);
+    }
+    CHECK_THROWS_WITH_AS(dist::RelaxedBernoulli(Tensor::zeros({3}), 1e-45f),
+                         "RelaxedBernoulli: the temperature must be at least FLT_MIN = 1.17549435e-38 (below it 1 / "
+                         "1.40129846e-45 overflows), got 1.40129846e-45",
+                         std::invalid_argument);
+    // the smallest normal float is allowed, and 1 / tau stays finite
+    CHECK(dist::RelaxedBernoulli(Tensor::zeros({3}), FLT_MIN).temperature() == FLT_MIN);
+    CHECK(std::isfinite(1.0f / FLT_MIN));
 }

@@ -194,6 +194,59 @@ TEST_CASE("IDX: corrupt gzip data and bad writer arguments are refused") {
     CHECK(contains(error_of([&] { read_idx(dir.path.string()); }), "is a directory"));
 }
 
+TEST_CASE("IDX: gzip members may follow one another; garbage after the stream or a missing trailer is refused") {
+    TempDir dir;
+    const Idx images = image_idx(3);
+    write_idx(dir / "whole.gz", images);
+    const std::vector<std::uint8_t> gz = file_bytes(dir / "whole.gz");
+
+    CHECK(read_idx(dir / "whole.gz", 3).data == images.data);
+
+    for (const std::vector<std::uint8_t>& junk :
+         {std::vector<std::uint8_t>{0}, std::vector<std::uint8_t>{'g', 'a', 'r', 'b', 'a', 'g', 'e'},
+          std::vector<std::uint8_t>{0x1f}, std::vector<std::uint8_t>(5000, 0x55)}) {
+        CAPTURE(junk.size());
+        std::vector<std::uint8_t> bytes = gz;
+        bytes.insert(bytes.end(), junk.begin(), junk.end());
+        write_bytes(dir / "junk.gz", bytes);
+        const std::string msg = error_of([&] { read_idx(dir / "junk.gz", 3); });
+        CHECK(contains(msg, dir / "junk.gz"));
+        CHECK(contains(msg, "trailing bytes after the gzip stream"));
+    }
+    // a second member holding more data: the IDX's own trailing-bytes check
+    std::vector<std::uint8_t> twice = gz;
+    twice.insert(twice.end(), gz.begin(), gz.end());
+    write_bytes(dir / "twice.gz", twice);
+    CHECK(contains(error_of([&] { read_idx(dir / "twice.gz", 3); }), "trailing bytes"));
+
+    // every data byte there, the CRC and length trailer cut off: never checked, so refused
+    for (std::size_t cut : {1, 4, 8}) {
+        CAPTURE(cut);
+        write_bytes(dir / "notrailer.gz", std::vector<std::uint8_t>(gz.begin(), gz.end() - cut));
+        const std::string msg = error_of([&] { read_idx(dir / "notrailer.gz", 3); });
+        CHECK(contains(msg, dir / "notrailer.gz"));
+        CHECK(contains(msg, "truncated gzip stream"));
+    }
+    // a corrupt CRC
+    std::vector<std::uint8_t> bad_crc = gz;
+    bad_crc[bad_crc.size() - 8] ^= 1;
+    write_bytes(dir / "crc.gz", bad_crc);
+    CHECK(contains(error_of([&] { read_idx(dir / "crc.gz", 3); }), "corrupt gzip data: incorrect data check"));
+}
+
+TEST_CASE("IDX: a symlink loop is reported as one (ELOOP), naming the path, not as a missing file") {
+    TempDir dir;
+    fs::create_symlink(dir / "b-idx3-ubyte", dir / "a-idx3-ubyte");
+    fs::create_symlink(dir / "a-idx3-ubyte", dir / "b-idx3-ubyte");
+    std::string msg = error_of([&] { read_idx(dir / "a-idx3-ubyte", 3); });
+    CHECK(contains(msg, dir / "a-idx3-ubyte"));
+    CHECK(contains(msg, "Too many levels of symbolic links"));
+    CHECK_FALSE(contains(msg, "no such file"));
+    msg = error_of([&] { find_idx(dir.path.string(), "a-idx3-ubyte"); });
+    CHECK(contains(msg, dir / "a-idx3-ubyte"));
+    CHECK(contains(msg, "Too many levels of symbolic links"));
+}
+
 TEST_CASE("MNIST: load_pair keeps the pixel bytes and labels, and to_float scales them to [0, 1]") {
     TempDir dir;
     write_idx(dir / "im", image_idx(4));

@@ -274,6 +274,20 @@ TEST_CASE("Optim: invalid options are refused with clear messages") {
     CHECK_THROWS_WITH_AS(optim::SGD({t.a, t.b, t.a}), "SGD: parameter 2 appears more than once in the list",
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(optim::SGD({Tensor()}), "SGD: parameter 0 is a null tensor", std::invalid_argument);
+    const Tensor constant(Array{1.0f, 2.0f});
+    CHECK_THROWS_WITH_AS(optim::Adam({t.a, constant}),
+                         "Adam: parameter 1 does not require grad (make it with requires_grad = true, or "
+                         "set_requires_grad())",
+                         std::invalid_argument);
+    const Tensor made = t.a * 2.0f;
+    CHECK_THROWS_WITH_AS(optim::SGD({t.b, made}),
+                         "SGD: parameter 1 was made by an op, and an optimizer can't optimize a non-leaf tensor (pass "
+                         "the tensors it was computed from)",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::AdamW({made}), doctest::Contains("AdamW: parameter 0 was made by an op"),
+                         std::invalid_argument);
+    made.backward(Array{1.0f, 1.0f});  // its node freed: still not a leaf
+    CHECK_THROWS_AS(optim::Adam({made}), std::invalid_argument);
     optim::Adam adam(t.params());
     CHECK_THROWS_WITH_AS(adam.state("momentum"), "adam: no state named 'momentum'", std::out_of_range);
 }

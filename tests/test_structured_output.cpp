@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "datasets/mnist.hpp"
 #include "examples/structured_output.hpp"
 #include "helpers.hpp"
+#include "serialize/checkpoint.hpp"
 
 using namespace tg;
 using namespace structured;
@@ -422,7 +424,13 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with one line na
         {"--threads 0", "--threads"}, {"--samples 0", "--samples"}, {"--tau 0.2", "--tau-min"},
         {"extra-positional", "extra-positional"}, {"--epochs -1", "--epochs"}, {"--batch-size -5", "--batch-size"},
         {"--seed -3", "--seed"}, {"--hidden 99999999999", "--hidden"}, {"--eval-samples 1e9", "--eval-samples"},
-        {"--samples 10000 --batch-size 100000", "--samples"}, {"--max-steps 18446744073709551615", "--max-steps"}};
+        {"--samples 10000 --batch-size 100000", "--samples"}, {"--max-steps 18446744073709551615", "--max-steps"},
+        // numbers a float does not hold as given: named with the flag and the text
+        {"--lr 1e-50", "--lr: must be at least"}, {"--lr 1e39", "--lr: must be at most"},
+        {"--tau 1e-45", "--tau: must be at least 1.1754944e-38"}, {"--tau 1e-50", "got 1e-50"},
+        {"--anneal-rate 1e-45", "--anneal-rate: must be 0 or at least 1.1754944e-38"},
+        {"--momentum 0.99999999", "--momentum: must be in [0, 1), got 0.99999999, which a float rounds to 1"},
+        {"--anneal-rate 1e-50", "--anneal-rate"}, {"--tau-min 1e39", "--tau-min"}};
     for (const auto& flag_and_named : bad) {
         const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
         CAPTURE(args);
@@ -453,4 +461,97 @@ TEST_CASE("StructuredOutput: --resume refuses a checkpoint of another model, nam
     CHECK(contains(r.err, "--latent bernoulli"));
     CHECK(contains(r.err, "checkpoint.npz"));
     CHECK(run_program(dir, "--epochs 2 --resume --hidden 30").status == 2);
+}
+
+TEST_CASE("StructuredOutput: --resume refuses other values of the flags the checkpoint fixes, naming both") {
+    TempDir dir;
+    REQUIRE(run_program(dir, "--epochs 1 --optimizer sgd --momentum 0.5").status == 0);
+    for (const std::string& flag : {"--lr 0.002", "--momentum 0.9", "--tau 0.75", "--tau-min 0.4", "--anneal-rate 0.0001",
+                                    "--anneal-every 100", "--validation 150", "--seed 3", "--samples 2"}) {
+        CAPTURE(flag);
+        const RunOutput r = run_program(dir, "--epochs 2 --optimizer sgd --momentum 0.5 --resume " + flag);
+        CHECK(r.status == 2);
+        const std::string name = flag.substr(0, flag.find(' ')), value = flag.substr(flag.find(' ') + 1);
+        CHECK(contains(r.err, "was made with " + name + " "));
+        CHECK(contains(r.err, ", not " + value + " "));
+    }
+    // the same flags again: it continues
+    const RunOutput same = run_program(dir, "--epochs 2 --optimizer sgd --momentum 0.5 --resume");
+    CHECK(same.status == 0);
+    CHECK(contains(same.out, "resumed from"));
+}
+
+TEST_CASE("StructuredOutput: doctored run.* entries with valid CRCs are refused, naming the entry") {
+    TempDir dir;
+    REQUIRE(run_program(dir, "--epochs 1 --max-steps 3").status == 0);  // mid-epoch: 3 of 6 batches
+    const std::string path = dir / "out/checkpoint.npz";
+    const Checkpoint good = Checkpoint::load(path);
+    const std::vector<std::int64_t> progress = good.get_ints("run.progress");
+    REQUIRE(progress == std::vector<std::int64_t>{0, 3, 3, 0});
+    auto with = [&](const std::function<void(Checkpoint&)>& doctor) {
+        Checkpoint ck = good;
+        doctor(ck);
+        ck.save(path);
+        return run_program(dir, "--epochs 2 --resume");
+    };
+    auto progress_with = [&](std::size_t i, std::int64_t v) {
+        return [=](Checkpoint& ck) {
+            std::vector<std::int64_t> p = progress;
+            p[i] = v;
+            ck.put_ints("run.progress", p);
+        };
+    };
+    auto bits = [](double v) {
+        std::uint64_t b;
+        std::memcpy(&b, &v, 8);
+        return b;
+    };
+    const std::vector<std::pair<std::string, std::function<void(Checkpoint&)>>> doctored = {
+        {"run.progress", progress_with(0, -1)},  // the audit's: resumed at epoch 2^64 - 1 and exited 0
+        {"run.progress", progress_with(0, 1)},
+        {"run.progress", progress_with(1, 4)},
+        {"run.progress", progress_with(1, -1)},
+        {"run.progress", progress_with(2, 7)},
+        {"run.progress", progress_with(3, 1)},
+        {"run.progress", progress_with(3, 2)},
+        {"run.progress", [](Checkpoint& ck) { ck.put_ints("run.progress", {0, 3, 3}); }},
+        {"run.epoch_sums", [&](Checkpoint& ck) { ck.put_uints("run.epoch_sums", {bits(NAN), bits(1.0)}); }},
+        {"run.epoch_sums", [&](Checkpoint& ck) { ck.put_uints("run.epoch_sums", {bits(1.0), bits(-1.0)}); }},
+        {"run.history", [&](Checkpoint& ck) { ck.put_uints("run.history", std::vector<std::uint64_t>(8, bits(1.0))); }},
+        {"run.history", [&](Checkpoint& ck) { ck.put_uints("run.history", {1, 2, 3}); }},
+        {"data.batches", [&](Checkpoint& ck) {
+             std::vector<std::uint64_t> w = good.get_uints("data.batches");
+             w[1] = 0;  // the position in the epoch
+             ck.put_uints("data.batches", w);
+         }},
+        {"data.batches", [&](Checkpoint& ck) {
+             std::vector<std::uint64_t> w = good.get_uints("data.batches");
+             w[0] = 5;  // the epoch
+             ck.put_uints("data.batches", w);
+         }},
+        {"data.batches", [&](Checkpoint& ck) {
+             std::vector<std::uint64_t> w = good.get_uints("data.batches");
+             w[3] = w[4] = w[5] = w[6] = 0;  // the invalid all-zero generator state
+             ck.put_uints("data.batches", w);
+         }},
+        {"run.baseline", [](Checkpoint& ck) { ck.put("run.baseline", Array::from_shape({0})); }},
+        {"run.baseline", [](Checkpoint& ck) { ck.put("run.baseline", Array{INFINITY}); }},
+        {"optim.adam.lr", [](Checkpoint& ck) { ck.put("optim.adam.lr", Array(0.5f)); }},
+        {"optim.adam.step", [&](Checkpoint& ck) {
+             for (const std::string& name : good.names())
+                 if (name.rfind("optim.adam.step.", 0) == 0) ck.put_int(name, 4);
+         }},
+    };
+    for (const auto& [entry, doctor] : doctored) {
+        const std::string named = entry;  // clang: no CAPTURE of a binding
+        CAPTURE(named);
+        const RunOutput r = with(doctor);
+        CHECK(r.status == 2);
+        CHECK(contains(r.err, "'" + named));
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+        CHECK_FALSE(contains(r.out, "epoch "));
+    }
+    // the checkpoint as written still resumes
+    good.save(path);
+    CHECK(run_program(dir, "--epochs 2 --resume").status == 0);
 }

@@ -6,6 +6,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "layers/temperature.hpp"
 
@@ -19,6 +22,10 @@ struct Annealing {
 // --tau --tau-min --anneal-rate --anneal-every, with bounds; an example sets its defaults in
 // `annealing` first.
 void add_annealing_flags(CLI::App& app, Annealing& annealing);
+
+// The flags a resumed run must repeat (--tau; with a rate, --anneal-rate, --tau-min and
+// --anneal-every), for Experiment::identity.
+std::vector<std::pair<std::string, std::string>> identity(const Annealing& annealing);
 
 // The schedule of the flags. Throws UsageError naming --tau and --tau-min when an annealed tau
 // would start below its floor.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cerrno>
+#include <cfloat>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -59,18 +60,39 @@ CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& va
 
 namespace {
 
+// A finite number that a float holds as given (up to rounding): a value that overflows to
+// infinity, or that underflows to 0 or to a denormal (1e-45 would be 1.4e-45), is refused, and
+// so is one that the rounding carries outside its range (0.99999999 becomes 1).
 std::string check_real(const std::string& text, float min, float below, bool positive) {
     char* end = nullptr;
     const double v = std::strtod(text.c_str(), &end);
     if (text.empty() || *end != '\0') return "expects a number, got '" + text + "'";
     if (!std::isfinite(v)) return "must be finite, got " + text;
     if (positive && !(v > 0)) return "must be positive, got " + text;
-    if (!positive && !(v >= min && v < below))
-        return "must be in [" + format("%g", min) + ", " + format("%g", below) + "), got " + text;
+    const float f = static_cast<float>(v);
+    if (!std::isfinite(f)) return "must be at most " + float_text(FLT_MAX) + " (the largest float), got " + text;
+    if (v != 0.0 && std::fabs(f) < FLT_MIN)
+        return std::string(positive ? "must be at least " : "must be 0 or at least ") + float_text(FLT_MIN) +
+               " in magnitude, the smallest normal float (it would be stored as " + float_text(f) + "), got " + text;
+    if (!positive && !(f >= min && f < below)) {
+        const std::string range = "[" + float_text(min) + ", " + float_text(below) + ")";
+        if (v >= min && v < below)
+            return "must be in " + range + ", got " + text + ", which a float rounds to " + float_text(f);
+        return "must be in " + range + ", got " + text;
+    }
     return "";
 }
 
 }  // namespace
+
+std::string float_text(float v) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; ++digits) {  // the shortest that reads back as v
+        std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
+        if (std::strtof(buf, nullptr) == v) break;
+    }
+    return buf;
+}
 
 CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
                       float below) {
@@ -122,6 +144,12 @@ void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
     add_choice(app, "--optimizer", f.name, "adam or sgd (SGD with --momentum)", {"adam", "sgd"});
     add_positive(app, "--lr", f.lr, "Learning rate (constant)");
     add_real(app, "--momentum", f.momentum, "Momentum of SGD (the paper: 0.9)", 0.0f, 1.0f);
+}
+
+std::vector<std::pair<std::string, std::string>> identity(const OptimizerFlags& f) {
+    std::vector<std::pair<std::string, std::string>> flags = {{"--optimizer", f.name}, {"--lr", float_text(f.lr)}};
+    if (f.name == "sgd") flags.emplace_back("--momentum", float_text(f.momentum));
+    return flags;
 }
 
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& f, std::vector<tg::Tensor> parameters) {
@@ -233,7 +261,11 @@ tg::mnist::Mnist load_mnist(const Flags& flags, tg::mnist::Binarization binariza
     load.binarization = binarization;
     load.seed = 0;
     load.validation = validation;
-    return tg::mnist::load(flags.data, load);
+    try {
+        return tg::mnist::load(flags.data, load);
+    } catch (const std::invalid_argument& e) {  // the options, not the files: --validation
+        throw UsageError("--validation " + std::to_string(validation) + ": " + e.what());
+    }
 }
 
 void check_writable(const std::string& dir) {
@@ -372,7 +404,8 @@ tg::Checkpoint run_entries(const Experiment& ex, const RunState& st, const tg::m
 void check_identity(const tg::Checkpoint& ck, const Experiment& ex, const std::string& path) {
     for (const auto& [flag, value] : ex.identity) {
         if (!ck.contains("run.flag" + flag))
-            throw UsageError("--resume: " + path + " is not a checkpoint of " + ex.program + " (no " + flag + ")");
+            throw UsageError("--resume: " + path + " does not record " + flag + ": it is not a checkpoint of " +
+                             ex.program + ", or one of an older version (choose another --out)");
         const std::string was = string_of(ck.get_uints("run.flag" + flag));
         if (was != value)
             throw UsageError("--resume: the checkpoint " + path + " was made with " + flag + " " + was + ", not " +
@@ -380,22 +413,79 @@ void check_identity(const tg::Checkpoint& ck, const Experiment& ex, const std::s
     }
 }
 
+// Every count and sum of the run.* entries is checked against the others, the batch order's
+// state and the optimizer's step counts (a CRC only says the file is as written, not that what
+// was written is a run's state): a doctored entry is refused, naming it, before it is used.
 void restore_run(const tg::Checkpoint& ck, const Experiment& ex, std::size_t columns, RunState& st,
                  tg::mnist::BatchIterator& batches) {
     const std::vector<std::int64_t>& progress = ck.get_ints("run.progress");
     const std::vector<std::uint64_t>& sums = ck.get_uints("run.epoch_sums");
     const std::vector<std::uint64_t>& history = ck.get_uints("run.history");
-    if (progress.size() != 4 || sums.size() != 2 || history.size() % columns != 0)
-        throw tg::CheckpointError("checkpoint: the run.* entries have unexpected sizes");
-    batches.set_state(tg::mnist::BatchState::from_words(ck.get_uints("data.batches")));  // throws for another data set
+    auto refuse = [](const std::string& entry, const std::string& what) {
+        throw tg::CheckpointError("checkpoint: entry '" + entry + "': " + what + " (not the state of a run)");
+    };
+    if (progress.size() != 4) refuse("run.progress", std::to_string(progress.size()) + " numbers, not 4");
+    if (sums.size() != 2) refuse("run.epoch_sums", std::to_string(sums.size()) + " numbers, not 2");
+    if (history.size() % columns != 0)
+        refuse("run.history", std::to_string(history.size()) + " numbers, not rows of " + std::to_string(columns));
+    const std::size_t per_epoch = batches.batches_per_epoch(), rows = history.size() / columns;
+    for (std::size_t i = 0; i < 4; ++i)
+        if (progress[i] < 0) refuse("run.progress", "a negative count " + std::to_string(progress[i]));
+    const auto epoch = static_cast<std::uint64_t>(progress[0]), step = static_cast<std::uint64_t>(progress[1]),
+               epoch_batches = static_cast<std::uint64_t>(progress[2]), trained = static_cast<std::uint64_t>(progress[3]);
+    if (epoch != rows)
+        refuse("run.progress", "epoch " + std::to_string(epoch) + ", but 'run.history' holds " + std::to_string(rows) +
+                                   " rows");
+    if (trained > 1) refuse("run.progress", "the flag 'trained' is " + std::to_string(trained) + ", not 0 or 1");
+    if (epoch_batches > per_epoch || (trained == 1 && epoch_batches != per_epoch))
+        refuse("run.progress", std::to_string(epoch_batches) + " batches done in an epoch of " +
+                                   std::to_string(per_epoch) + (trained ? " that is over" : ""));
+    if (epoch > (std::uint64_t{1} << 40) || step != epoch * per_epoch + epoch_batches)
+        refuse("run.progress", "step " + std::to_string(step) + " after " + std::to_string(epoch) + " epochs of " +
+                                   std::to_string(per_epoch) + " batches and " + std::to_string(epoch_batches) +
+                                   " batches of the next");
+    const double loss = double_of(sums[0]), seconds = double_of(sums[1]);
+    if (!std::isfinite(loss) || !(seconds >= 0.0 && std::isfinite(seconds)))
+        refuse("run.epoch_sums", "loss " + format("%g", loss) + ", seconds " + format("%g", seconds));
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::uint64_t* row = &history[r * columns];
+        if (double_of(row[0]) != double(r + 1) || double_of(row[1]) != double((r + 1) * per_epoch))
+            refuse("run.history", "row " + std::to_string(r) + " is epoch " + format("%g", double_of(row[0])) +
+                                      " at step " + format("%g", double_of(row[1])) + ", not epoch " +
+                                      std::to_string(r + 1) + " at step " + std::to_string((r + 1) * per_epoch));
+        for (std::size_t j = 2; j < columns; ++j)
+            if (std::isinf(double_of(row[j])))  // NaN: a metric the run skipped
+                refuse("run.history", "row " + std::to_string(r) + " holds an infinity");
+    }
+    tg::mnist::BatchState order;
+    try {
+        order = tg::mnist::BatchState::from_words(ck.get_uints("data.batches"));
+    } catch (const std::invalid_argument& e) {
+        refuse("data.batches", e.what());
+    }
+    const std::uint64_t position = trained ? 0 : std::min<std::uint64_t>(epoch_batches * batches.options().batch_size, ex.train_size);
+    if (order.epoch != epoch + trained || order.position != position)
+        refuse("data.batches", "epoch " + std::to_string(order.epoch) + " at row " + std::to_string(order.position) +
+                                   ", not epoch " + std::to_string(epoch + trained) + " at row " +
+                                   std::to_string(position));
+    for (std::size_t i = 0; i < ex.optimizer->steps().size(); ++i)
+        if (static_cast<std::uint64_t>(ex.optimizer->steps()[i]) > step)
+            refuse("optim." + std::string(ex.optimizer->kind()) + ".step",
+                   "parameter " + std::to_string(i) + " has had " + std::to_string(ex.optimizer->steps()[i]) +
+                       " updates in a run of " + std::to_string(step) + " steps");
+    try {
+        batches.set_state(order);  // throws for another data set, or the all-zero generator state
+    } catch (const std::invalid_argument& e) {
+        refuse("data.batches", e.what());
+    }
     for (const auto& [name, gen] : ex.generators) ck.get_generator("rng." + name, *gen);
     if (ex.load_state) ex.load_state(ck);
-    st.epoch = static_cast<std::size_t>(progress[0]);
-    st.step = static_cast<std::size_t>(progress[1]);
-    st.epoch_batches = static_cast<std::size_t>(progress[2]);
-    st.trained = progress[3] != 0;
-    st.epoch_loss = double_of(sums[0]);
-    st.epoch_seconds = double_of(sums[1]);
+    st.epoch = static_cast<std::size_t>(epoch);
+    st.step = static_cast<std::size_t>(step);
+    st.epoch_batches = static_cast<std::size_t>(epoch_batches);
+    st.trained = trained != 0;
+    st.epoch_loss = loss;
+    st.epoch_seconds = seconds;
     st.history.clear();
     for (std::size_t i = 0; i < history.size(); i += columns) {
         st.history.emplace_back();
@@ -449,8 +539,12 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
         now_doing("reading the checkpoint " + ckpt);
         const tg::Checkpoint ck = tg::Checkpoint::load(ckpt);
         check_identity(ck, ex, ckpt);
+        const float lr = ex.optimizer->lr();  // the flags' (constant), which the checkpoint must hold too
         try {
             tg::load_state_dict(ck, *ex.model, ex.optimizer);
+            if (ex.optimizer->lr() != lr)
+                throw tg::CheckpointError("entry 'optim." + std::string(ex.optimizer->kind()) + ".lr' holds " +
+                                          float_text(ex.optimizer->lr()) + ", not the run's --lr " + float_text(lr));
             restore_run(ck, ex, result.header.size(), st, batches);
         } catch (const std::exception& e) {
             throw tg::CheckpointError("--resume: " + ckpt + ": " + e.what());

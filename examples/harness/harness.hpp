@@ -71,6 +71,9 @@ struct OptimizerFlags {
     float lr = 1e-3f, momentum = 0.9f;
 };
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
+// The flags of the optimizer that a resumed run must repeat (--lr; --momentum for SGD), for
+// Experiment::identity.
+std::vector<std::pair<std::string, std::string>> identity(const OptimizerFlags& flags);
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& flags, std::vector<tg::Tensor> parameters);
 
 // The --help footer of a training example: its outputs in --out (default_out when not given):
@@ -83,7 +86,9 @@ std::string footer(const std::string& default_out, const std::string& pictures, 
 CLI::Option* add_count(CLI::App& app, const std::string& name, std::size_t& value, const std::string& help,
                        std::size_t min, std::size_t max);
 CLI::Option* add_count(CLI::App& app, const std::string& name, std::uint64_t& value, const std::string& help);
-// A finite float in [min, below) (below may be infinity), or one that must be positive.
+// A finite float in [min, below) (below may be infinity), or one that must be positive. The
+// value must survive its conversion to float: one that overflows, underflows to 0 or to a
+// denormal, or rounds out of its range is refused, naming the flag and the text given.
 CLI::Option* add_real(CLI::App& app, const std::string& name, float& value, const std::string& help, float min,
                       float below);
 CLI::Option* add_positive(CLI::App& app, const std::string& name, float& value, const std::string& help);
@@ -196,6 +201,8 @@ struct Trained {
 
 // Trains for flags.epochs (or flags.max_steps) from a fresh start or, with flags.resume,
 // from out_dir/checkpoint.npz; writes out_dir/metrics.csv and the checkpoint after every epoch.
+// Resuming refuses a checkpoint whose identity flags differ from this run's, whose learning rate
+// is not the optimizer's (a constant --lr), or whose run.* entries are not a run's state.
 // Sets the threads (tg::set_num_threads). A stop (signal) checkpoints and returns 130.
 Trained train(const Flags& flags, const std::string& out_dir, Experiment& experiment, Console console = terminal());
 
@@ -207,6 +214,9 @@ void report(const std::string& dir, const Trained& trained, const std::vector<st
 
 // A printf of one number.
 std::string format(const char* format, double v);
+// The shortest decimal that reads back as v ("0.001", not "0.00100000005"): a float flag's value
+// in messages and in the checkpoint.
+std::string float_text(float v);
 
 // Wall-clock seconds since it was made (an evaluation's time, for the message).
 class Stopwatch {
