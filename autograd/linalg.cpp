@@ -25,6 +25,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     if (as.size() != 2 || bs.size() != 2 || as[1] != bs[0])
         throw std::invalid_argument("matmul: needs [m,k] x [k,n], got " + shape_str(as) + " x " + shape_str(bs));
     const std::size_t m = as[0], k = as[1], n = bs[1];
+    element_count({m, n}, "matmul");  // [2^40, 0] x [0, 2^40] has no input elements but a huge output
     Array out = Array::from_shape({m, n});
     detail::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
     return record("matmul", std::move(out), {a, b}, [m, k, n](const std::vector<Tensor>& in, const Tensor& o) {
@@ -54,6 +55,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                                     shape_str(ws) + " (expected (" + std::to_string(out_f) + ",))");
     Array::shape_type out_shape = xs;
     out_shape.back() = out_f;
+    element_count(out_shape, "linear");
     Array out = Array::from_shape(out_shape);
     // rows start as the bias, the GEMM adds x W^T onto them
     if (bias.defined()) kernels::broadcast_rows(bias.value().data(), rows, out_f, out.data());

@@ -284,3 +284,11 @@ TEST_CASE("accumulate_grad into a tensor that does not require grad is refused, 
                          doctest::Contains("myop: a gradient for a tensor of shape (1,) that does not require grad"),
                          std::logic_error);
 }
+
+TEST_CASE("matmul and linear check the output's element count before allocating it") {
+    const Tensor a = Tensor::zeros({std::size_t(1) << 40, 0}), b = Tensor::zeros({0, std::size_t(1) << 40});
+    CHECK_THROWS_WITH_AS(matmul(a, b), doctest::Contains("matmul: the shape (1099511627776, 1099511627776) has more elements"),
+                         std::length_error);
+    const Tensor w = Tensor::zeros({std::size_t(1) << 40, 0});
+    CHECK_THROWS_AS(linear(a, w), std::length_error);
+}
