@@ -194,7 +194,7 @@ TEST_CASE("IDX: corrupt gzip data and bad writer arguments are refused") {
     CHECK(contains(error_of([&] { read_idx(dir.path.string()); }), "is a directory"));
 }
 
-TEST_CASE("IDX: gzip members may follow one another; garbage after the stream or a missing trailer is refused") {
+TEST_CASE("IDX: gzip members may follow one another, and garbage after the stream or a missing trailer is refused") {
     TempDir dir;
     const Idx images = image_idx(3);
     write_idx(dir / "whole.gz", images);
