@@ -99,9 +99,9 @@ void write_bars(const tgtest::TempDir& dir) {
 
 // The program's exit status on the bars of dir with a quick run's flags (after `args`, which may
 // override them); stdout and stderr in dir/stdout and dir/stderr.
-int vae_program(const tgtest::TempDir& dir, const std::string& args) {
+int vae_program(const tgtest::TempDir& dir, const std::string& args, const std::string& shell_prefix = "") {
     if (!fs::exists(dir.path / "data")) write_bars(dir);
-    const std::string cmd = program + " --data " + (dir / "data") + " --out " + (dir / "out") +
+    const std::string cmd = shell_prefix + program + " --data " + (dir / "data") + " --out " + (dir / "out") +
                             " --validation 80 --batch-size 40 --epochs 2 --val-samples 3 --eval-samples 5 --lr 3e-3 " +
                             args + " >" + (dir / "stdout") + " 2>" + (dir / "stderr");
     const int raw = std::system(cmd.c_str());
@@ -228,4 +228,12 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
     REQUIRE(vae_program(dir, "--epochs 1 --eval-samples 0") == 0);
     CHECK(vae_program(dir, "--resume --latent categorical") == 2);
     CHECK(tgtest::read_bytes(dir / "stderr").find("--latent bernoulli") != std::string::npos);
+}
+
+TEST_CASE("DiscreteVAE: under a memory limit (ulimit -v) a run ends, out of memory with one line and status 2") {
+    tgtest::check_memory_limits("discrete_vae", [](const std::string& shell_prefix) {
+        tgtest::TempDir dir;
+        const int status = vae_program(dir, "--epochs 1", shell_prefix);
+        return std::make_pair(status, tgtest::read_bytes(dir / "stderr"));
+    });
 }
