@@ -80,7 +80,7 @@ TEST_CASE("Optimizer: set_state and set_steps refuse a count or a shape other th
     CHECK(adam.steps() == std::vector<std::int64_t>{1, 3});
 }
 
-TEST_CASE("Engine: one_hot, Linear, matmul and the Generator refuse sizes whose element count overflows, naming themselves") {
+TEST_CASE("Engine: one_hot, Linear and the Generator refuse sizes whose element count overflows, naming themselves") {
     const Indices indices = {0, 1};
     const std::size_t huge = (std::size_t(1) << 63) + 2;  // times 2 is 4 modulo 2^64
     CHECK_THROWS_WITH_AS(one_hot(indices, std::size_t(1) << 62),
@@ -93,9 +93,6 @@ TEST_CASE("Engine: one_hot, Linear, matmul and the Generator refuse sizes whose 
     CHECK_THROWS_WITH_AS(g.uniform_open({huge, 2}), doctest::Contains("Generator::uniform_open"), std::length_error);
     CHECK_THROWS_WITH_AS(g.gumbel({2, huge}), doctest::Contains("Generator::uniform_open"), std::length_error);
     CHECK_THROWS_WITH_AS(g.logistic({huge, 2}), doctest::Contains("Generator::uniform_open"), std::length_error);
-    // empty operands whose product's size overflows (the GEMM would write past it)
-    const Tensor a(Array::from_shape({std::size_t(1) << 40, 0})), b(Array::from_shape({0, std::size_t(1) << 40}));
-    CHECK_THROWS_WITH_AS(matmul(a, b), doctest::Contains("the shape (1099511627776, 1099511627776)"), std::length_error);
     // sizes that fit still work, the empty ones included
     CHECK(one_hot(indices, 3).shape() == Shape{2, 3});
     CHECK(one_hot(Indices::from_shape({0}), std::size_t(1) << 40).shape() == Shape{0, std::size_t(1) << 40});
