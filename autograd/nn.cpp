@@ -180,6 +180,7 @@ Tensor one_hot(const Indices& indices, std::size_t num_classes) {
                                 std::to_string(num_classes) + " classes");
     Array::shape_type shape(indices.shape().begin(), indices.shape().end());
     shape.push_back(num_classes);
+    element_count(shape, "one_hot");
     Array out = Array::from_shape(shape);
     kernels::one_hot(indices.data(), indices.size(), num_classes, out.data());
     return Tensor(std::move(out));

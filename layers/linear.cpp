@@ -10,6 +10,7 @@ namespace tg::nn {
 
 namespace {
 Tensor uniform_tensor(const Shape& shape, float bound, Generator& g) {
+    element_count(shape, "Linear");
     Array a = Array::from_shape(shape);
     for (float& v : a) v = bound * (2.0f * g.uniform() - 1.0f);
     return Tensor(std::move(a));

@@ -58,7 +58,7 @@ void Adam::step() {
         Tensor& p = params_[i];
         if (!p.has_grad()) continue;
         const std::size_t n = p.size();
-        if (m_[i].size() != n || steps_[i] == 0) {
+        if (m_[i].size() != n || v_[i].size() != n || steps_[i] == 0) {  // set_state may leave either unused
             m_[i] = Array(xt::zeros<float>(p.shape()));
             v_[i] = Array(xt::zeros<float>(p.shape()));
         }

@@ -57,8 +57,35 @@ const std::vector<Array>& Optimizer::state(const std::string& name) const {
     return const_cast<Optimizer*>(this)->state_buffer(name);
 }
 
+void Optimizer::set_steps(std::vector<std::int64_t> steps) {
+    const std::string who = std::string(kind()) + ": set_steps: ";
+    if (steps.size() != params_.size())
+        throw std::invalid_argument(who + std::to_string(steps.size()) + " step counts for " +
+                                    std::to_string(params_.size()) + " parameters");
+    for (std::size_t i = 0; i < steps.size(); ++i)
+        if (steps[i] < 0)
+            throw std::invalid_argument(who + "the step count of parameter " + std::to_string(i) + " is negative (" +
+                                        std::to_string(steps[i]) + ")");
+    steps_ = std::move(steps);
+}
+
+// step() indexes the buffers by parameter and writes p.size() elements into each it finds
+// allocated, so a short list or a buffer of another shape would be written past its end.
 void Optimizer::set_state(const std::string& name, std::vector<Array> buffers) {
-    state_buffer(name) = std::move(buffers);
+    std::vector<Array>& state = state_buffer(name);  // an unknown name throws first
+    const std::string who = std::string(kind()) + ": set_state('" + name + "'): ";
+    if (buffers.size() != params_.size())
+        throw std::invalid_argument(who + std::to_string(buffers.size()) + " buffers for " +
+                                    std::to_string(params_.size()) + " parameters");
+    const Shape unallocated{0};
+    for (std::size_t i = 0; i < buffers.size(); ++i) {
+        const Shape& s = buffers[i].shape();
+        if (s != params_[i].shape() && s != unallocated)
+            throw std::invalid_argument(who + "buffer " + std::to_string(i) + " has shape " + shape_str(s) +
+                                        ", parameter " + std::to_string(i) + " has shape " +
+                                        shape_str(params_[i].shape()) + " (a buffer not yet used has shape (0,))");
+    }
+    state = std::move(buffers);
 }
 
 float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {

@@ -29,9 +29,11 @@ public:
 
     // For checkpoints. steps()[i] counts the updates parameter i has had; state buffer
     // `name` holds one array per parameter, of shape (0,) until that parameter's first
-    // update (a default xarray is 0-d with one element, so "empty" is spelled out). set_steps/set_state replace them whole (sizes are the caller's to check).
+    // update (a default xarray is 0-d with one element, so "empty" is spelled out). set_steps and
+    // set_state replace them whole, and throw std::invalid_argument unless they hold one entry
+    // per parameter: a count >= 0, a buffer of the parameter's shape or of shape (0,).
     const std::vector<std::int64_t>& steps() const { return steps_; }
-    void set_steps(std::vector<std::int64_t> steps) { steps_ = std::move(steps); }
+    void set_steps(std::vector<std::int64_t> steps);
     virtual std::vector<std::string> state_names() const { return {}; }
     const std::vector<Array>& state(const std::string& name) const;
     void set_state(const std::string& name, std::vector<Array> buffers);

@@ -6,6 +6,8 @@
 #include <system_error>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +60,32 @@ void remove_stale_temporaries(const std::string& dir, const std::string& file) {
     }
 }
 
+// A write past the file-size limit (ulimit -f) raises SIGXFSZ, whose default action ends the
+// process at once, leaving the temporary behind. Blocked in this thread while it writes, the
+// write fails with EFBIG instead and is reported like a full disk; the pending signal is then
+// taken off, so that unblocking does not deliver it. The process's handlers stay as they are.
+class FileSizeSignalBlocked {
+public:
+    FileSizeSignalBlocked() {
+        sigemptyset(&xfsz_);
+        sigaddset(&xfsz_, SIGXFSZ);
+        pthread_sigmask(SIG_BLOCK, &xfsz_, &old_);
+    }
+    ~FileSizeSignalBlocked() {
+        if (!sigismember(&old_, SIGXFSZ)) {
+            const timespec now{0, 0};
+            while (sigtimedwait(&xfsz_, nullptr, &now) == SIGXFSZ) {
+            }
+        }
+        pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    }
+    FileSizeSignalBlocked(const FileSizeSignalBlocked&) = delete;
+    FileSizeSignalBlocked& operator=(const FileSizeSignalBlocked&) = delete;
+
+private:
+    sigset_t xfsz_, old_;
+};
+
 }  // namespace
 
 // Temporary file in the target's directory, fsync, rename over the target, fsync the
@@ -67,6 +95,7 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     const std::size_t slash = path.find_last_of('/');
     const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     std::string tmp = path + ".tmp.XXXXXX";
+    const FileSizeSignalBlocked no_sigxfsz;
     const int fd = static_cast<int>(checked(path, WriteStep::create, [&] { return ::mkstemp(tmp.data()); }));
     if (fd < 0) throw FileWriteError("'" + path + "': cannot create a temporary file: " + errno_text());
     const auto fail = [&](const std::string& what, bool open) {

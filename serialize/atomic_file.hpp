@@ -21,7 +21,9 @@ public:
 // full disk leaves the old file or the new one, never a torn one, and no temporary behind.
 // Only a failed sync of the folder comes after the rename (the new file is in place, but not
 // yet known to be durable). Temporaries of earlier writes to the same path that were killed
-// before their rename are removed once this one has succeeded. Throws FileWriteError.
+// before their rename are removed once this one has succeeded. Throws FileWriteError. A
+// file-size limit (ulimit -f) is an error like a full disk ("File too large"), not the end of
+// the process: SIGXFSZ is blocked in the calling thread while it writes.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
 // Opens path read-only if it is a regular file. A FIFO, a device, a socket or a directory is

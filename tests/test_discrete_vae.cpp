@@ -73,10 +73,10 @@ std::pair<double, double> exact_bounds(const Model& model, const float* x) {
 const std::string program = std::string(TAPEGRAD_BINARY_DIR) + "/examples/discrete_vae";
 
 // The program's exit status on bars with a quick run's flags (after `args`, which may override
-// them); stdout and stderr in dir/stdout and dir/stderr.
-int vae_program(const tgtest::TempDir& dir, const std::string& args) {
-    return tgtest::run_example(program, dir, "--validation 80 --batch-size 40 --epochs 2 --val-samples 3 "
-                                             "--eval-samples 5 --lr 3e-3 " + args);
+// them), run behind shell_prefix (a ulimit, say); stdout and stderr in dir/stdout and dir/stderr.
+int vae_program(const tgtest::TempDir& dir, const std::string& args, const std::string& shell_prefix = "") {
+    return tgtest::run_example(shell_prefix + program, dir, "--validation 80 --batch-size 40 --epochs 2 --val-samples 3 "
+                                                            "--eval-samples 5 --lr 3e-3 " + args);
 }
 
 }  // namespace
@@ -207,4 +207,12 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
         CHECK(err.find("was made with " + flag.substr(0, flag.find(' '))) != std::string::npos);
         CHECK(err.find(", not " + flag.substr(flag.find(' ') + 1)) != std::string::npos);
     }
+}
+
+TEST_CASE("DiscreteVAE: under a memory limit (ulimit -v) a run ends, out of memory with one line and status 2") {
+    tgtest::check_memory_limits("discrete_vae", [](const std::string& shell_prefix) {
+        tgtest::TempDir dir;
+        const int status = vae_program(dir, "--epochs 1", shell_prefix);
+        return std::make_pair(status, tgtest::read_bytes(dir / "stderr"));
+    });
 }

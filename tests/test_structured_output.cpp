@@ -1,15 +1,17 @@
 // The structured-output example: its model, loss and evaluation (examples/structured_output.hpp)
 // in-process, and the program (build/examples/structured_output) on small synthetic IDX files
 // written here, never the real download.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,10 +75,10 @@ std::string file_bytes(const std::string& path) {
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // The program with a quick run's flags on the synthetic data of dir (written on first use),
-// writing to dir/out, and the extra arguments.
-RunOutput run_program(const TempDir& dir, const std::string& args, bool small = true) {
+// writing to dir/out, and the extra arguments; shell_prefix goes before it ("ulimit -f 1 && exec ").
+RunOutput run_program(const TempDir& dir, const std::string& args, bool small = true, const std::string& shell_prefix = "") {
     if (!fs::exists(dir.path / "data")) write_data(dir);
-    std::string cmd = program;
+    std::string cmd = shell_prefix + program;
     if (small)
         cmd += " --data " + (dir / "data") + " --out " + (dir / "out") +
                " --validation 100 --batch-size 50 --hidden 20 --epochs 3 --val-samples 4 --eval-samples 8 --lr 3e-3";
@@ -366,31 +368,60 @@ TEST_CASE("StructuredOutput: a resumed run equals an uninterrupted one bit for b
     }
 }
 
-TEST_CASE("StructuredOutput: SIGINT checkpoints and exits 130, also during evaluation, and --resume continues exactly") {
+TEST_CASE("StructuredOutput: SIGINT during evaluation checkpoints and exits 130, and --resume continues exactly") {
     TempDir a, b;
-    // validation with m = 20000 takes long enough to be interrupted in the middle of it
-    const std::string flags = " --epochs 2 --val-samples 20000 --eval-samples 0";
+    // One training step an epoch (the batch is the whole training set of 300): the run's only
+    // check for a stop before the first validation comes before that step. A signal that arrives
+    // after it stops the run in the validation, which completes the epoch's training first and
+    // then checks before each chunk; m = 1000 keeps that validation running long past the signal.
+    const std::string flags = " --batch-size 300 --epochs 2 --val-samples 1000 --eval-samples 0";
     REQUIRE(run_program(a, flags).status == 0);
     write_data(b);
-    const std::string cmd = program + " --data " + (b / "data") + " --out " + (b / "out") +
-                            " --validation 100 --batch-size 50 --hidden 20 --epochs 3 --val-samples 4 "
-                            "--eval-samples 8 --lr 3e-3" + flags + " >" + (b / "stdout") + " 2>" + (b / "stderr");
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    // the first epoch's 6 steps take milliseconds; then its validation runs for seconds
-    for (int i = 0; i < 200 && !fs::exists(b.path / "stdout"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    kill(pid, SIGINT);
+    const fs::path out = b.path / "out";
+    const std::string cmd = "exec " + program + " --data " + (b / "data") + " --out " + out.string() +
+                            " --validation 100 --hidden 20 --lr 3e-3" + flags + " >" + (b / "stdout") + " 2>" +
+                            (b / "stderr");
+    // The signal goes when the run deletes its probe of --out (harness::check_writable), just
+    // before its training loop. A signal that beats the loop's first check stops the run before
+    // any step ("at step 0"): then the run is tried again.
     int raw = 0;
-    waitpid(pid, &raw, 0);
+    std::string stdout_text;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        fs::remove_all(out);
+        fs::create_directories(out);
+        const int watch = inotify_init1(IN_CLOEXEC);
+        REQUIRE(watch >= 0);
+        REQUIRE(inotify_add_watch(watch, out.c_str(), IN_DELETE) >= 0);
+        const pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        bool probed = false;
+        alignas(inotify_event) char events[4096];
+        for (pollfd p{watch, POLLIN, 0}; !probed && poll(&p, 1, 120000) == 1;) {
+            const ssize_t n = read(watch, events, sizeof events);
+            for (ssize_t at = 0; at < n;) {
+                const auto* e = reinterpret_cast<const inotify_event*>(events + at);
+                probed = probed || (e->len > 0 && std::strcmp(e->name, ".write-probe") == 0);
+                at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+            }
+        }
+        close(watch);
+        CHECK(probed);
+        kill(pid, SIGINT);
+        waitpid(pid, &raw, 0);
+        stdout_text = file_bytes(b / "stdout");
+        if (!contains(stdout_text, "stopped by a signal at step 0")) break;
+    }
+    INFO(stdout_text);
+    INFO(file_bytes(b / "stderr"));
     REQUIRE(WIFEXITED(raw));
     CHECK(WEXITSTATUS(raw) == 130);
-    CHECK(contains(file_bytes(b / "stdout"), "checkpoint saved to"));
-    REQUIRE(fs::exists(b.path / "out/checkpoint.npz"));
+    CHECK(contains(stdout_text, "stopped by a signal at step 1; checkpoint saved to"));
+    CHECK_FALSE(fs::exists(out / "metrics.csv"));  // written only once the first validation is done
+    REQUIRE(fs::exists(out / "checkpoint.npz"));
     const RunOutput resumed = run_program(b, flags + " --resume");
     INFO(resumed.err);
     REQUIRE(resumed.status == 0);
@@ -554,4 +585,29 @@ TEST_CASE("StructuredOutput: doctored run.* entries with valid CRCs are refused,
     // the checkpoint as written still resumes
     good.save(path);
     CHECK(run_program(dir, "--epochs 2 --resume").status == 0);
+}
+
+TEST_CASE("StructuredOutput: past a file-size limit (ulimit -f) the checkpoint's write fails with one line and status "
+          "2, keeping the last checkpoint and no temporary") {
+    TempDir dir;
+    REQUIRE(run_program(dir, "--epochs 1").status == 0);
+    const std::string before = file_bytes(dir / "out/checkpoint.npz");
+    // 100 blocks (of 512 bytes in dash, 1024 in bash): less than the checkpoint, more than any other file
+    REQUIRE(before.size() > 100 * 1024);
+    const RunOutput r = run_program(dir, "--epochs 2 --resume", true, "ulimit -f 100 && exec ");
+    INFO(r.err);
+    CHECK(r.status == 2);  // SIGXFSZ's default action would have killed it (status -2 here)
+    CHECK(r.err.rfind("structured_output: ", 0) == 0);
+    CHECK(contains(r.err, "checkpoint.npz': write failed: File too large"));
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(file_bytes(dir / "out/checkpoint.npz") == before);
+    for (const auto& e : fs::directory_iterator(dir.path / "out")) CHECK_FALSE(contains(e.path().string(), ".tmp."));
+}
+
+TEST_CASE("StructuredOutput: under a memory limit (ulimit -v) a run ends, out of memory with one line and status 2") {
+    tgtest::check_memory_limits("structured_output", [](const std::string& shell_prefix) {
+        TempDir dir;
+        const RunOutput r = run_program(dir, "--epochs 1", true, shell_prefix);
+        return std::make_pair(r.status, r.err);
+    });
 }

@@ -5,6 +5,10 @@
 
 #include <cstdio>
 #include <cstring>
+#include <new>
+
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "autograd/detail.hpp"
 #include "autograd/kernels/parallel.hpp"
@@ -25,6 +29,31 @@ bool warn_if_slow_blas() {
                      "tapegrad: OpenBLAS runs its slow SSE3 'Prescott' kernels on this AVX-512 CPU (about a quarter "
                      "of the speed); set OPENBLAS_CORETYPE=SkylakeX in the environment before starting the program\n");
     return true;
+}
+
+// OpenBLAS 0.3.21 takes a buffer for each GEMM from a pool that it fills on demand, 128 MB of
+// address space each, and when allocating one fails it retries forever at 100% CPU: under an
+// address-space or data limit (ulimit -v, ulimit -d) a GEMM would hang instead of failing.
+// Under such a limit each GEMM first maps that much for each thread it runs on (without
+// touching it) and unmaps it: when that fails, std::bad_alloc says why, and nothing hangs.
+constexpr std::size_t blas_buffer_bytes = (std::size_t(128) << 20) + (std::size_t(1) << 16);
+
+struct BlasBufferUnavailable : std::bad_alloc {
+    const char* what() const noexcept override {
+        return "OpenBLAS needs 128 MB of address space for a GEMM's buffer, and the memory limit (ulimit -v or -d) "
+               "leaves less";
+    }
+};
+
+void check_blas_buffer_space(std::size_t threads) {
+    rlimit as{}, data{};
+    if (getrlimit(RLIMIT_AS, &as) != 0 || getrlimit(RLIMIT_DATA, &data) != 0 ||
+        (as.rlim_cur == RLIM_INFINITY && data.rlim_cur == RLIM_INFINITY))
+        return;
+    const std::size_t bytes = threads * blas_buffer_bytes;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw BlasBufferUnavailable();
+    munmap(p, bytes);
 }
 
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
@@ -50,7 +79,9 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
         return;
     }
     const std::size_t parts = pool_threads();
-    if (parts == 1 || m * n * k < (std::size_t(1) << 18)) return sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const bool split = parts > 1 && m * n * k >= (std::size_t(1) << 18);
+    check_blas_buffer_space(split ? parts : 1);
+    if (!split) return sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     // Blocks of C's rows (or columns, if it has more of them), one per thread; each block reads
     // its rows of op(A) (columns of op(B)) and all of the other operand.
     parallel_for(parts, [&](std::size_t p) {

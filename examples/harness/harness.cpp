@@ -9,6 +9,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -674,6 +675,10 @@ void report(const std::string& dir, const Trained& trained, const std::vector<st
 }
 
 int main(const char* program, int argc, char** argv, const std::function<int(int, char**)>& body) {
+    if (const char* n = std::getenv("OPENBLAS_NUM_THREADS"); !n || std::strcmp(n, "1") != 0) {
+        ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        ::execv("/proc/self/exe", argv);  // returns only on failure: then run with OpenBLAS's threads
+    }
     install_signal_handlers();
     try {
         return body(argc, argv);
@@ -681,9 +686,11 @@ int main(const char* program, int argc, char** argv, const std::function<int(int
         std::cout.flush();
         std::cerr << program << ": stopped by a signal while " << doing << "\n";
         return 130;
-    } catch (const std::bad_alloc&) {
+    } catch (const std::bad_alloc& e) {
         std::cout.flush();
-        std::cerr << program << ": out of memory while " << doing << "\n";
+        const std::string why = e.what();
+        std::cerr << program << ": out of memory while " << doing
+                  << (why == std::bad_alloc().what() ? "" : " (" + why + ")") << "\n";
         return 2;
     } catch (const std::exception& e) {
         std::cout.flush();

@@ -229,6 +229,10 @@ private:
 
 // The body of an example's main(): runs body(argc, argv) with the signal handlers installed
 // and turns any exception into one line on stderr ("program: message") and exit status 2.
+// First, unless OPENBLAS_NUM_THREADS is 1, it starts the program again with it set to 1: the
+// examples run OpenBLAS single-threaded inside tapegrad's pool, and the threads OpenBLAS
+// starts when it loads (before main) would only take 128 MB of address space each, and spin
+// forever under a memory limit (ulimit -v) too small for that.
 int main(const char* program, int argc, char** argv, const std::function<int(int, char**)>& body);
 
 }  // namespace harness
