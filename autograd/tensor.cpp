@@ -261,7 +261,7 @@ struct GraphMode {  // creating_graph() while alive
 }  // namespace
 
 std::uint64_t Tape::backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds,
-                             const GradOptions& options, const std::function<void(TensorImpl*)>& on_leaf) {
+                             const GradOptions& options, const std::function<void(const Tensor&)>& on_leaf) {
     const std::uint64_t pass = ++backward_passes;
     const std::size_t count = nodes_.size();
     const bool graph = options.create_graph(), retain = options.retain_graph();
@@ -274,7 +274,7 @@ std::uint64_t Tape::backward(const std::vector<Tensor>& roots, const std::vector
     };
     for (const Tensor& root : roots)
         if (root.impl()->tape) start(root.impl());
-        else if (on_leaf) on_leaf(root.impl());
+        else if (on_leaf) on_leaf(root);
     for (std::size_t k = count; k-- > 0;) {
         const Node& node = nodes_[k];
         if (node.output.impl()->pass != pass) continue;
@@ -289,7 +289,7 @@ std::uint64_t Tape::backward(const std::vector<Tensor>& roots, const std::vector
                                                       "backward through a graph a second time; pass retain_tape "
                                                       "to that backward (or backward the sum of both losses)"));
             if (in->tape && in->pass != pass) start(in);
-            else if (!in->tape && on_leaf && in->requires_grad) on_leaf(in);
+            else if (!in->tape && on_leaf && in->requires_grad) on_leaf(node.inputs[i]);
         }
     }
     GraphMode mode(graph);
@@ -432,17 +432,18 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                                         (inputs[i].defined() ? " does not require grad" : " is a null Tensor"));
     // The leaves' own gradients step aside for the pass and come back after it, so that only the
     // returned tensors carry what it computed.
-    struct Saved {
-        TensorImpl* t;
+    struct Saved {  // holds the leaf: the pass may free the nodes that were its only owners
+        Tensor leaf;
         Array grad;
         bool has_grad;
         std::shared_ptr<TensorImpl> graph;
     };
     std::vector<Saved> saved;
-    auto set_aside = [&saved](TensorImpl* t) {
+    auto set_aside = [&saved](const Tensor& leaf) {
         for (const Saved& s : saved)
-            if (s.t == t) return;
-        saved.push_back({t, std::move(t->grad), t->has_grad, std::move(t->grad_graph)});
+            if (s.leaf.same(leaf)) return;
+        TensorImpl* t = leaf.impl();
+        saved.push_back({leaf, std::move(t->grad), t->has_grad, std::move(t->grad_graph)});
         t->grad = Array();
         t->has_grad = false;
         t->grad_graph.reset();
@@ -451,14 +452,15 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
         std::vector<Saved>& saved;
         ~Restore() {
             for (Saved& s : saved) {
-                s.t->grad = std::move(s.grad);
-                s.t->has_grad = s.has_grad;
-                s.t->grad_graph = std::move(s.graph);
+                TensorImpl* t = s.leaf.impl();
+                t->grad = std::move(s.grad);
+                t->has_grad = s.has_grad;
+                t->grad_graph = std::move(s.graph);
             }
         }
     } restore{saved};
     for (const Tensor& t : inputs)
-        if (!t.impl()->tape) set_aside(t.impl());
+        if (!t.impl()->tape) set_aside(t);
     const std::uint64_t pass = current_tape().backward(outputs, seeds, options, set_aside);
     std::vector<Tensor> result(inputs.size());
     for (std::size_t i = 0; i < inputs.size(); ++i) {

@@ -169,7 +169,7 @@ public:
     // Pushes each seed from its root (recorded on this tape, or a leaf) back to the leaves, calling
     // on_leaf (if given) for each leaf on the way before any gradient moves. Returns the pass's number.
     std::uint64_t backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds,
-                           const GradOptions& options, const std::function<void(TensorImpl*)>& on_leaf = {});
+                           const GradOptions& options, const std::function<void(const Tensor&)>& on_leaf = {});
     void clear();  // frees every node; keeps the capacity for the next step
     std::size_t size() const { return nodes_.size(); }
 

@@ -292,3 +292,12 @@ TEST_CASE("matmul and linear check the output's element count before allocating 
     const Tensor w = Tensor::zeros({std::size_t(1) << 40, 0});
     CHECK_THROWS_AS(linear(a, w), std::length_error);
 }
+
+TEST_CASE("tg::grad keeps a leaf alive that only the freed nodes held (ASan: no use after free)") {
+    Tensor z(Array{1.0f}, true), y;
+    {
+        Tensor only_in_the_graph(Array{2.0f}, true);
+        y = sum(only_in_the_graph * only_in_the_graph) + sum(z * 3.0f);
+    }
+    CHECK(grad({y}, {z})[0].item() == doctest::Approx(3.0f));
+}
