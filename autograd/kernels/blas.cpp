@@ -6,11 +6,11 @@
 #include <cstdio>
 #include <cstring>
 
-#include "autograd/detail.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/kernels/parallel.hpp"
 #include "autograd/threads.hpp"
 
-namespace tg::detail {
+namespace tg::kernels {
 
 namespace {
 
@@ -69,4 +69,4 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     });
 }
 
-}  // namespace tg::detail
+}  // namespace tg::kernels
