@@ -6,6 +6,7 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/random.hpp"
+#include "autograd/stochastic.hpp"
 #include "autograd/tensor.hpp"
 #include "layers/activation.hpp"
 #include "layers/distributions.hpp"

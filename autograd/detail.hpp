@@ -39,12 +39,6 @@ Array& grad_for_accumulate(const Tensor& t, float& beta, const char* op = "backw
 // Throws unless t requires grad, naming op.
 void require_grad(const Tensor& t, const char* op);
 
-// Row-major C[m,n] = alpha op(A) op(B) + beta C through OpenBLAS (blas.cpp keeps <cblas.h>
-// away from xtensor-blas, whose declarations clash with it).
-void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
-          const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-          std::size_t ldc);
-
 // Adds the expression e (t's shape) into t's gradient without a temporary: the buffer is
 // overwritten on the first gradient of a step and added to afterwards.
 template <class E>

@@ -198,18 +198,9 @@ Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {
                        : Tensor();
     return record("where", xt::where(xt::not_equal(condition, 0.0f), a.value(), b.value()), {a, b, cond},
                   [](In in, const Tensor& out) {
-                      if (creating_graph()) {
-                          const Tensor g = out.grad_tensor();
-                          if (in[0].requires_grad()) accumulate_broadcast(in[0], where(in[2], g, 0.0f), "where");
-                          if (in[1].requires_grad()) accumulate_broadcast(in[1], where(in[2], 0.0f, g), "where");
-                          return;
-                      }
-                      const Array& g = out.grad();
-                      const Array& c = in[2].value();
-                      if (in[0].requires_grad())
-                          accumulate_broadcast(in[0], xt::where(xt::not_equal(c, 0.0f), g, 0.0f), "where");
-                      if (in[1].requires_grad())
-                          accumulate_broadcast(in[1], xt::where(xt::not_equal(c, 0.0f), 0.0f, g), "where");
+                      const Tensor g = out.grad_tensor();
+                      if (in[0].requires_grad()) accumulate_broadcast(in[0], where(in[2], g, 0.0f), "where");
+                      if (in[1].requires_grad()) accumulate_broadcast(in[1], where(in[2], 0.0f, g), "where");
                   });
 }
 

@@ -2,6 +2,7 @@
 #include <numeric>
 
 #include "autograd/detail.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/kernels/broadcast.hpp"
 #include "autograd/ops.hpp"
 
@@ -14,7 +15,7 @@ void gemm_into_grad(const Tensor& t, bool trans_a, bool trans_b, std::size_t m, 
                     const float* a, std::size_t lda, const float* b, std::size_t ldb) {
     float beta;
     float* c = detail::grad_for_accumulate(t, beta, "matmul/linear").data();
-    detail::gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
+    kernels::gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
 }
 
 }  // namespace
@@ -27,7 +28,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const std::size_t m = as[0], k = as[1], n = bs[1];
     element_count({m, n}, "matmul");  // [2^40, 0] x [0, 2^40] has no input elements but a huge output
     Array out = Array::from_shape({m, n});
-    detail::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
+    kernels::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
     return record("matmul", std::move(out), {a, b}, [m, k, n](const std::vector<Tensor>& in, const Tensor& o) {
         if (creating_graph()) {
             const Tensor g = o.grad_tensor();
@@ -59,7 +60,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Array out = Array::from_shape(out_shape);
     // rows start as the bias, the GEMM adds x W^T onto them
     if (bias.defined()) kernels::broadcast_rows(bias.value().data(), rows, out_f, out.data());
-    detail::gemm(false, true, rows, out_f, in_f, 1.0f, x.value().data(), in_f, weight.value().data(), in_f,
+    kernels::gemm(false, true, rows, out_f, in_f, 1.0f, x.value().data(), in_f, weight.value().data(), in_f,
                  bias.defined() ? 1.0f : 0.0f, out.data(), out_f);
     return record("linear", std::move(out), {x, weight, bias},
                   [rows, in_f, out_f](const std::vector<Tensor>& in, const Tensor& o) {

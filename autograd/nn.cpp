@@ -42,7 +42,7 @@ std::size_t first_out_of_range(const std::size_t* index, std::size_t n, std::siz
 Tensor softmax(const Tensor& logits, int axis) {
     const std::size_t ax = nonempty_axis(logits, axis, "softmax");
     Array y = logits.value();
-    detail::softmax_inplace(y, ax);
+    kernels::softmax_inplace(y, ax);
     return record("softmax", std::move(y), {logits}, [ax](In in, const Tensor& out) {
         if (creating_graph()) {  // y (g - sum(g y))
             const Tensor g = out.grad_tensor();
@@ -50,35 +50,32 @@ Tensor softmax(const Tensor& logits, int axis) {
         }
         float beta;
         Array& dx = detail::grad_for_accumulate(in[0], beta, "softmax");
-        detail::softmax_backward(out.value(), out.grad(), ax, 1.0f, beta, dx);
+        kernels::softmax_backward(out.value(), out.grad(), ax, 1.0f, beta, dx);
     });
 }
 
 Tensor log_softmax(const Tensor& logits, int axis) {
     const std::size_t ax = nonempty_axis(logits, axis, "log_softmax");
     Array y = logits.value();
-    detail::log_softmax_inplace(y, ax);
+    kernels::log_softmax_inplace(y, ax);
     return record("log_softmax", std::move(y), {logits}, [ax](In in, const Tensor& out) {
         // dx = g - softmax * sum_axis(g), with softmax = exp(out)
         if (creating_graph()) {
             const Tensor g = out.grad_tensor();
             return in[0].accumulate_grad(g - exp(out) * sum(g, int(ax), true), "log_softmax");
         }
-        in[0].accumulate_grad(detail::log_softmax_backward(out.value(), out.grad(), ax), "log_softmax");
+        in[0].accumulate_grad(kernels::log_softmax_backward(out.value(), out.grad(), ax), "log_softmax");
     });
 }
 
 Tensor logsumexp(const Tensor& a, int axis, bool keepdims) {
     const std::size_t ax = nonempty_axis(a, axis, "logsumexp");
     Array out = Array::from_shape(detail::reduced_shape(a.shape(), ax, keepdims));
-    detail::logsumexp_along(a.value(), ax, out.data());
+    kernels::logsumexp_along(a.value(), ax, out.data());
     return record("logsumexp", std::move(out), {a}, [ax](In in, const Tensor& o) {
         // dx = g * exp(x - logsumexp(x)): the softmax weights times the slice's gradient
-        if (creating_graph()) {
-            const Shape kept = detail::reduced_shape(in[0].shape(), ax, true);
-            return in[0].accumulate_grad(reshape(o.grad_tensor(), kept) * exp(in[0] - reshape(o, kept)), "logsumexp");
-        }
-        in[0].accumulate_grad(detail::logsumexp_backward(in[0].value(), o.value(), o.grad(), ax), "logsumexp");
+        const Shape kept = detail::reduced_shape(in[0].shape(), ax, true);
+        in[0].accumulate_grad(reshape(o.grad_tensor(), kept) * exp(in[0] - reshape(o, kept)), "logsumexp");
     });
 }
 
@@ -143,8 +140,8 @@ Tensor cross_entropy(const Tensor& logits, const Indices& label_array, Reduction
     require_mean_of_some(reduction, n, op, logits.shape());
     // -log_softmax(x)[label], which keeps its digits at large logits (unlike logsumexp - x)
     Array log_p = logits.value(), loss = Array::from_shape({n});
-    detail::log_softmax_inplace(log_p, 1);
-    detail::pick_negated(log_p.data(), labels.data(), n, k, loss.data());
+    kernels::log_softmax_inplace(log_p, 1);
+    kernels::pick_negated(log_p.data(), labels.data(), n, k, loss.data());
     const bool each = reduction == Reduction::none;
     double total = std::accumulate(loss.begin(), loss.end(), 0.0);
     if (reduction == Reduction::mean) total /= static_cast<double>(n);
@@ -160,7 +157,7 @@ Tensor cross_entropy(const Tensor& logits, const Indices& label_array, Reduction
                           const Tensor rows = each ? reshape(g, Shape{n, 1}) : g;
                           return in[0].accumulate_grad((softmax(in[0], 1) - one_hot(index, k)) * rows, "cross_entropy");
                       }
-                      in[0].accumulate_grad(detail::cross_entropy_backward(in[0].value(), labels.data(),
+                      in[0].accumulate_grad(kernels::cross_entropy_backward(in[0].value(), labels.data(),
                                                                            out.grad().data(), each, scale),
                                             "cross_entropy");
                   });
@@ -169,7 +166,7 @@ Tensor cross_entropy(const Tensor& logits, const Indices& label_array, Reduction
 Indices argmax(const Tensor& a, int axis) {
     const std::size_t ax = nonempty_axis(a, axis, "argmax");
     Indices out = Indices::from_shape(detail::reduced_shape(a.shape(), ax, false));
-    detail::argmax_along(a.value(), ax, out.data());
+    kernels::argmax_along(a.value(), ax, out.data());
     return out;
 }
 
@@ -189,7 +186,7 @@ Tensor one_hot(const Indices& indices, std::size_t num_classes) {
 namespace {
 // The [outer, n, inner] view of a around axis after checking an index for it (gather's, or
 // scatter_add's into a): of a's rank, a's sizes on every other axis, each entry below n.
-detail::AxisView index_view(const Tensor& a, int axis, const Indices& index, const char* op) {
+kernels::AxisView index_view(const Tensor& a, int axis, const Indices& index, const char* op) {
     const std::size_t ax = nonempty_axis(a, axis, op);
     const Shape index_shape(index.shape().begin(), index.shape().end());
     bool ok = index.dimension() == a.dim();
@@ -198,7 +195,7 @@ detail::AxisView index_view(const Tensor& a, int axis, const Indices& index, con
         throw std::invalid_argument(std::string(op) + ": the index of shape " + shape_str(index_shape) +
                                     " must match the tensor of shape " + shape_str(a.shape()) + " on every axis but " +
                                     std::to_string(axis));
-    const detail::AxisView v = detail::axis_view(a.shape(), ax);
+    const kernels::AxisView v = kernels::axis_view(a.shape(), ax);
     if (const std::size_t s = first_out_of_range(index.data(), index.size(), v.n); s < index.size())
         throw std::out_of_range(std::string(op) + ": index " + std::to_string(index.data()[s]) + " at position " +
                                 std::to_string(s) + " is out of range for axis " + std::to_string(axis) + " of length " +
@@ -208,38 +205,28 @@ detail::AxisView index_view(const Tensor& a, int axis, const Indices& index, con
 }  // namespace
 
 Tensor gather(const Tensor& a, int axis, const Indices& index) {
-    const detail::AxisView v = index_view(a, axis, index, "gather");
+    const kernels::AxisView v = index_view(a, axis, index, "gather");
     const std::size_t m = index.shape()[detail::normalize_axis(axis, a.shape(), "gather")];
     Array out = Array::from_shape(Shape(index.shape().begin(), index.shape().end()));
     kernels::gather(a.value().data(), v, m, index.data(), out.data());
-    return record("gather", std::move(out), {a}, [v, m, axis, index](In in, const Tensor& result) {
-        if (creating_graph())
-            return in[0].accumulate_grad(
-                scatter_add(Tensor::zeros(in[0].shape()), axis, index, result.grad_tensor()), "gather");
-        float beta;
-        Array& ga = detail::grad_for_accumulate(in[0], beta, "gather");
-        kernels::scatter_add(result.grad().data(), v, m, index.data(), beta, ga.data());
+    return record("gather", std::move(out), {a}, [axis, index](In in, const Tensor& result) {
+        in[0].accumulate_grad(scatter_add(Tensor::zeros(in[0].shape()), axis, index, result.grad_tensor()), "gather");
     });
 }
 
 Tensor scatter_add(const Tensor& base, int axis, const Indices& index, const Tensor& src) {
     detail::require_defined("scatter_add", {&base, &src});
-    const detail::AxisView v = index_view(base, axis, index, "scatter_add");
+    const kernels::AxisView v = index_view(base, axis, index, "scatter_add");
     if (!std::equal(index.shape().begin(), index.shape().end(), src.shape().begin(), src.shape().end()))
         throw std::invalid_argument("scatter_add: src of shape " + shape_str(src.shape()) + " and the index of shape " +
                                     shape_str(Shape(index.shape().begin(), index.shape().end())) + " must be equal");
     const std::size_t m = src.shape()[detail::normalize_axis(axis, base.shape(), "scatter_add")];
     Array out = base.value();
     kernels::scatter_add(src.value().data(), v, m, index.data(), 1.0f, out.data());
-    return record("scatter_add", std::move(out), {base, src}, [v, m, axis, index](In in, const Tensor& result) {
-        const Tensor g = creating_graph() ? result.grad_tensor() : Tensor();  // null: the array path
-        if (in[0].requires_grad()) g.defined() ? in[0].accumulate_grad(g, "scatter_add")
-                                               : in[0].accumulate_grad(result.grad(), "scatter_add");
-        if (!in[1].requires_grad()) return;
-        if (g.defined()) return in[1].accumulate_grad(gather(g, axis, index), "scatter_add");
-        Array picked = Array::from_shape(in[1].shape());
-        kernels::gather(result.grad().data(), v, m, index.data(), picked.data());
-        in[1].accumulate_grad(std::move(picked), "scatter_add");
+    return record("scatter_add", std::move(out), {base, src}, [axis, index](In in, const Tensor& result) {
+        const Tensor g = result.grad_tensor();
+        if (in[0].requires_grad()) in[0].accumulate_grad(g, "scatter_add");
+        if (in[1].requires_grad()) in[1].accumulate_grad(gather(g, axis, index), "scatter_add");
     });
 }
 

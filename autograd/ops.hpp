@@ -109,6 +109,8 @@ Tensor concat(const std::vector<Tensor>& parts, int axis);
 // NumPy's broadcast of a to shape (a copy), and its reverse: a summed down to shape over the
 // axes broadcasting added or stretched. Each is the other's gradient.
 Tensor broadcast_to(const Tensor& a, const Shape& shape);
+// The shape NumPy broadcasts a and b to, or std::invalid_argument naming op and both shapes.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 Tensor sum_to(const Tensor& a, const Shape& shape);
 Tensor stack(const std::vector<Tensor>& parts, int axis);
 

@@ -77,18 +77,6 @@ Array Generator::normal(const Shape& shape) {
     return a;
 }
 
-Array Generator::gumbel(const Shape& shape) {
-    Array a = uniform_open(shape);
-    for (float& v : a) v = -std::log(-std::log(v));
-    return a;
-}
-
-Array Generator::logistic(const Shape& shape) {
-    Array a = uniform_open(shape);
-    for (float& v : a) v = std::log(v) - std::log1p(-v);
-    return a;
-}
-
 Generator& default_generator() {
     thread_local Generator g(0);
     return g;

@@ -29,8 +29,6 @@ public:
     // it), each output giving two uniforms. Below 64 values, the scalar sequence.
     void fill_uniform_open(float* out, std::size_t n);
     Array normal(const Shape& shape);
-    Array gumbel(const Shape& shape);    // -log(-log u)
-    Array logistic(const Shape& shape);  // log u - log(1 - u)
 
     // The whole state, for checkpoints: the same state gives the same numbers afterwards.
     std::array<std::uint64_t, 4> state() const { return s_; }

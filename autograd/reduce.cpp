@@ -11,7 +11,7 @@
 
 namespace tg {
 
-using detail::AxisView;
+using kernels::AxisView;
 using In = const std::vector<Tensor>&;
 
 namespace {
@@ -46,7 +46,7 @@ Tensor total(const Tensor& a, bool keepdims, bool mean, const char* op) {
 Array reduced_output(const Tensor& a, int axis, bool keepdims, const char* op, bool need_element, AxisView& v) {
     detail::require_defined(op, {&a});
     const std::size_t ax = detail::normalize_axis(axis, a.shape(), op);
-    v = detail::axis_view(a.shape(), ax);
+    v = kernels::axis_view(a.shape(), ax);
     if (v.n == 0 && need_element)
         throw std::invalid_argument(std::string(op) + ": axis " + std::to_string(axis) + " has length 0, shape " +
                                     shape_str(a.shape()));
@@ -79,15 +79,11 @@ Tensor max(const Tensor& a, int axis, bool keepdims) {
     Array out = reduced_output(a, axis, keepdims, "max", true, v);
     kernels::max_along(a.value().data(), v, out.data());
     return record("max", std::move(out), {a}, [v](In in, const Tensor& result) {
-        if (creating_graph()) {  // the gradient spread, times the constant mask of the first maxima
-            Array mask = Array::from_shape(in[0].shape());
-            const Array ones = xt::ones<float>(result.shape());
-            kernels::max_backward(in[0].value().data(), result.value().data(), ones.data(), v, 0.0f, mask.data());
-            return in[0].accumulate_grad(spread(result.grad_tensor(), v, in[0].shape()) * Tensor(mask), "max");
-        }
-        float beta;  // the first element equal to the maximum gets the gradient
-        Array& g = detail::grad_for_accumulate(in[0], beta, "max");
-        kernels::max_backward(in[0].value().data(), result.value().data(), result.grad().data(), v, beta, g.data());
+        // the gradient spread, times the constant mask of the first maxima
+        Array mask = Array::from_shape(in[0].shape());
+        const Array ones = xt::ones<float>(result.shape());
+        kernels::max_backward(in[0].value().data(), result.value().data(), ones.data(), v, 0.0f, mask.data());
+        in[0].accumulate_grad(spread(result.grad_tensor(), v, in[0].shape()) * Tensor(mask), "max");
     });
 }
 

@@ -9,7 +9,7 @@
 
 #include "autograd/detail.hpp"
 #include "autograd/kernels/copy.hpp"
-#include "autograd/kernels/nn_kernels.hpp"  // detail::AxisView
+#include "autograd/kernels/nn_kernels.hpp"  // kernels::AxisView
 #include "autograd/ops.hpp"
 
 namespace tg {
@@ -22,7 +22,7 @@ namespace {
 // size / outer values) for each p in turn, outer the product of the lengths before the
 // joined axis. concat and stack differ only in the shapes.
 Tensor join(const std::vector<Tensor>& parts, std::size_t axis, const Shape& out_shape, const char* op) {
-    const std::size_t outer = std::max<std::size_t>(detail::axis_view(out_shape, axis).outer, 1);
+    const std::size_t outer = std::max<std::size_t>(kernels::axis_view(out_shape, axis).outer, 1);
     Array out = Array::from_shape(out_shape);
     const std::size_t row = out.size() / outer;
     std::size_t at = 0;
@@ -32,27 +32,13 @@ Tensor join(const std::vector<Tensor>& parts, std::size_t axis, const Shape& out
         at += chunk;
     }
     const bool stacked = out_shape.size() > parts[0].dim();
-    return record(op, std::move(out), parts, [outer, row, axis, stacked](In in, const Tensor& result) {
-        if (creating_graph()) {  // each part's gradient is its slice of the output's
-            const Tensor g = result.grad_tensor();
-            std::size_t at = 0;
-            for (const Tensor& p : in) {
-                const std::size_t n = stacked ? 1 : p.shape()[axis];
-                const int ax = static_cast<int>(axis);
-                if (p.requires_grad()) p.accumulate_grad(reshape(slice(g, ax, at, at + n), p.shape()), "concat");
-                at += n;
-            }
-            return;
-        }
+    return record(op, std::move(out), parts, [axis, stacked, op](In in, const Tensor& result) {
+        const Tensor g = result.grad_tensor();  // each part's gradient is its slice of the output's
         std::size_t at = 0;
         for (const Tensor& p : in) {
-            const std::size_t chunk = p.size() / outer;
-            if (p.requires_grad()) {
-                float beta;
-                float* d = detail::grad_for_accumulate(p, beta, "concat").data();
-                kernels::copy_rows(result.grad().data() + at, row, outer, chunk, beta, d, chunk);
-            }
-            at += chunk;
+            const std::size_t n = stacked ? 1 : p.shape()[axis];
+            if (p.requires_grad()) p.accumulate_grad(reshape(slice(g, int(axis), at, at + n), p.shape()), op);
+            at += n;
         }
     });
 }
@@ -137,17 +123,14 @@ Tensor transpose(const Tensor& a, const std::vector<std::size_t>& perm) {
     Array out = Array::from_shape(out_shape);
     kernels::permute(a.value().data(), a.shape(), perm, 0.0f, out.data());
     return record("transpose", std::move(out), {a}, [inverse](In in, const Tensor& result) {
-        if (creating_graph()) return in[0].accumulate_grad(transpose(result.grad_tensor(), inverse), "transpose");
-        float beta;
-        Array& g = detail::grad_for_accumulate(in[0], beta, "transpose");
-        kernels::permute(result.grad().data(), result.shape(), inverse, beta, g.data());
+        in[0].accumulate_grad(transpose(result.grad_tensor(), inverse), "transpose");
     });
 }
 
 Tensor slice(const Tensor& a, int axis, std::size_t start, std::size_t stop) {
     detail::require_defined("slice", {&a});
     const std::size_t ax = detail::normalize_axis(axis, a.shape(), "slice");
-    const detail::AxisView v = detail::axis_view(a.shape(), ax);
+    const kernels::AxisView v = kernels::axis_view(a.shape(), ax);
     if (start > stop || stop > v.n)
         throw std::out_of_range("slice: [" + std::to_string(start) + ", " + std::to_string(stop) +
                                 ") is not within axis " + std::to_string(axis) + " of length " + std::to_string(v.n) +
@@ -159,18 +142,12 @@ Tensor slice(const Tensor& a, int axis, std::size_t start, std::size_t stop) {
     out_shape[ax] = stop - start;
     Array out = Array::from_shape(out_shape);
     kernels::copy_rows(a.value().data() + skip, row, v.outer, chunk, 0.0f, out.data(), chunk);
-    return record("slice", std::move(out), {a}, [v, ax, start, stop, chunk, row, skip](In in, const Tensor& result) {
-        if (creating_graph()) {  // the gradient between zeros before and after the slice
-            Shape before = in[0].shape(), after = in[0].shape();
-            before[ax] = start;
-            after[ax] = v.n - stop;
-            const Tensor g = concat({Tensor::zeros(before), result.grad_tensor(), Tensor::zeros(after)}, int(ax));
-            return in[0].accumulate_grad(g, "slice");
-        }
-        float beta;
-        Array& g = detail::grad_for_accumulate(in[0], beta, "slice");
-        if (beta == 0.0f) std::fill(g.begin(), g.end(), 0.0f);
-        kernels::copy_rows(result.grad().data(), chunk, v.outer, chunk, 1.0f, g.data() + skip, row);
+    return record("slice", std::move(out), {a}, [v, ax, start, stop](In in, const Tensor& result) {
+        Shape before = in[0].shape(), after = in[0].shape();  // the gradient between zeros
+        before[ax] = start;
+        after[ax] = v.n - stop;
+        in[0].accumulate_grad(concat({Tensor::zeros(before), result.grad_tensor(), Tensor::zeros(after)}, int(ax)),
+                              "slice");
     });
 }
 
@@ -198,16 +175,14 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
         throw std::invalid_argument("broadcast_to: a tensor of shape " + shape_str(a.shape()) +
                                     " does not broadcast to " + shape_str(shape));
     return record("broadcast_to", Array(xt::broadcast(a.value(), shape)), {a}, [](In in, const Tensor& out) {
-        if (creating_graph()) return in[0].accumulate_grad(sum_to(out.grad_tensor(), in[0].shape()), "broadcast_to");
-        in[0].accumulate_grad(detail::sum_to(out.grad(), in[0].shape()), "broadcast_to");
+        in[0].accumulate_grad(sum_to(out.grad_tensor(), in[0].shape()), "broadcast_to");
     });
 }
 
 Tensor sum_to(const Tensor& a, const Shape& shape) {
     detail::require_defined("sum_to", {&a});
     return record("sum_to", detail::sum_to(a.value(), shape), {a}, [](In in, const Tensor& out) {
-        if (creating_graph()) return in[0].accumulate_grad(broadcast_to(out.grad_tensor(), in[0].shape()), "sum_to");
-        in[0].accumulate_grad(Array(xt::broadcast(out.grad(), in[0].shape())), "sum_to");
+        in[0].accumulate_grad(broadcast_to(out.grad_tensor(), in[0].shape()), "sum_to");
     });
 }
 
@@ -229,6 +204,8 @@ Tensor stack(const std::vector<Tensor>& parts, int axis) {
     for (std::size_t d = 0; d < out_shape.size(); ++d) out_shape[d] = d < ax ? first[d] : d == ax ? parts.size() : first[d - 1];
     return join(parts, ax, out_shape, "stack");
 }
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) { return detail::broadcast_shapes(a, b, op); }
 
 // ---- repeat and split: compositions of the ops above (so a create_graph backward needs nothing new)
 

@@ -35,7 +35,7 @@ std::string shape_str(const Array::shape_type& shape) {
 }
 
 Tensor::Tensor(Array value, bool requires_grad) : impl_(std::make_shared<TensorImpl>()) {
-    static const bool memory_kept = detail::keep_freed_memory();
+    static const bool memory_kept = kernels::keep_freed_memory();
     (void)memory_kept;
     impl_->value = std::move(value);
     impl_->requires_grad = requires_grad;
@@ -200,7 +200,7 @@ std::uint64_t leaf_lock_mask(const Node& node) {
     std::uint64_t mask = 0;
     for (const Tensor& t : node.inputs) {
         const TensorImpl* in = t.impl();
-        if (in && in->requires_grad && !in->tape && !in->graph_freed) mask |= detail::StripedLocks::bit(in);
+        if (in && in->requires_grad && !in->tape && !in->graph_freed) mask |= kernels::StripedLocks::bit(in);
     }
     return mask;
 }
@@ -253,10 +253,15 @@ void check_versions(const Node& node) {
                                "(std::as_const(t).value()) or item()");
 }
 
-struct GraphMode {  // creating_graph() while alive
-    bool previous;
-    explicit GraphMode(bool on) : previous(graph_mode) { graph_mode = on; }
-    ~GraphMode() { graph_mode = previous; }
+// creating_graph() while alive; as in PyTorch, grad mode follows it, so a first-order backward
+// records nothing and an op's tensor formula serves it too
+struct GraphMode {
+    bool previous, previous_grad;
+    explicit GraphMode(bool on) : previous(graph_mode), previous_grad(grad_mode) { graph_mode = grad_mode = on; }
+    ~GraphMode() {
+        graph_mode = previous;
+        grad_mode = previous_grad;
+    }
 };
 }  // namespace
 
@@ -300,7 +305,7 @@ std::uint64_t Tape::backward(const std::vector<Tensor>& roots, const std::vector
             if (out->pass != pass || !out->has_grad) continue;
             check_versions(nodes_[k]);
             auto run = [](const Node& node) {
-                detail::StripedLocks locks(leaf_lock_mask(node));
+                kernels::StripedLocks locks(leaf_lock_mask(node));
                 node.backward(node.inputs, node.output);
             };
             if (!graph) {

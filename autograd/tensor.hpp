@@ -11,21 +11,13 @@
 #include <string>
 #include <vector>
 
-#include <xtensor/xarray.hpp>
-
-#include "tapegrad_arch.hpp"  // generated: stops code compiled for other SIMD sets than the library
+#include "autograd/array.hpp"
 
 namespace tg {
 
-// Plain xtensor arrays: a user's xt::xarray<float> is a tg::Array.
-using Array = xt::xarray<float>;
-// The one shape type: what Tensor::shape() returns and every shape parameter takes.
-using Shape = Array::shape_type;
 // The number of elements of shape, or std::length_error naming op and the shape when the
 // product of its dimensions overflows.
 std::size_t element_count(const Shape& shape, const char* op);
-// The one index type: class labels, argmax's result, one_hot's and gather's input.
-using Indices = xt::xarray<std::size_t>;
 
 class Tensor;
 

@@ -1,6 +1,9 @@
 // How many threads tapegrad computes with, and which BLAS kernels run.
 #pragma once
 
+#include <cstddef>
+#include <functional>
+
 namespace tg {
 
 // set_num_threads(n) splits large GEMMs (by rows or columns of the result) and the optimizers'
@@ -12,6 +15,11 @@ namespace tg {
 // different counts may differ in the last bits (whether they do depends on OpenBLAS's kernel).
 void set_num_threads(int n);
 int num_threads();
+
+// f(begin, end) over [0, n) cut into one piece per thread (borders on 16-float cache lines, so
+// no two threads write one line), or whole when n < grain, where waking a worker costs more
+// than it saves. The optimizers' elementwise updates use it.
+void parallel_range(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f);
 
 // The kernel family OpenBLAS chose for this CPU ("SkylakeX", "Haswell"...). "Prescott" on an
 // AVX-512 machine means OpenBLAS did not know the CPU and fell back to slow SSE3 kernels (a

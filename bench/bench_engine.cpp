@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "autograd/detail.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/threads.hpp"
 #include "examples/harness/memory.hpp"
 #include "tapegrad.hpp"
@@ -101,7 +102,7 @@ int main(int argc, char** argv) {
     std::vector<float> y1(n * h), y2(n * h), y3(n * d_out), gw1(h * d_in), gw2(h * h), gw3(d_out * h), gx2(n * h),
         gx3(n * h);
     auto gemms_only = [&] {
-        using detail::gemm;
+        using kernels::gemm;
         gemm(false, true, n, h, d_in, 1, x.data(), d_in, w1.value().data(), d_in, 0, y1.data(), h);
         gemm(false, true, n, h, h, 1, y1.data(), h, w2.value().data(), h, 0, y2.data(), h);
         gemm(false, true, n, d_out, h, 1, y2.data(), h, w3.value().data(), h, 0, y3.data(), d_out);

@@ -11,9 +11,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include "autograd/threads.hpp"
 #include "autograd/detail.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/random.hpp"
+#include "autograd/threads.hpp"
 
 extern "C" char* openblas_get_corename(void);
 
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
     std::vector<float> y1 = filled(n * h), y2 = filled(n * h), y3 = filled(n * d), gw1(h * d), gw2(h * h),
                        gw3(d * h), gx2(n * h), gx3(n * h);
     auto step = [&] {
-        using tg::detail::gemm;
+        using tg::kernels::gemm;
         gemm(false, true, n, h, d, 1, x.data(), d, w1.data(), d, 0, y1.data(), h);
         gemm(false, true, n, h, h, 1, y1.data(), h, w2.data(), h, 0, y2.data(), h);
         gemm(false, true, n, d, h, 1, y2.data(), h, w3.data(), h, 0, y3.data(), d);

@@ -11,7 +11,6 @@
 #include <string>
 #include <utility>
 
-#include "autograd/detail.hpp"
 #include "autograd/ops.hpp"
 #include "layers/detail_checks.hpp"
 #include "layers/gumbel.hpp"
@@ -38,7 +37,7 @@ Shape broadcast(const char* who, const char* a_name, const Tensor& a, const char
         throw std::invalid_argument(std::string(who) + ": the " + (a.defined() ? b_name : a_name) + " is a null tensor");
     Array::shape_type s;
     try {
-        s = detail::broadcast_shapes(a.shape(), b.shape(), who);
+        s = broadcast_shapes(a.shape(), b.shape(), who);
     } catch (const std::invalid_argument&) {
         throw std::invalid_argument(std::string(who) + ": " + a_name + " of shape " + shape_str(a.shape()) + " and " +
                                     b_name + " of shape " + shape_str(b.shape()) + " cannot be broadcast together");
@@ -209,7 +208,7 @@ Tensor RelaxedOneHotCategorical::rsample(Generator* gen) const {
 
 Tensor RelaxedOneHotCategorical::rsample_log(Generator* gen) const {
     Generator& g = gen ? *gen : default_generator();
-    const Tensor noise(g.gumbel(Shape(logits_.shape().begin(), logits_.shape().end())));
+    const Tensor noise(gumbel_noise(g.uniform_open(logits_.shape())));
     return log_softmax((logits_ + noise) * (1.0f / tau_), -1);
 }
 
@@ -306,7 +305,7 @@ Shape broadcast_all(const char* who, std::initializer_list<std::pair<const char*
     for (auto i = named.begin(); i != named.end(); ++i)
         for (auto j = std::next(i); j != named.end(); ++j) broadcast(who, i->first, *i->second, j->first, *j->second);
     Array::shape_type s;
-    for (const auto& n : named) s = detail::broadcast_shapes(s, n.second->shape(), who);
+    for (const auto& n : named) s = tg::broadcast_shapes(s, n.second->shape(), who);
     return Shape(s.begin(), s.end());
 }
 

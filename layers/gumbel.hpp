@@ -1,133 +1,48 @@
-// Gumbel-Softmax (Concrete) and Binary Concrete: differentiable relaxed samples of discrete
-// variables (Jang et al. 2017; Maddison et al. 2017), as fused ops and as layers.
+// The relaxed-sampler layers over the stochastic ops of autograd/stochastic.hpp (included here,
+// so code that includes this header sees the ops too).
 #pragma once
 
-#include <cstddef>
-
-#include "autograd/random.hpp"
-#include "autograd/tensor.hpp"
+#include "autograd/stochastic.hpp"
 #include "layers/module.hpp"
-
-namespace tg {
-
-// The options of every categorical sampler (gumbel_softmax, gumbel_max,
-// straight_through_categorical) and of nn::GumbelSoftmax, set by chaining:
-//     gumbel_softmax(logits, GumbelSoftmaxOptions().tau(0.5f).hard(true).generator(&gen))
-class GumbelSoftmaxOptions {
-public:
-    // The temperature, positive and finite (else std::invalid_argument here).
-    GumbelSoftmaxOptions& tau(float tau);
-    // Straight-through: the forward value is the exact one-hot of argmax(logits + g), the
-    // gradient the relaxed one.
-    GumbelSoftmaxOptions& hard(bool hard) { hard_ = hard; return *this; }
-    // The axis holding the classes (negative: from the end).
-    GumbelSoftmaxOptions& axis(int axis) { axis_ = axis; return *this; }
-    // 0: the whole axis is one variable. K > 0: the axis holds G * K entries, G variables of K
-    // classes each (logits [B, G*K] sampled as if reshaped to [B, G, K]; the output keeps the
-    // logits' shape).
-    GumbelSoftmaxOptions& classes(std::size_t classes) { classes_ = classes; return *this; }
-    // Where the noise comes from; nullptr: default_generator() at each call.
-    GumbelSoftmaxOptions& generator(Generator* generator) { generator_ = generator; return *this; }
-
-    float tau() const { return tau_; }
-    bool hard() const { return hard_; }
-    int axis() const { return axis_; }
-    std::size_t classes() const { return classes_; }
-    Generator* generator() const { return generator_; }
-
-private:
-    float tau_ = 1.0f;
-    bool hard_ = false;
-    int axis_ = -1;
-    std::size_t classes_ = 0;
-    Generator* generator_ = nullptr;
-};
-
-// The options of binary_concrete and nn::BinaryConcrete (elementwise: no axis), chained the same way.
-class BinaryConcreteOptions {
-public:
-    BinaryConcreteOptions& tau(float tau);  // positive and finite
-    BinaryConcreteOptions& hard(bool hard) { hard_ = hard; return *this; }  // forward {0,1}, relaxed gradient
-    BinaryConcreteOptions& generator(Generator* generator) { generator_ = generator; return *this; }
-
-    float tau() const { return tau_; }
-    bool hard() const { return hard_; }
-    Generator* generator() const { return generator_; }
-
-private:
-    float tau_ = 1.0f;
-    bool hard_ = false;
-    Generator* generator_ = nullptr;
-};
-
-// y = softmax((logits + g) / tau) along the class axis, g ~ Gumbel(0,1) drawn as -log(-log u)
-// with u in the open interval (0,1). One tape node; the gradient is y * (dy - sum(dy * y)) / tau.
-Tensor gumbel_softmax(const Tensor& logits, const GumbelSoftmaxOptions& options = {});
-// The same from given uniforms u (the logits' shape, every entry a normal float in (0,1)),
-// transformed exactly as the generator's: with u = Generator(s).uniform_open(shape) the result
-// equals gumbel_softmax with generator Generator(s), bit for bit. options.generator is unused.
-Tensor gumbel_softmax_from_uniforms(const Tensor& logits, const Array& u, const GumbelSoftmaxOptions& options = {});
-
-// y = sigmoid((logits + log u - log(1 - u)) / tau): a relaxed Bernoulli(sigmoid(logits)) sample.
-// One tape node; the gradient is y (1 - y) / tau. hard: forward the exact {0,1} value
-// (1 where logits + noise > 0), backward the relaxed gradient.
-Tensor binary_concrete(const Tensor& logits, const BinaryConcreteOptions& options = {});
-Tensor binary_concrete_from_uniforms(const Tensor& logits, const Array& u, const BinaryConcreteOptions& options = {});
-
-// The noise of the samplers from uniforms u in (0,1) (checked as above): Gumbel(0,1),
-// -log(-log u), and Logistic(0,1), log u - log(1 - u).
-Array gumbel_noise(const Array& u);
-Array logistic_noise(const Array& u);
-
-// Exact discrete samples, no gradient: the one-hot of argmax(logits + g) per variable
-// (Gumbel-Max, a sample of Categorical(softmax(logits)); axis, classes and generator of the
-// options), and {0,1} with P(1) = sigmoid(logits).
-Tensor gumbel_max(const Tensor& logits, const GumbelSoftmaxOptions& options = {});
-Tensor bernoulli_sample(const Tensor& logits, Generator* gen = nullptr);
-
-}  // namespace tg
-
-namespace tg::detail {
-struct AxisView;
-// The [outer, K, inner] view of the variables the options select in shape; refuses an empty
-// class axis and an axis that does not hold whole groups of options.classes(), naming op.
-AxisView class_view(const Array::shape_type& shape, const GumbelSoftmaxOptions& options, const char* op);
-}  // namespace tg::detail
 
 namespace tg::nn {
 
 using tg::BinaryConcreteOptions;
 using tg::GumbelSoftmaxOptions;
 
-// logits -> a relaxed one-hot sample of each variable while training, an exact one-hot sample
-// (Gumbel-Max, per group with classes(K)) in eval mode, as the paper evaluates.
-class GumbelSoftmax : public Layer {
+// logits -> a relaxed sample while training, an exact one (as the paper evaluates) in eval
+// mode; the two layers below differ only in their options and ops.
+template <class Options>
+class RelaxedSampler : public Layer {
 public:
-    explicit GumbelSoftmax(GumbelSoftmaxOptions options = {});
+    explicit RelaxedSampler(Options options = {}) : options_(options) {}
     Tensor forward(const Tensor& logits) override;
 
-    void set_tau(float tau);  // for annealing; throws unless tau > 0
-    void set_generator(Generator* generator);  // nullptr: default_generator()
+    void set_tau(float tau) { options_.tau(tau); }  // for annealing; throws unless tau is valid
+    void set_generator(Generator* generator) { options_.generator(generator); }  // nullptr: default_generator()
     float tau() const { return options_.tau(); }
-    const GumbelSoftmaxOptions& options() const { return options_; }
+    const Options& options() const { return options_; }
 
 private:
-    GumbelSoftmaxOptions options_;
+    Options options_;
+};
+
+// A relaxed one-hot sample of each variable (gumbel_softmax) while training, an exact one-hot
+// (gumbel_max, per group with classes(K)) in eval mode.
+class GumbelSoftmax : public RelaxedSampler<GumbelSoftmaxOptions> {
+public:
+    using RelaxedSampler::RelaxedSampler;
 };
 
 // logits (any shape) -> a relaxed Bernoulli sample in (0,1) while training, {0,1} in eval mode.
-class BinaryConcrete : public Layer {
+class BinaryConcrete : public RelaxedSampler<BinaryConcreteOptions> {
 public:
-    explicit BinaryConcrete(BinaryConcreteOptions options = {});
-    Tensor forward(const Tensor& logits) override;
-
-    void set_tau(float tau);
-    void set_generator(Generator* generator);
-    float tau() const { return options_.tau(); }
-    const BinaryConcreteOptions& options() const { return options_; }
-
-private:
-    BinaryConcreteOptions options_;
+    using RelaxedSampler::RelaxedSampler;
 };
+
+template <>
+Tensor RelaxedSampler<GumbelSoftmaxOptions>::forward(const Tensor& logits);
+template <>
+Tensor RelaxedSampler<BinaryConcreteOptions>::forward(const Tensor& logits);
 
 }  // namespace tg::nn

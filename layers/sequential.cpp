@@ -3,7 +3,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "autograd/detail.hpp"
 
 namespace tg::nn {
 
@@ -48,7 +47,8 @@ Sequential& Sequential::push_back(std::shared_ptr<Layer> layer) {
 }
 
 Tensor Sequential::forward(const Tensor& x) {
-    detail::require_defined("Sequential::forward", {&x});
+    if (!x.defined())
+        throw std::invalid_argument("Sequential::forward: the input is a null Tensor (default-constructed)");
     Tensor h = x;
     for (auto& l : layers_) h = l->forward(h);
     return h;

@@ -4,7 +4,7 @@
 
 #include <xtensor/xbuilder.hpp>
 
-#include "autograd/kernels/parallel.hpp"
+#include "autograd/threads.hpp"
 
 namespace tg::optim {
 
@@ -71,7 +71,7 @@ void Adam::step() {
         float* m = m_[i].data();
         float* v = v_[i].data();
         // Pieces start on whole SIMD batches: any thread count gives the same bits.
-        tg::detail::parallel_range(n, 16384, [&](std::size_t lo, std::size_t hi) {
+        tg::parallel_range(n, 16384, [&](std::size_t lo, std::size_t hi) {
             update(w + lo, g + lo, m + lo, v + lo, hi - lo, step_size, inv_sqrt_bc2, shrink, l2);
         });
     }

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "autograd/kernels/parallel.hpp"
+#include "autograd/threads.hpp"
 
 namespace tg::optim {
 
@@ -44,7 +44,7 @@ void SGD::step() {
         const float* g0 = p.grad().data();
         float* buf0 = mu == 0.0f ? nullptr : momentum_[i].data();
         // Elementwise: any thread count gives the same bits.
-        tg::detail::parallel_range(n, 16384, [&](std::size_t lo, std::size_t hi) {
+        tg::parallel_range(n, 16384, [&](std::size_t lo, std::size_t hi) {
             float* w = w0 + lo;
             const float* g = g0 + lo;
             const std::size_t len = hi - lo;

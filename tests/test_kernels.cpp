@@ -22,7 +22,7 @@
 namespace {
 
 namespace ref = tg::kernels::reference;
-using tg::detail::AxisView;
+using tg::kernels::AxisView;
 
 constexpr float eps = FLT_EPSILON;
 
@@ -69,11 +69,11 @@ TEST_CASE("Kernels: slice maxima (exact), sums and argmax (exact) match their pl
             const std::size_t slices = v.outer * v.inner;
             std::vector<float> m(slices), mr(slices), s(slices), sr(slices);
             std::vector<std::size_t> i(slices), ir(slices);
-            tg::detail::slice_maxima(d.data(), v, m.data());
+            tg::kernels::slice_maxima(d.data(), v, m.data());
             ref::slice_maxima(d.data(), v, mr.data());
-            tg::detail::slice_sums(d.data(), v, s.data());
+            tg::kernels::slice_sums(d.data(), v, s.data());
             ref::slice_sums(d.data(), v, sr.data());
-            tg::detail::argmax_along(as_array(d, v), v, i.data());
+            tg::kernels::argmax_along(as_array(d, v), v, i.data());
             ref::argmax(d.data(), v, ir.data());
             CHECK(m == mr);
             CHECK(i == ir);
@@ -91,19 +91,19 @@ TEST_CASE("Kernels: softmax (the short-slice path for 4..16 classes too), log_so
         for (float k : {1.0f, 30.0f, 3000.0f}) {
             const std::vector<float> d = values(v.outer * v.n * v.inner, k, seed++);
             tg::Array y = as_array(d, v);
-            tg::detail::softmax_inplace(y, v);
+            tg::kernels::softmax_inplace(y, v);
             std::vector<float> yr = d;
             ref::softmax(yr.data(), v);
             for (std::size_t j = 0; j < d.size(); ++j) check_close(y.data()[j], yr[j], 8.0f, std::max(yr[j], FLT_MIN));
 
             // log_softmax and logsumexp on the axis of a 3-D array: the same [outer, n, inner]
             tg::Array l = as_array(d, v);
-            tg::detail::log_softmax_inplace(l, 1);
+            tg::kernels::log_softmax_inplace(l, 1);
             std::vector<float> lr = d;
             ref::log_softmax(lr.data(), v);
             for (std::size_t j = 0; j < d.size(); ++j) check_close(l.data()[j], lr[j], 4.0f, std::max(std::fabs(lr[j]), 1.0f));
             std::vector<float> e(v.outer * v.inner), er(e.size());
-            tg::detail::logsumexp_along(as_array(d, v), 1, e.data());
+            tg::kernels::logsumexp_along(as_array(d, v), 1, e.data());
             ref::logsumexp(d.data(), v, er.data());
             for (std::size_t j = 0; j < e.size(); ++j) check_close(e[j], er[j], 4.0f, std::max(std::fabs(er[j]), 1.0f));
         }
@@ -115,7 +115,7 @@ TEST_CASE("Kernels: an all -inf slice gives a softmax of NaN in neither path's n
         std::vector<float> d = values(3 * n, 1.0f, n);
         std::fill(d.begin() + n, d.begin() + 2 * n, -std::numeric_limits<float>::infinity());
         tg::Array y = as_array(d, v);
-        tg::detail::softmax_inplace(y, v);
+        tg::kernels::softmax_inplace(y, v);
         std::vector<float> yr = d;
         ref::softmax(yr.data(), v);
         for (std::size_t j = 0; j < d.size(); ++j) {
@@ -132,11 +132,11 @@ TEST_CASE("Kernels: the softmax backward (short slices too, beta 0 and 1) matche
             for (float beta : {0.0f, 1.0f}) {
                 const std::size_t size = v.outer * v.n * v.inner;
                 tg::Array y = as_array(values(size, 3.0f, seed++), v);
-                tg::detail::softmax_inplace(y, v);
+                tg::kernels::softmax_inplace(y, v);
                 const tg::Array g = as_array(values(size, 1.0f, seed++), v);
                 const std::vector<float> dx0 = values(size, 1.0f, seed++);
                 tg::Array dx = as_array(dx0, v);
-                tg::detail::softmax_backward(y, g, v, scale, beta, dx);
+                tg::kernels::softmax_backward(y, g, v, scale, beta, dx);
                 std::vector<float> dxr = dx0;
                 ref::softmax_backward(y.data(), g.data(), v, scale, beta, dxr.data());
                 for (std::size_t s = 0; s < v.outer * v.inner; ++s) {
@@ -182,7 +182,7 @@ TEST_CASE("Kernels: log_positive is xsimd::log bit for bit on positive normal fl
     for (std::size_t i = 0; i < x.size(); i += B::size) {
         const B b = B::load_unaligned(x.data() + i);
         alignas(64) float got[B::size], want[B::size];
-        tg::detail::log_positive(b).store_aligned(got);
+        tg::kernels::log_positive(b).store_aligned(got);
         xsimd::log(b).store_aligned(want);
         CHECK(std::memcmp(got, want, sizeof got) == 0);
     }
@@ -423,7 +423,7 @@ TEST_CASE("Kernels: the BCE backward, the cross-entropy pick, one_hot, gather an
             const std::vector<float> log_p = values(n * k, 3.0f, seed++);
             const std::vector<std::size_t> labels = indices(n, k, seed++);
             std::vector<float> l(n, -1.0f), lr(n, -2.0f), h(n * k, -1.0f), hr(n * k, -2.0f);
-            tg::detail::pick_negated(log_p.data(), labels.data(), n, k, l.data());
+            tg::kernels::pick_negated(log_p.data(), labels.data(), n, k, l.data());
             ref::pick_negated(log_p.data(), labels.data(), n, k, lr.data());
             tg::kernels::one_hot(labels.data(), n, k, h.data());
             ref::one_hot(labels.data(), n, k, hr.data());
@@ -448,14 +448,14 @@ TEST_CASE("Kernels: the BCE backward, the cross-entropy pick, one_hot, gather an
             }
 }
 
-TEST_CASE("Kernels: the log_softmax, logsumexp and cross-entropy backwards match their plain loops") {
+TEST_CASE("Kernels: the log_softmax and cross-entropy backwards match their plain loops") {
     std::uint64_t seed = 3000;
     for (const AxisView& v : views()) {
         const std::size_t size = v.outer * v.n * v.inner, slices = v.outer * v.inner;
         const std::vector<float> x = values(size, 3.0f, seed++), g = values(size, 1.0f, seed++);
         tg::Array y = as_array(x, v);
-        tg::detail::log_softmax_inplace(y, 1);
-        const tg::Array dx = tg::detail::log_softmax_backward(y, as_array(g, v), 1);
+        tg::kernels::log_softmax_inplace(y, 1);
+        const tg::Array dx = tg::kernels::log_softmax_backward(y, as_array(g, v), 1);
         std::vector<float> dxr(size);
         ref::log_softmax_backward(y.data(), g.data(), v, dxr.data());
         for (std::size_t s = 0; s < slices; ++s) {
@@ -466,13 +466,6 @@ TEST_CASE("Kernels: the log_softmax, logsumexp and cross-entropy backwards match
                 check_close(dx.data()[k], dxr[k], 4.0f + v.n, std::fabs(g[k]) + std::exp(y.data()[k]) * gs);
             }
         }
-        tg::Array lse = tg::Array::from_shape({v.outer, v.inner});
-        tg::detail::logsumexp_along(as_array(x, v), 1, lse.data());
-        const tg::Array gl = as_array(values(slices, 1.0f, seed++), AxisView{v.outer, 1, v.inner});
-        const tg::Array dl = tg::detail::logsumexp_backward(as_array(x, v), lse, gl, 1);
-        std::vector<float> dlr(size);
-        ref::logsumexp_backward(x.data(), lse.data(), gl.data(), v, dlr.data());
-        for (std::size_t k = 0; k < size; ++k) check_close(dl.data()[k], dlr[k], 4.0f, std::max(std::fabs(dlr[k]), FLT_MIN));
     }
     for (std::size_t n : {1, 3, 17})
         for (std::size_t k : {1, 2, 10, 33})
@@ -480,7 +473,7 @@ TEST_CASE("Kernels: the log_softmax, logsumexp and cross-entropy backwards match
                 const std::vector<float> x = values(n * k, 5.0f, seed++), g = values(each ? n : 1, 1.0f, seed++);
                 const std::vector<std::size_t> labels = indices(n, k, seed++);
                 const float scale = each ? 1.0f : 1.0f / static_cast<float>(n);
-                const tg::Array dx = tg::detail::cross_entropy_backward(as_array(x, AxisView{n, k, 1}), labels.data(),
+                const tg::Array dx = tg::kernels::cross_entropy_backward(as_array(x, AxisView{n, k, 1}), labels.data(),
                                                                         g.data(), each, scale);
                 std::vector<float> dxr(n * k);
                 ref::cross_entropy_backward(x.data(), labels.data(), g.data(), each, scale, n, k, dxr.data());

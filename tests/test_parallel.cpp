@@ -5,9 +5,10 @@
 #include <thread>
 #include <vector>
 
-#include "autograd/threads.hpp"
 #include "autograd/detail.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/kernels/parallel.hpp"
+#include "autograd/threads.hpp"
 #include "examples/structured_output.hpp"
 #include "helpers.hpp"
 #include "optim/adam.hpp"
@@ -29,28 +30,28 @@ TEST_CASE("Parallel: every part runs once, nested regions and single parts seria
     for (int round = 0; round < 200; ++round) {  // many regions: the workers' spin, sleep and wake paths
         std::vector<std::atomic<int>> runs(2);
         std::atomic<int> nested{0};
-        detail::parallel_for(2, [&](std::size_t p) {
+        kernels::parallel_for(2, [&](std::size_t p) {
             runs[p].fetch_add(1);
-            detail::parallel_for(2, [&](std::size_t) { nested.fetch_add(1); });
+            kernels::parallel_for(2, [&](std::size_t) { nested.fetch_add(1); });
         });
         REQUIRE(runs[0].load() == 1);
         REQUIRE(runs[1].load() == 1);
         REQUIRE(nested.load() == 4);
     }
     int serial = 0;
-    detail::parallel_for(1, [&](std::size_t p) { serial += static_cast<int>(p) + 1; });
+    kernels::parallel_for(1, [&](std::size_t p) { serial += static_cast<int>(p) + 1; });
     CHECK(serial == 1);
     std::vector<std::atomic<int>> many(7);  // more parts than threads
-    detail::parallel_for(7, [&](std::size_t p) { many[p].fetch_add(1); });
+    kernels::parallel_for(7, [&](std::size_t p) { many[p].fetch_add(1); });
     for (auto& r : many) CHECK(r.load() == 1);
 }
 
 TEST_CASE("Parallel: a region started while the pool is busy runs on its own thread") {
     Threads two(2);
     std::vector<std::thread::id> ran(2);
-    detail::parallel_for(2, [&](std::size_t p) {
+    kernels::parallel_for(2, [&](std::size_t p) {
         if (p != 0) return;
-        std::thread other([&] { detail::parallel_for(2, [&](std::size_t q) { ran[q] = std::this_thread::get_id(); }); });
+        std::thread other([&] { kernels::parallel_for(2, [&](std::size_t q) { ran[q] = std::this_thread::get_id(); }); });
         const std::thread::id id = other.get_id();
         other.join();
         CHECK(ran[0] == id);
@@ -71,7 +72,7 @@ TEST_CASE("Parallel: set_num_threads while other threads run regions, and num_th
         users.emplace_back([&] {
             while (!stop.load()) {
                 std::vector<std::atomic<int>> runs(3);
-                detail::parallel_for(3, [&](std::size_t p) { runs[p].fetch_add(1); });
+                kernels::parallel_for(3, [&](std::size_t p) { runs[p].fetch_add(1); });
                 for (auto& r : runs) wrong += r.load() != 1;
             }
         });
@@ -86,7 +87,7 @@ TEST_CASE("Parallel: set_num_threads while other threads run regions, and num_th
     CHECK(wrong.load() == 0);
     // from inside a part it would wait for its own region
     Threads two(2);
-    CHECK_THROWS_AS(detail::parallel_for(2, [](std::size_t) { set_num_threads(1); }), std::logic_error);
+    CHECK_THROWS_AS(kernels::parallel_for(2, [](std::size_t) { set_num_threads(1); }), std::logic_error);
 }
 
 TEST_CASE("Parallel: idle workers go to sleep") {
@@ -94,25 +95,25 @@ TEST_CASE("Parallel: idle workers go to sleep") {
     for (int round = 0; round < 3; ++round) {
         // Each part waits for the other two to start: both workers are awake and take one.
         std::atomic<int> started{0};
-        detail::parallel_for(3, [&](std::size_t) {
+        kernels::parallel_for(3, [&](std::size_t) {
             started.fetch_add(1);
             while (started.load() < 3) std::this_thread::yield();
         });
         // they spin ~0.2 ms; allow a busy machine 5 s
-        for (int k = 0; k < 5000 && detail::pool_sleepers() < 2; ++k)
+        for (int k = 0; k < 5000 && kernels::pool_sleepers() < 2; ++k)
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        CHECK(detail::pool_sleepers() == 2);
+        CHECK(kernels::pool_sleepers() == 2);
     }
 }
 TEST_CASE("Parallel: an exception in a worker's part reaches the caller, and the pool still works") {
     Threads two(2);
-    CHECK_THROWS_WITH_AS(detail::parallel_for(2,
+    CHECK_THROWS_WITH_AS(kernels::parallel_for(2,
                                               [&](std::size_t p) {
                                                   if (p == 1) throw std::runtime_error("part 1 failed");
                                               }),
                          "part 1 failed", std::runtime_error);
     std::atomic<int> runs{0};
-    detail::parallel_for(2, [&](std::size_t) { runs.fetch_add(1); });
+    kernels::parallel_for(2, [&](std::size_t) { runs.fetch_add(1); });
     CHECK(runs.load() == 2);
 }
 
@@ -122,7 +123,7 @@ TEST_CASE("Parallel: part_range cuts 0 .. n into aligned pieces that cover it") 
             std::size_t expect = 0;
             for (std::size_t p = 0; p < parts; ++p) {
                 std::size_t lo, hi;
-                detail::part_range(n, parts, p, 16, lo, hi);
+                kernels::part_range(n, parts, p, 16, lo, hi);
                 CHECK(lo == expect);
                 CHECK(hi >= lo);
                 if (p + 1 < parts && hi < n) CHECK(hi % 16 == 0);
@@ -146,10 +147,10 @@ TEST_CASE("Parallel: GEMMs split over two threads give the single-threaded resul
         Array one = random_tensor({c.m, c.n}, 3, -1.0f, 1.0f, false).value(), two = one;
         const std::size_t lda = c.ta ? c.m : c.k, ldb = c.tb ? c.k : c.n;
         set_num_threads(1);
-        detail::gemm(c.ta, c.tb, c.m, c.n, c.k, 0.5f, a.data(), lda, b.data(), ldb, 1.0f, one.data(), c.n);
+        kernels::gemm(c.ta, c.tb, c.m, c.n, c.k, 0.5f, a.data(), lda, b.data(), ldb, 1.0f, one.data(), c.n);
         {
             Threads t(2);
-            detail::gemm(c.ta, c.tb, c.m, c.n, c.k, 0.5f, a.data(), lda, b.data(), ldb, 1.0f, two.data(), c.n);
+            kernels::gemm(c.ta, c.tb, c.m, c.n, c.k, 0.5f, a.data(), lda, b.data(), ldb, 1.0f, two.data(), c.n);
         }
         INFO("gemm ", c.ta, c.tb, " ", c.m, "x", c.n, "x", c.k);
         CHECK(xt::allclose(one, two, 1e-4, 1e-4));  // rounding only: some kernels sum the pieces differently

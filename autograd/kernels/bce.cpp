@@ -17,7 +17,7 @@ double bce_with_logits(const float* xp, const float* tp, std::size_t n, float* e
         const simd::Batch x = simd::load(xp + i, c), t = simd::load(tp + i, c);
         // log1p(e) as log(u) plus the rounding of u = 1 + e corrected, 1 / u shared with sigmoid(x)
         const simd::Batch e = xsimd::exp(-xsimd::abs(x)), u = one + e, r = one / u;
-        const simd::Batch l = xsimd::max(x, zero) - x * t + (detail::log_positive(u) + (e - (u - one)) * r);
+        const simd::Batch l = xsimd::max(x, zero) - x * t + (kernels::log_positive(u) + (e - (u - one)) * r);
         if (each_loss) simd::store(each_loss + i, c, l);
         else if (c == simd::lanes) acc += l;
         else total += simd::sum(l, c);

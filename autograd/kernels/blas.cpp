@@ -10,11 +10,11 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
-#include "autograd/detail.hpp"
+#include "autograd/kernels/blas.hpp"
 #include "autograd/kernels/parallel.hpp"
 #include "autograd/threads.hpp"
 
-namespace tg::detail {
+namespace tg::kernels {
 
 namespace {
 
@@ -100,4 +100,4 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     });
 }
 
-}  // namespace tg::detail
+}  // namespace tg::kernels

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "autograd/tensor.hpp"
+#include "autograd/array.hpp"
 
 namespace tg::kernels {
 

@@ -4,7 +4,7 @@
 
 namespace tg::kernels {
 
-void gather(const float* x, const detail::AxisView& v, std::size_t m, const std::size_t* index, float* out) {
+void gather(const float* x, const kernels::AxisView& v, std::size_t m, const std::size_t* index, float* out) {
     for (std::size_t o = 0; o < v.outer; ++o)
         for (std::size_t j = 0; j < m; ++j)
             for (std::size_t i = 0; i < v.inner; ++i) {
@@ -13,7 +13,7 @@ void gather(const float* x, const detail::AxisView& v, std::size_t m, const std:
             }
 }
 
-void scatter_add(const float* g, const detail::AxisView& v, std::size_t m, const std::size_t* index, float beta, float* d) {
+void scatter_add(const float* g, const kernels::AxisView& v, std::size_t m, const std::size_t* index, float beta, float* d) {
     if (beta == 0.0f) std::fill(d, d + v.outer * v.n * v.inner, 0.0f);
     for (std::size_t o = 0; o < v.outer; ++o)
         for (std::size_t j = 0; j < m; ++j)

@@ -16,7 +16,7 @@
 #include <malloc.h>
 #endif
 
-namespace tg::detail {
+namespace tg::kernels {
 
 bool keep_freed_memory() {
 #if defined(__GLIBC__)
@@ -32,4 +32,4 @@ bool keep_freed_memory() {
 #endif
 }
 
-}  // namespace tg::detail
+}  // namespace tg::kernels

@@ -8,9 +8,9 @@
 #include <cstdint>
 
 #include "autograd/kernels/simd.hpp"
-#include "autograd/tensor.hpp"
+#include "autograd/array.hpp"
 
-namespace tg::detail {
+namespace tg::kernels {
 
 struct AxisView {
     std::size_t outer = 1, n = 1, inner = 1;
@@ -44,10 +44,9 @@ void log_softmax_inplace(Array& a, std::size_t axis);
 void softmax_backward(const Array& y, const Array& g, std::size_t axis, float scale, float beta, Array& dx);
 void softmax_backward(const Array& y, const Array& g, const AxisView& v, float scale, float beta, Array& dx);
 
-// The backwards through the outputs y, as new arrays of x's shape, with the slice loops above:
-// g - exp(y) sum_axis(g) for y = log_softmax(x); g exp(x - y) for y = logsumexp(x).
+// The backward through the output y = log_softmax(x), as a new array of x's shape, with the
+// slice loops above: g - exp(y) sum_axis(g).
 Array log_softmax_backward(const Array& y, const Array& g, std::size_t axis);
-Array logsumexp_backward(const Array& x, const Array& y, const Array& g, std::size_t axis);
 
 // Cross-entropy over the n rows of [n, k]: loss[r] := -log_p[r, labels[r]], and its backward
 // g_r (softmax(x_r) - one_hot(labels[r])) with g_r = g[r] * scale if each, else g[0] * scale.
@@ -77,4 +76,4 @@ inline simd::Batch log_positive(const simd::Batch& x) {
     return xsimd::fma(k, c(0x3f318000), xsimd::fma(s, hfsq + r, k * c(0xb95e8083)) - hfsq + f);
 }
 
-}  // namespace tg::detail
+}  // namespace tg::kernels

@@ -15,10 +15,10 @@ namespace {
 // Function objects, not functions: the passes inline them (through a function pointer each
 // batch was a call).
 struct LogisticOf {
-    simd::Batch operator()(const simd::Batch& u) const { return detail::log_positive(u / (simd::Batch(1.0f) - u)); }
+    simd::Batch operator()(const simd::Batch& u) const { return kernels::log_positive(u / (simd::Batch(1.0f) - u)); }
 };
 struct GumbelOf {
-    simd::Batch operator()(const simd::Batch& u) const { return -detail::log_positive(-detail::log_positive(u)); }
+    simd::Batch operator()(const simd::Batch& u) const { return -kernels::log_positive(-kernels::log_positive(u)); }
 };
 
 // The partial last batch is padded with 0.5, a valid uniform.

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-namespace tg::detail {
+namespace tg::kernels {
 
 namespace {
 
@@ -192,14 +192,18 @@ namespace tg {
 
 void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("set_num_threads: need at least 1 thread, got " + std::to_string(n));
-    detail::set_pool_threads(static_cast<std::size_t>(n));
+    kernels::set_pool_threads(static_cast<std::size_t>(n));
     openblas_set_num_threads(1);  // parallel_for splits the GEMMs; OpenBLAS runs inside each part
 }
 // Before any set_num_threads, OpenBLAS's own default (its pool, sized by OPENBLAS_NUM_THREADS or
 // the cores) does the threading.
 int num_threads() {
-    return detail::pool_threads() > 1 ? static_cast<int>(detail::pool_threads()) : openblas_get_num_threads();
+    return kernels::pool_threads() > 1 ? static_cast<int>(kernels::pool_threads()) : openblas_get_num_threads();
 }
 const char* blas_core() { return openblas_get_corename(); }
+
+void parallel_range(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f) {
+    kernels::parallel_range(n, grain, f);
+}
 
 }  // namespace tg

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace tg::detail {
+namespace tg::kernels {
 
 // Runs f(part) for part = 0 .. parts - 1 and returns when all are done. The caller runs parts
 // too; which thread runs which part varies, so a part's result must depend on `part` only.
@@ -77,4 +77,4 @@ private:
     std::uint64_t mask_;
 };
 
-}  // namespace tg::detail
+}  // namespace tg::kernels

@@ -1,5 +1,5 @@
 // The loops of the reductions (reduce.cpp) over contiguous row-major data seen as
-// [outer, n, inner] around one axis (detail::AxisView): element (o, j, i) sits at
+// [outer, n, inner] around one axis (kernels::AxisView): element (o, j, i) sits at
 // (o * n + j) * inner + i, and the reduced value (o, i) at o * inner + i. reference.hpp holds
 // the plain loops that tests/test_kernels.cpp compares them with (bit for bit).
 #pragma once
@@ -10,7 +10,7 @@
 
 namespace tg::kernels {
 
-using detail::AxisView;
+using kernels::AxisView;
 
 // The sum of a[0, n) accumulated in Acc (float or double), in 8 interleaved partial sums
 // (a[j] goes to partial j % 8 for the first n - n % 8 elements, the rest to the total, then

@@ -18,7 +18,7 @@
 
 namespace tg::kernels::reference {
 
-using detail::AxisView;
+using kernels::AxisView;
 
 // Element j of slice s = o * inner + i of an [outer, n, inner] view.
 inline std::size_t at(const AxisView& v, std::size_t s, std::size_t j) {
@@ -154,13 +154,6 @@ inline void log_softmax_backward(const float* y, const float* g, const AxisView&
         for (std::size_t j = 0; j < v.n; ++j)
             dx[at(v, s, j)] = static_cast<float>(g[at(v, s, j)] - std::exp(double(y[at(v, s, j)])) * sum);
     }
-}
-
-// dx := g[s] exp(x - y[s]), per slice s (y = logsumexp(x)).
-inline void logsumexp_backward(const float* x, const float* y, const float* g, const AxisView& v, float* dx) {
-    for (std::size_t s = 0; s < v.outer * v.inner; ++s)
-        for (std::size_t j = 0; j < v.n; ++j)
-            dx[at(v, s, j)] = static_cast<float>(g[s] * std::exp(double(x[at(v, s, j)] - y[s])));
 }
 
 inline void pick_negated(const float* log_p, const std::size_t* labels, std::size_t n, std::size_t k, float* loss) {

@@ -18,7 +18,7 @@
 
 namespace tg {
 
-namespace detail {
+namespace kernels {
 
 AxisView axis_view(const Array::shape_type& shape, std::size_t axis) {
     AxisView v;
@@ -340,15 +340,6 @@ Array log_softmax_backward(const Array& y, const Array& g, std::size_t axis) {
     return dx;
 }
 
-Array logsumexp_backward(const Array& x, const Array& y, const Array& g, std::size_t axis) {
-    const AxisView v = axis_view(x.shape(), axis);
-    Array dx = x;
-    subtract_per_slice(dx.data(), v, y.data());
-    xt::noalias(dx) = xt::exp(dx);
-    multiply_per_slice(dx.data(), v, g.data());
-    return dx;
-}
-
 void pick_negated(const float* log_p, const std::size_t* labels, std::size_t n, std::size_t k, float* loss) {
     for (std::size_t r = 0; r < n; ++r) loss[r] = -log_p[r * k + labels[r]];
 }
@@ -380,6 +371,6 @@ void argmax_along(const Array& a, const AxisView& v, std::size_t* out) {
         }
 }
 
-}  // namespace detail
+}  // namespace kernels
 
 }  // namespace tg
