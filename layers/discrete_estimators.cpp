@@ -10,6 +10,7 @@
 
 #include "autograd/ops.hpp"
 #include "layers/detail_checks.hpp"
+#include "layers/detail_gradient_stash.hpp"
 
 namespace tg {
 
@@ -273,27 +274,6 @@ Tensor decoupled_straight_through(const Tensor& logits, Discrete kind, float tau
 
 namespace {
 
-// The gradients of leaves a backward is about to change, put back afterwards.
-class GradientStash {
-public:
-    explicit GradientStash(std::vector<Tensor> leaves) : leaves_(std::move(leaves)) {
-        for (const Tensor& t : leaves_) saved_.emplace_back(t.has_grad(), t.has_grad() ? t.grad() : Array());
-        for (Tensor& t : leaves_) t.zero_grad();
-    }
-    ~GradientStash() {
-        for (std::size_t i = 0; i < leaves_.size(); ++i) {
-            leaves_[i].zero_grad();
-            if (saved_[i].first) leaves_[i].accumulate_grad(saved_[i].second, "GradientStash");
-        }
-    }
-    GradientStash(const GradientStash&) = delete;
-    GradientStash& operator=(const GradientStash&) = delete;
-
-private:
-    std::vector<Tensor> leaves_;
-    std::vector<std::pair<bool, Array>> saved_;
-};
-
 // The leaves requiring gradients among the inputs of a tape's nodes, each once.
 std::vector<Tensor> leaves_of(const Tape& tape) {
     std::vector<Tensor> leaves;
@@ -329,7 +309,7 @@ Array loss_gradient_at(const SampleLoss& f, const Array& z) {
     TapeScope scope(tape);
     const Tensor at(z, true);
     const Tensor loss = sum(f(at));
-    GradientStash stash(leaves_of(tape));
+    detail::GradientStash stash(leaves_of(tape));
     loss.backward();
     return at.has_grad() ? at.grad() : Array(xt::zeros<float>(z.shape()));
 }
@@ -464,22 +444,28 @@ Tensor disarm(const Tensor& logits, const SampleLoss& f, Generator& gen) {
     return antithetic_surrogate(logits, p, xt::eval(0.5f * diff * sign * sig_abs));
 }
 
-Tensor rebar(const Tensor& logits, Discrete kind, const SampleLoss& f, const Tensor& eta, const Tensor& tau,
-             Generator& gen) {
-    const char* op = "rebar";
+Tensor relax_estimator(const Tensor& logits, Discrete kind, const SampleLoss& f, const SampleLoss& c, Generator& gen) {
+    const char* op = "relax_estimator";
     require_defined(logits, op, "logits");
-    require_defined(eta, op, "eta");
     const Array u = gen.uniform_open(logits.shape()), v = gen.uniform_open(logits.shape());
     const bool bern = kind.is_bernoulli();
     const Tensor z = add(logits, constant(bern ? logit_of(u) : gumbel_of(u)));
     const Tensor d = bern ? bernoulli_from_uniforms(logits, u) : categorical_from_uniforms(logits, u, kind.classes());
-    const Tensor z_tilde = bern ? conditional_logistic(logits, d, v) : conditional_gumbel(logits, d, exponential_of(v), kind.classes());
+    const Tensor z_tilde =
+        bern ? conditional_logistic(logits, d, v) : conditional_gumbel(logits, d, exponential_of(v), kind.classes());
     const Tensor f_d = f(d);
     require_losses(f_d, logits, op);
-    const Tensor f_z = f(relax(z, tau, kind)), f_zt = f(relax(z_tilde, tau, kind));
-    const Tensor signal = sub(detach(f_d), mul(eta, detach(f_zt)));
-    const Tensor score = mul(signal, discrete_log_prob(logits, d, kind));
-    return add(f_d, grad_only(add(score, mul(eta, sub(f_z, f_zt)))));
+    const Tensor c_z = c(z), c_zt = c(z_tilde);
+    require_losses(c_z, logits, op);
+    const Tensor score = mul(sub(detach(f_d), detach(c_zt)), discrete_log_prob(logits, d, kind));
+    return add(f_d, grad_only(add(score, sub(c_z, c_zt))));
+}
+
+Tensor rebar(const Tensor& logits, Discrete kind, const SampleLoss& f, const Tensor& eta, const Tensor& tau,
+             Generator& gen) {
+    require_defined(eta, "rebar", "eta");
+    require_defined(tau, "rebar", "the temperature tau");
+    return relax_estimator(logits, kind, f, [&](const Tensor& z) { return mul(eta, f(relax(z, tau, kind))); }, gen);
 }
 
 }  // namespace tg

@@ -133,6 +133,11 @@ Tensor disarm(const Tensor& logits, const SampleLoss& f, Generator& gen);
 // estimator's variance needs gradients of gradients. f must accept relaxed samples.
 Tensor rebar(const Tensor& logits, Discrete kind, const SampleLoss& f, const Tensor& eta, const Tensor& tau,
              Generator& gen);
+// RELAX (Grathwohl et al. 2018): REBAR's form with any control variate c of the perturbed logits
+// z (c: [B, D] -> [B], e.g. eta f(relax(z, tau)) plus a small network r(z)):
+// [f(D) - c(z~)] grad log q(D) + grad c(z) - grad c(z~). Unbiased for any c; training c on the
+// gradient of the estimator's variance needs gradients of gradients.
+Tensor relax_estimator(const Tensor& logits, Discrete kind, const SampleLoss& f, const SampleLoss& c, Generator& gen);
 
 }  // namespace tg
 

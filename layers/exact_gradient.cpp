@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "autograd/ops.hpp"
+#include "layers/detail_gradient_stash.hpp"
 
 namespace tg {
 
@@ -35,10 +36,7 @@ ExactGradient exact_gradient(const std::vector<std::size_t>& values,
     for (const Tensor& p : params)
         if (!p.defined() || !p.is_leaf() || !p.requires_grad())
             throw std::invalid_argument(std::string(op) + ": every parameter must be a leaf tensor requiring gradients");
-    std::vector<std::pair<bool, Array>> saved;
-    for (const Tensor& p : params) saved.emplace_back(p.has_grad(), p.has_grad() ? p.grad() : Array());
-    for (const Tensor& p : params) const_cast<Tensor&>(p).zero_grad();
-
+    const detail::GradientStash stash(params);
     ExactGradient out;
     std::vector<std::size_t> state(values.size(), 0);
     for (;;) {
@@ -55,12 +53,7 @@ ExactGradient exact_gradient(const std::vector<std::size_t>& values,
         while (i < state.size() && ++state[i] == values[i]) state[i++] = 0;
         if (i == state.size()) break;
     }
-    for (std::size_t i = 0; i < params.size(); ++i) {
-        Tensor p = params[i];
-        out.gradients.push_back(p.has_grad() ? p.grad() : Array(xt::zeros<float>(p.shape())));
-        p.zero_grad();
-        if (saved[i].first) p.accumulate_grad(saved[i].second, op);
-    }
+    for (std::size_t i = 0; i < params.size(); ++i) out.gradients.push_back(stash.gathered(i));
     return out;
 }
 
@@ -94,17 +87,10 @@ ExactGradient exact_gradient(const Tensor& logits, Discrete kind, const std::fun
     out.gradients.pop_back();
     if (!logits.requires_grad()) return out;
     // the logits' share: d E / d params = (d E / d logits) (d logits / d params), added by a backward
-    std::vector<std::pair<bool, Array>> saved;
-    for (const Tensor& p : params) saved.emplace_back(p.has_grad(), p.has_grad() ? p.grad() : Array());
-    for (const Tensor& p : params) const_cast<Tensor&>(p).zero_grad();
-    if (logits.is_leaf()) logits.accumulate_grad(through_logits, op);
-    else logits.backward(through_logits, true);
-    for (std::size_t i = 0; i < params.size(); ++i) {
-        Tensor p = params[i];
-        if (p.has_grad()) out.gradients[i] += p.grad();
-        p.zero_grad();
-        if (saved[i].first) p.accumulate_grad(saved[i].second, op);
-    }
+    const detail::GradientStash stash(params);
+    if (!logits.is_leaf()) logits.backward(through_logits, true);
+    for (std::size_t i = 0; i < params.size(); ++i)
+        out.gradients[i] += params[i].same(logits) ? through_logits : stash.gathered(i);
     return out;
 }
 

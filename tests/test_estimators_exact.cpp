@@ -93,6 +93,12 @@ std::vector<Named> unbiased(Discrete kind, const SampleLoss& f) {
         {"muprop", [=](const Tensor& l, Generator& g) { return muprop(l, kind, f, g); }},
         {"rebar eta=1 tau=0.5",
          [=](const Tensor& l, Generator& g) { return rebar(l, kind, f, Tensor::scalar(1.0f), Tensor::scalar(0.5f), g); }},
+        {"relax, a fixed network in c", [=](const Tensor& l, Generator& g) {
+             const SampleLoss c = [=](const Tensor& z) {
+                 return add(mul(f(relax(z, Tensor::scalar(0.5f), kind)), 0.8f), sum(mul(tanh(z), 0.3f), -1));
+             };
+             return relax_estimator(l, kind, f, c, g);
+         }},
         {"nvil", [=](const Tensor& l, Generator& g) {
              nn::Nvil nvil(0.9f, false);
              const Tensor d = discrete_sample(l, kind, g);
@@ -149,6 +155,20 @@ SampleLoss categorical_loss() {
 const Array categorical_logits = Array{0.3f, -0.2f, 0.5f, -0.4f, 0.1f, 0.0f};
 
 constexpr std::size_t draws = 20000;
+
+// The toy at phi = 0.5, t = 0.45, or the categorical model, with its exact gradient.
+struct Small {
+    explicit Small(Discrete kind)
+        : bern(kind.is_bernoulli()), row(bern ? Array{0.5f} : categorical_logits),
+          f(bern ? toy_loss(0.45f) : categorical_loss()) {
+        const Tensor one({xt::eval(xt::reshape_view(row, {std::size_t(1), row.size()}))}, true);
+        exact = flat(exact_gradient(one, kind, f, {one}).gradients[0]);
+    }
+    bool bern;
+    Array row;
+    SampleLoss f;
+    std::vector<double> exact;
+};
 
 }  // namespace
 
@@ -268,11 +288,11 @@ TEST_CASE("Estimators exact: two categorical variables of 3 classes") {
 
 TEST_CASE("Estimators exact: the relaxed estimators' bias falls with the temperature") {
     for (const Discrete kind : {Discrete::bernoulli(), Discrete::categorical(3)}) {
-        const bool bern = kind.is_bernoulli();
-        const Array row = bern ? Array{0.5f} : categorical_logits;
-        const SampleLoss f = bern ? toy_loss(0.45f) : categorical_loss();
-        const Tensor one({xt::eval(xt::reshape_view(row, {std::size_t(1), row.size()}))}, true);
-        const std::vector<double> exact = flat(exact_gradient(one, kind, f, {one}).gradients[0]);
+        const Small model(kind);
+        const bool bern = model.bern;
+        const Array& row = model.row;
+        const SampleLoss& f = model.f;
+        const std::vector<double>& exact = model.exact;
         // the toy's bias rises from tau = 2 to 0.5 before it falls
         const std::vector<float> taus = bern ? std::vector<float>{0.5f, 0.2f, 0.1f, 0.05f} : std::vector<float>{2.0f, 1.0f, 0.5f, 0.2f};
         std::vector<double> bias;
@@ -425,11 +445,11 @@ TEST_CASE("Estimators: the primitives' values and gradients") {
 
 TEST_CASE("Estimators by name: every estimator that claims to be unbiased is, on the toy and the categorical model") {
     for (const Discrete kind : {Discrete::bernoulli(), Discrete::categorical(3)}) {
-        const bool bern = kind.is_bernoulli();
-        const Array row = bern ? Array{0.5f} : categorical_logits;
-        const SampleLoss f = bern ? toy_loss(0.45f) : categorical_loss();
-        const Tensor one({xt::eval(xt::reshape_view(row, {std::size_t(1), row.size()}))}, true);
-        const std::vector<double> exact = flat(exact_gradient(one, kind, f, {one}).gradients[0]);
+        const Small model(kind);
+        const bool bern = model.bern;
+        const Array& row = model.row;
+        const SampleLoss& f = model.f;
+        const std::vector<double>& exact = model.exact;
         std::uint64_t seed = 500;
         for (const std::string& name : estimators::names_for(kind)) {
             estimators::Estimator est(name);
@@ -452,9 +472,10 @@ TEST_CASE("Estimators by name: every estimator that claims to be unbiased is, on
 TEST_CASE("Estimators exact: VIMCO against the exact gradient of the 3-sample bound -log mean exp(-f)") {
     constexpr std::size_t m = 3;
     for (const Discrete kind : {Discrete::bernoulli(), Discrete::categorical(3)}) {
-        const bool bern = kind.is_bernoulli();
-        const Array row = bern ? Array{0.5f} : categorical_logits;
-        const SampleLoss f = bern ? toy_loss(0.45f) : categorical_loss();
+        const Small model(kind);
+        const bool bern = model.bern;
+        const Array& row = model.row;
+        const SampleLoss& f = model.f;
         const std::size_t width = row.size(), per = bern ? 1 : 3, vars = width / per;
         const Tensor one({xt::eval(xt::reshape_view(row, {std::size_t(1), width}))}, true);
         // the m samples' variables side by side: state[s * vars + v] is variable v of sample s
