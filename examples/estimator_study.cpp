@@ -5,6 +5,7 @@
 // -> -infinity). Prints markdown tables.
 //
 //     build/examples/estimator_study [draws] [steps]
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -27,7 +28,8 @@ double exact(double phi, double t) {
 }
 
 // Mean and standard deviation of `draws` estimates at phi, one per row of one batch.
-void moments(estimators::Estimator& est, float phi, float t, std::size_t draws, double& mean, double& sd) {
+void moments(const std::string& name, float phi, float t, std::size_t draws, double& mean, double& sd) {
+    estimators::Estimator est(name);  // a fresh baseline for sf and nvil
     const Tensor logits = Tensor::full({draws, 1}, phi, true);
     Generator gen(1);
     const Tensor loss = sum(est.surrogate(logits, Discrete::bernoulli(), toy(t), gen, 2));
@@ -67,14 +69,16 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "estimator_study: needs draws >= 2 and steps >= 4, got %zu and %zu\n", draws, steps);
         return 2;
     }
-    const std::vector<std::string> names = estimators::names_for(Discrete::bernoulli());
+    // vimco's objective is its m-sample bound, not E[f]: it is checked against that in the tests
+    std::vector<std::string> names;
+    for (const std::string& n : estimators::names_for(Discrete::bernoulli()))
+        if (n != "vimco") names.push_back(n);
     for (const float t : {0.45f, 0.499f}) {
         std::printf("\n### t = %.3f: one estimate at phi (%zu draws); bias in units of its standard error\n\n", t, draws);
         std::printf("| estimator | evals of f | phi = -2: bias (SE) | sd | phi = 0: bias (SE) | sd | phi = 1.5: bias (SE) | sd |\n");
         std::printf("|---|---|---|---|---|---|---|---|\n");
         for (const std::string& name : names) {
-            estimators::Estimator est(name);
-            const char* evals = est.form() == estimators::Form::one_evaluation ? "1"
+            const char* evals = estimators::find(name).form == estimators::Form::one_evaluation ? "1"
                                 : name == "rloo" || name == "vimco" || name == "arm" || name == "disarm" ? "2"
                                 : name == "muprop" ? "2 + grad"
                                 : name == "rebar" ? "3"
@@ -82,9 +86,10 @@ int main(int argc, char** argv) {
             std::printf("| %s | %s |", name.c_str(), evals);
             for (const float phi : {-2.0f, 0.0f, 1.5f}) {
                 double mean = 0.0, sd = 0.0;
-                moments(est, phi, t, draws, mean, sd);
+                moments(name, phi, t, draws, mean, sd);
                 const double bias = mean - exact(phi, t), se = sd / std::sqrt(double(draws));
-                std::printf(" %+.5f (%.1f) | %.4f |", bias, std::abs(bias) / (se + 1e-12), sd);
+                // float rounding (about 1e-7) is no bias, where an estimator has no variance (DisARM at phi = 0)
+                std::printf(" %+.5f (%.1f) | %.4f |", bias, std::max(0.0, std::abs(bias) - 1e-6) / (se + 1e-12), sd);
             }
             std::printf("\n");
         }
@@ -92,7 +97,6 @@ int main(int argc, char** argv) {
         std::printf("\n### t = %.3f: phi under Adam (lr 0.01, one estimate per step, from phi = 0; lower is better)\n\n", t);
         std::printf("| estimator | step %zu | step %zu | step %zu |\n|---|---|---|---|\n", at[0], at[1], at[2]);
         for (const std::string& name : names) {
-            if (name == "vimco") continue;  // its 2-sample bound is another objective
             const std::vector<double> phis = trajectory(name, t, at);
             std::printf("| %s | %+.3f | %+.3f | %+.3f |\n", name.c_str(), phis[0], phis[1], phis[2]);
         }

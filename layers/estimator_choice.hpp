@@ -40,7 +40,7 @@ const Info& find(const std::string& name);
 // The estimators' knobs, each used by the estimators named beside it.
 struct Settings {
     float tau = 1.0f;           // gs, st-gs, gumbel-rao, reinmax (>= 1), decoupled-st's forward
-    float tau_backward = 1.0f;  // decoupled-st
+    float tau_backward = 2.0f;  // decoupled-st's backward: smoother than its forward
     std::size_t draws = 10;     // gumbel-rao's conditional draws K
     float slope = 1.0f;         // slope-st
     float eta = 1.0f;           // rebar (fixed: tuning needs gradients of gradients)

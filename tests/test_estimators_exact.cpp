@@ -36,11 +36,13 @@ Summary over_rows(const Array& g) {
     return s;
 }
 
-// The largest distance of a component of the mean from the exact value, in standard errors.
+// The largest distance of a component of the mean from the exact value, in standard errors,
+// beyond float rounding (an estimator without variance, such as DisARM at phi = 0, is exact up
+// to it).
 double worst_z(const Summary& s, const std::vector<double>& exact) {
     double z = 0.0;
     for (std::size_t k = 0; k < exact.size(); ++k)
-        z = std::max(z, std::abs(s.mean[k] - exact[k]) / (s.se[k] + 1e-9));
+        z = std::max(z, std::max(0.0, std::abs(s.mean[k] - exact[k]) - 1e-6 * (1.0 + std::abs(exact[k]))) / (s.se[k] + 1e-12));
     return z;
 }
 double worst_bias(const Summary& s, const std::vector<double>& exact) {
@@ -288,19 +290,15 @@ TEST_CASE("Estimators exact: two categorical variables of 3 classes") {
 
 TEST_CASE("Estimators exact: the relaxed estimators' bias falls with the temperature") {
     for (const Discrete kind : {Discrete::bernoulli(), Discrete::categorical(3)}) {
-        const Small model(kind);
-        const bool bern = model.bern;
-        const Array& row = model.row;
-        const SampleLoss& f = model.f;
-        const std::vector<double>& exact = model.exact;
+        const Small m(kind);
         // the toy's bias rises from tau = 2 to 0.5 before it falls
-        const std::vector<float> taus = bern ? std::vector<float>{0.5f, 0.2f, 0.1f, 0.05f} : std::vector<float>{2.0f, 1.0f, 0.5f, 0.2f};
+        const std::vector<float> taus = m.bern ? std::vector<float>{0.5f, 0.2f, 0.1f, 0.05f} : std::vector<float>{2.0f, 1.0f, 0.5f, 0.2f};
         std::vector<double> bias;
         for (const float tau : taus) {
-            const Summary m = estimate(row, 2 * draws, [&](const Tensor& l, Generator& g) {
-                return f(relaxed_sample(l, g.uniform_open(l.shape()), Tensor::scalar(tau), kind));
+            const Summary s = estimate(m.row, 2 * draws, [&](const Tensor& l, Generator& g) {
+                return m.f(relaxed_sample(l, g.uniform_open(l.shape()), Tensor::scalar(tau), kind));
             }, 11);
-            bias.push_back(worst_bias(m, exact));
+            bias.push_back(worst_bias(s, m.exact));
         }
         const std::string name = kind.name();
         CAPTURE(name);
@@ -445,18 +443,14 @@ TEST_CASE("Estimators: the primitives' values and gradients") {
 
 TEST_CASE("Estimators by name: every estimator that claims to be unbiased is, on the toy and the categorical model") {
     for (const Discrete kind : {Discrete::bernoulli(), Discrete::categorical(3)}) {
-        const Small model(kind);
-        const bool bern = model.bern;
-        const Array& row = model.row;
-        const SampleLoss& f = model.f;
-        const std::vector<double>& exact = model.exact;
+        const Small m(kind);
         std::uint64_t seed = 500;
         for (const std::string& name : estimators::names_for(kind)) {
             estimators::Estimator est(name);
             CAPTURE(name);
-            const double z = worst_z(estimate(row, draws, [&](const Tensor& l, Generator& g) {
-                return est.surrogate(l, kind, f, g, 3);
-            }, ++seed), exact);
+            const double z = worst_z(estimate(m.row, draws, [&](const Tensor& l, Generator& g) {
+                return est.surrogate(l, kind, m.f, g, 3);
+            }, ++seed), m.exact);
             if (est.info().unbiased && name != "vimco") CHECK(z < 4.0);  // vimco's objective is the next test's
         }
     }
