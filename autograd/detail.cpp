@@ -62,8 +62,20 @@ void require_defined(const char* op, std::initializer_list<const Tensor*> inputs
                                         " is a null Tensor (default-constructed)");
 }
 
-Array& grad_for_accumulate(const Tensor& t, float& beta) {
+void require_grad(const Tensor& t, const char* op) {
+    if (!t.requires_grad())
+        throw std::logic_error(std::string(op) + ": a gradient for a tensor of shape " + shape_str(t.shape()) +
+                               " that does not require grad (check requires_grad() before accumulating)");
+}
+
+Array& grad_for_accumulate(const Tensor& t, float& beta, const char* op) {
+    if (creating_graph())
+        throw std::logic_error(std::string(op) + " has no differentiable backward: its backward accumulates an "
+                               "array during a backward with create_graph (a custom op's backward reads "
+                               "out.grad_tensor() and accumulates tensors made with ops while creating_graph())");
+    require_grad(t, op);
     TensorImpl& impl = *t.impl();
+    impl.grad_graph.reset();
     beta = impl.has_grad ? 1.0f : 0.0f;
     if (!impl.has_grad && impl.grad.shape() != impl.value.shape()) impl.grad = Array::from_shape(impl.value.shape());
     impl.has_grad = true;

@@ -31,9 +31,13 @@ void require(bool ok, const char* op, const std::string& what, const Array::shap
 // Throws std::invalid_argument naming the op and the position of the first null input.
 void require_defined(const char* op, std::initializer_list<const Tensor*> inputs);
 
-// The gradient buffer of t ready for a kernel that writes `beta * buffer + new`: beta is 1
-// when a gradient is already there (accumulate), else 0 over a reused or fresh buffer.
-Array& grad_for_accumulate(const Tensor& t, float& beta);
+// The one way into a gradient: the buffer of t ready for a kernel that writes
+// `beta * buffer + new` (beta 1 when a gradient is already there, else 0 over a reused or fresh
+// buffer). Refuses (naming op) a t that does not require grad, and any array gradient while
+// creating_graph(): there a backward must accumulate tensors.
+Array& grad_for_accumulate(const Tensor& t, float& beta, const char* op = "backward");
+// Throws unless t requires grad, naming op.
+void require_grad(const Tensor& t, const char* op);
 
 // Row-major C[m,n] = alpha op(A) op(B) + beta C through OpenBLAS (blas.cpp keeps <cblas.h>
 // away from xtensor-blas, whose declarations clash with it).
@@ -51,7 +55,7 @@ void accumulate_expr(const Tensor& t, const E& e, const char* op) {
                                shape_str(Array::shape_type(es.begin(), es.end())) +
                                " does not match its tensor of shape " + shape_str(t.shape()));
     float beta;
-    Array& g = grad_for_accumulate(t, beta);
+    Array& g = grad_for_accumulate(t, beta, op);
     if (beta == 0.0f) xt::noalias(g) = e;
     else xt::noalias(g) += e;
 }

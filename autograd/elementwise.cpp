@@ -24,10 +24,15 @@ void accumulate_broadcast(const Tensor& t, const E& e, const char* op) {
     else if constexpr (std::is_same_v<E, Array>) t.accumulate_grad(detail::sum_to(e, t.shape()), op);
     else t.accumulate_grad(detail::sum_to(Array(e), t.shape()), op);
 }
+void accumulate_broadcast(const Tensor& t, const Tensor& g, const char* op) {
+    t.accumulate_grad(g.shape() == t.shape() ? g : sum_to(g, t.shape()), op);
+}
 
-// What a backward sees: the output's gradient g, the inputs x (and y), the output out.
-struct Unary { const Array &g, &x, &out; };
-struct Binary { const Array &g, &x, &y, &out; };
+// What a backward sees: the output's gradient g, the inputs x (and y), the output out. Arrays
+// for first-order gradients; tensors while creating_graph(), so that one generic formula
+// (`d.g * d.out`) gives both the fast path and a recorded, differentiable one.
+template <class T> struct Unary { const T &g, &x, &out; };
+template <class T> struct Binary { const T &g, &x, &y, &out; };
 
 // A one-input op: its value(x) and its input's gradient grad(Unary), an expression written
 // straight into the gradient buffer.
@@ -35,7 +40,13 @@ template <class Value, class Grad>
 Tensor unary(const char* op, const Tensor& a, Value value, Grad grad) {
     detail::require_defined(op, {&a});
     return record(op, value(a.value()), {a}, [op, grad](In in, const Tensor& out) {
-        const Unary d{out.grad(), in[0].value(), out.value()};
+        if (!in[0].requires_grad()) return;
+        if (creating_graph()) {
+            const Tensor g = out.grad_tensor();
+            const Unary<Tensor> d{g, in[0], out};
+            return in[0].accumulate_grad(grad(d), op);
+        }
+        const Unary<Array> d{out.grad(), in[0].value(), out.value()};
         accumulate_expr(in[0], grad(d), op);
     });
 }
@@ -48,9 +59,13 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, Value value, Gra
     // Shapes must broadcast; the error names the op before xtensor would throw its own.
     if (a.shape() != b.shape()) detail::broadcast_shapes(a.shape(), b.shape(), op);
     return record(op, value(a.value(), b.value()), {a, b}, [op, grad_x, grad_y](In in, const Tensor& out) {
-        const Binary d{out.grad(), in[0].value(), in[1].value(), out.value()};
-        if (in[0].requires_grad()) accumulate_broadcast(in[0], grad_x(d), op);
-        if (in[1].requires_grad()) accumulate_broadcast(in[1], grad_y(d), op);
+        auto both = [&](const auto& d) {
+            if (in[0].requires_grad()) accumulate_broadcast(in[0], grad_x(d), op);
+            if (in[1].requires_grad()) accumulate_broadcast(in[1], grad_y(d), op);
+        };
+        if (!creating_graph()) return both(Binary<Array>{out.grad(), in[0].value(), in[1].value(), out.value()});
+        const Tensor g = out.grad_tensor();
+        both(Binary<Tensor>{g, in[0], in[1], out});
     });
 }
 }  // namespace
@@ -121,11 +136,11 @@ Tensor square(const Tensor& a) {
 
 Tensor pow(const Tensor& a, float p) {  // the gradient p a^(p-1) rather than p out / a, which is 0/0 at a = 0
     return unary("pow", a, [p](auto& x) { return xt::pow(x, p); },
-                 [p](auto& d) { return p * d.g * xt::pow(d.x, p - 1.0f); });
+                 [p](auto& d) { return p * d.g * pow(d.x, p - 1.0f); });
 }
 
 Tensor abs(const Tensor& a) {
-    return unary("abs", a, [](auto& x) { return xt::abs(x); }, [](auto& d) { return d.g * xt::sign(d.x); });
+    return unary("abs", a, [](auto& x) { return xt::abs(x); }, [](auto& d) { return d.g * sign(d.x); });
 }
 
 Tensor sigmoid(const Tensor& a) {  // 1/(1+exp(-x)) stays finite for any x: exp overflows to inf and the quotient to 0
@@ -138,7 +153,7 @@ Tensor log_sigmoid(const Tensor& a) {
     // transcendental, xt::minimum drops the whole expression off xsimd (20x slower).
     // d/dx = 1 - sigmoid(x) = 1 - exp(out) = -expm1(out), exact for tiny out
     return unary("log_sigmoid", a, [](auto& x) { return xt::fmin(x, 0.0f) - xt::log1p(xt::exp(-xt::abs(x))); },
-                 [](auto& d) { return -d.g * xt::expm1(d.out); });
+                 [](auto& d) { return -d.g * expm1(d.out); });
 }
 
 Tensor tanh(const Tensor& a) {
@@ -148,14 +163,14 @@ Tensor tanh(const Tensor& a) {
 
 Tensor relu(const Tensor& a) {
     return unary("relu", a, [](auto& x) { return xt::maximum(x, 0.0f); },
-                 [](auto& d) { return xt::where(d.out > 0.0f, d.g, 0.0f); });
+                 [](auto& d) { return where(d.out > 0.0f, d.g, 0.0f); });
 }
 
 Tensor softplus(const Tensor& a) {
     // xt::fmax for the reason given in log_sigmoid.
     // d/dx = sigmoid(x) = 1 - exp(-out) = -expm1(-out), exact for tiny out
     return unary("softplus", a, [](auto& x) { return xt::fmax(x, 0.0f) + xt::log1p(xt::exp(-xt::abs(x))); },
-                 [](auto& d) { return -d.g * xt::expm1(-d.out); });
+                 [](auto& d) { return -d.g * expm1(-d.out); });
 }
 
 Tensor clamp(const Tensor& a, float lo, float hi) {
@@ -163,7 +178,7 @@ Tensor clamp(const Tensor& a, float lo, float hi) {
         throw std::invalid_argument("clamp: lo (" + std::to_string(lo) + ") must not exceed hi (" +
                                     std::to_string(hi) + ")");
     return unary("clamp", a, [lo, hi](auto& x) { return xt::clip(x, lo, hi); },
-                 [lo, hi](auto& d) { return xt::where(d.x >= lo && d.x <= hi, d.g, 0.0f); });
+                 [lo, hi](auto& d) { return where(d.x >= lo, where(d.x <= hi, d.g, 0.0f), 0.0f); });
 }
 
 Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {
@@ -183,6 +198,12 @@ Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {
                        : Tensor();
     return record("where", xt::where(xt::not_equal(condition, 0.0f), a.value(), b.value()), {a, b, cond},
                   [](In in, const Tensor& out) {
+                      if (creating_graph()) {
+                          const Tensor g = out.grad_tensor();
+                          if (in[0].requires_grad()) accumulate_broadcast(in[0], where(in[2], g, 0.0f), "where");
+                          if (in[1].requires_grad()) accumulate_broadcast(in[1], where(in[2], 0.0f, g), "where");
+                          return;
+                      }
                       const Array& g = out.grad();
                       const Array& c = in[2].value();
                       if (in[0].requires_grad())
@@ -191,6 +212,28 @@ Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {
                           accumulate_broadcast(in[1], xt::where(xt::not_equal(c, 0.0f), 0.0f, g), "where");
                   });
 }
+
+Tensor where(const Tensor& condition, const Tensor& a, float b) { return where(condition, a, Tensor::scalar(b)); }
+Tensor where(const Tensor& condition, float a, const Tensor& b) { return where(condition, Tensor::scalar(a), b); }
+
+Tensor expm1(const Tensor& a) {  // exp(x) - 1, exact for tiny x
+    return unary("expm1", a, [](auto& x) { return xt::expm1(x); }, [](auto& d) { return d.g * (d.out + 1.0f); });
+}
+
+namespace {
+// A constant of a's shape, computed from a's value: no gradient flows through it.
+template <class F>
+Tensor constant_of(const char* op, const Tensor& a, F f) {
+    detail::require_defined(op, {&a});
+    return Tensor(Array(f(a.value())));
+}
+}  // namespace
+
+Tensor sign(const Tensor& a) { return constant_of("sign", a, [](auto& x) { return xt::sign(x); }); }
+Tensor operator>(const Tensor& a, float s) { return constant_of(">", a, [s](auto& x) { return xt::cast<float>(x > s); }); }
+Tensor operator<(const Tensor& a, float s) { return constant_of("<", a, [s](auto& x) { return xt::cast<float>(x < s); }); }
+Tensor operator>=(const Tensor& a, float s) { return constant_of(">=", a, [s](auto& x) { return xt::cast<float>(x >= s); }); }
+Tensor operator<=(const Tensor& a, float s) { return constant_of("<=", a, [s](auto& x) { return xt::cast<float>(x <= s); }); }
 
 Tensor detach(const Tensor& a) {
     detail::require_defined("detach", {&a});

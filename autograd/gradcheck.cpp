@@ -8,8 +8,14 @@
 
 namespace tg {
 
-GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                          const std::vector<Tensor>& inputs, const GradCheckOptions& opt) {
+namespace {
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// The tape's gradient of <w, f(inputs)> against central differences of `values` (f's value,
+// recorded or not). A constant f (its output requires no grad) has gradient zero when
+// constant_ok, and fails otherwise.
+GradCheckResult check(const Fn& f, const Fn& values, const std::vector<Tensor>& inputs, const GradCheckOptions& opt,
+                      bool constant_ok) {
     Tape tape;
     TapeScope scope(tape);
     Generator gen(opt.seed);
@@ -38,12 +44,12 @@ GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     Tensor out = f(inputs);
     weights = gen.normal(Shape(out.shape().begin(), out.shape().end()));
     GradCheckResult result;
-    if (!out.requires_grad()) {
+    if (!out.requires_grad() && !constant_ok) {
         result.ok = false;
         result.message = "gradcheck: the output does not require grad";
         return result;
     }
-    out.backward(weights);
+    if (out.requires_grad()) out.backward(weights);
 
     for (std::size_t k = 0; k < inputs.size(); ++k) {
         Tensor t = inputs[k];
@@ -55,11 +61,10 @@ GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
             // A central difference, and what float rounding of the outputs it moved can put in
             // it (a few units in the last place of each): added to the tolerance below.
             auto central = [&](float h, double& noise) {
-                NoGradGuard no_grad;
                 v.data()[i] = x0 + h;
-                const Array plus = f(inputs).value();
+                const Array plus = values(inputs).value();
                 v.data()[i] = x0 - h;
-                const Array minus = f(inputs).value();
+                const Array minus = values(inputs).value();
                 v.data()[i] = x0;
                 const double step = double(x0 + h) - double(x0 - h);  // the steps as float stored them
                 double diff = 0.0, moved = 0.0;
@@ -88,6 +93,39 @@ GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
         }
     }
     return result;
+}
+}  // namespace
+
+GradCheckResult gradcheck(const Fn& f, const std::vector<Tensor>& inputs, const GradCheckOptions& opt) {
+    return check(f, [&f](const std::vector<Tensor>& in) {
+        NoGradGuard no_grad;
+        return f(in);
+    }, inputs, opt, false);
+}
+
+GradCheckResult gradgradcheck(const Fn& f, const std::vector<Tensor>& inputs, const GradCheckOptions& opt) {
+    std::vector<Tensor> wrt;
+    for (const Tensor& t : inputs)
+        if (t.defined() && t.requires_grad()) wrt.push_back(t);
+    Generator gen(opt.seed + 1);
+    Array w;  // the projections of f's output and of each first-order gradient
+    std::vector<Tensor> v;
+    for (const Tensor& t : wrt) v.emplace_back(gen.normal(t.shape()));
+    // <v, d<w, f>/d inputs>, recorded (create_graph) or as values only
+    auto first_order = [&](const std::vector<Tensor>& in, bool create_graph) {
+        const Tensor out = f(in);
+        if (w.size() != out.size()) w = gen.normal(out.shape());
+        const std::vector<Tensor> g =
+            grad({sum(out * Tensor(w))}, wrt, {}, GradOptions().create_graph(create_graph).allow_unused(true));
+        Tensor h = Tensor::scalar(0.0f);
+        for (std::size_t k = 0; k < g.size(); ++k)
+            if (g[k].defined()) h = h + sum(g[k] * v[k]);
+        return h;
+    };
+    GradCheckResult r = check([&](const std::vector<Tensor>& in) { return first_order(in, true); },
+                              [&](const std::vector<Tensor>& in) { return first_order(in, false); }, inputs, opt, true);
+    if (!r.ok) r.message = "grad" + r.message + " (second order: the gradient of a first-order gradient)";
+    return r;
 }
 
 }  // namespace tg

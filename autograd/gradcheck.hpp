@@ -31,5 +31,10 @@ struct GradCheckResult {
 // the inputs' gradients are as they were before the call.
 GradCheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
                           const std::vector<Tensor>& inputs, const GradCheckOptions& options = {});
+// The same one order up: the gradient of <v, d<w, f>/d inputs> (random w, v), which tg::grad
+// computes with create_graph (Hessian-vector products), against central differences of the
+// first-order gradient.
+GradCheckResult gradgradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                              const std::vector<Tensor>& inputs, const GradCheckOptions& options = {});
 
 }  // namespace tg

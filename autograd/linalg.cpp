@@ -13,7 +13,7 @@ namespace {
 void gemm_into_grad(const Tensor& t, bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
                     const float* a, std::size_t lda, const float* b, std::size_t ldb) {
     float beta;
-    float* c = detail::grad_for_accumulate(t, beta).data();
+    float* c = detail::grad_for_accumulate(t, beta, "matmul/linear").data();
     detail::gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
 }
 
@@ -28,6 +28,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Array out = Array::from_shape({m, n});
     detail::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
     return record("matmul", std::move(out), {a, b}, [m, k, n](const std::vector<Tensor>& in, const Tensor& o) {
+        if (creating_graph()) {
+            const Tensor g = o.grad_tensor();
+            if (in[0].requires_grad()) in[0].accumulate_grad(matmul(g, transpose(in[1])), "matmul");
+            if (in[1].requires_grad()) in[1].accumulate_grad(matmul(transpose(in[0]), g), "matmul");
+            return;
+        }
         const float* g = o.grad().data();
         if (in[0].requires_grad()) gemm_into_grad(in[0], false, true, m, k, n, g, n, in[1].value().data(), n);  // G B^T
         if (in[1].requires_grad()) gemm_into_grad(in[1], true, false, k, n, m, in[0].value().data(), k, g, n);  // A^T G
@@ -55,6 +61,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                  bias.defined() ? 1.0f : 0.0f, out.data(), out_f);
     return record("linear", std::move(out), {x, weight, bias},
                   [rows, in_f, out_f](const std::vector<Tensor>& in, const Tensor& o) {
+                      if (creating_graph()) {  // on the rows of x and of the output's gradient as matrices
+                          const Tensor g = reshape(o.grad_tensor(), Shape{rows, out_f});
+                          const Tensor x = reshape(in[0], Shape{rows, in_f});
+                          if (in[0].requires_grad())
+                              in[0].accumulate_grad(reshape(matmul(g, in[1]), in[0].shape()), "linear");
+                          if (in[1].requires_grad()) in[1].accumulate_grad(matmul(transpose(g), x), "linear");
+                          if (in[2].defined() && in[2].requires_grad()) in[2].accumulate_grad(sum(g, 0), "linear");
+                          return;
+                      }
                       const float* g = o.grad().data();
                       if (in[0].requires_grad())  // dx = G W
                           gemm_into_grad(in[0], false, false, rows, in_f, out_f, g, out_f, in[1].value().data(), in_f);
@@ -62,7 +77,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                           gemm_into_grad(in[1], true, false, out_f, in_f, rows, g, out_f, in[0].value().data(), in_f);
                       if (in[2].defined() && in[2].requires_grad()) {  // db = column sums of G
                           float beta;
-                          float* d = detail::grad_for_accumulate(in[2], beta).data();
+                          float* d = detail::grad_for_accumulate(in[2], beta, "linear").data();
                           kernels::column_sums(g, rows, out_f, beta, d);
                       }
                   });

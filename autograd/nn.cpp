@@ -44,8 +44,12 @@ Tensor softmax(const Tensor& logits, int axis) {
     Array y = logits.value();
     detail::softmax_inplace(y, ax);
     return record("softmax", std::move(y), {logits}, [ax](In in, const Tensor& out) {
+        if (creating_graph()) {  // y (g - sum(g y))
+            const Tensor g = out.grad_tensor();
+            return in[0].accumulate_grad(out * (g - sum(g * out, int(ax), true)), "softmax");
+        }
         float beta;
-        Array& dx = detail::grad_for_accumulate(in[0], beta);
+        Array& dx = detail::grad_for_accumulate(in[0], beta, "softmax");
         detail::softmax_backward(out.value(), out.grad(), ax, 1.0f, beta, dx);
     });
 }
@@ -56,6 +60,10 @@ Tensor log_softmax(const Tensor& logits, int axis) {
     detail::log_softmax_inplace(y, ax);
     return record("log_softmax", std::move(y), {logits}, [ax](In in, const Tensor& out) {
         // dx = g - softmax * sum_axis(g), with softmax = exp(out)
+        if (creating_graph()) {
+            const Tensor g = out.grad_tensor();
+            return in[0].accumulate_grad(g - exp(out) * sum(g, int(ax), true), "log_softmax");
+        }
         in[0].accumulate_grad(detail::log_softmax_backward(out.value(), out.grad(), ax), "log_softmax");
     });
 }
@@ -66,6 +74,10 @@ Tensor logsumexp(const Tensor& a, int axis, bool keepdims) {
     detail::logsumexp_along(a.value(), ax, out.data());
     return record("logsumexp", std::move(out), {a}, [ax](In in, const Tensor& o) {
         // dx = g * exp(x - logsumexp(x)): the softmax weights times the slice's gradient
+        if (creating_graph()) {
+            const Shape kept = detail::reduced_shape(in[0].shape(), ax, true);
+            return in[0].accumulate_grad(reshape(o.grad_tensor(), kept) * exp(in[0] - reshape(o, kept)), "logsumexp");
+        }
         in[0].accumulate_grad(detail::logsumexp_backward(in[0].value(), o.value(), o.grad(), ax), "logsumexp");
     });
 }
@@ -89,18 +101,24 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
                                                   each ? loss.data() : nullptr, keep_dx ? dx.data() : nullptr);
     if (!each) loss() = static_cast<float>(reduction == Reduction::mean ? total / static_cast<double>(n) : total);
     const float scale = reduction == Reduction::mean ? 1.0f / static_cast<float>(n) : 1.0f;
-    return record(op, std::move(loss), {logits, targets}, [each, scale, dx = std::move(dx)](In in, const Tensor& out) {
+    return record(op, std::move(loss), {logits, targets}, [op, each, scale, dx = std::move(dx)](In in, const Tensor& out) {
+        if (creating_graph()) {  // (sigmoid(x) - t) g and -x g, g broadcast from the reduced loss
+            const Tensor g = out.grad_tensor() * scale;
+            if (in[0].requires_grad()) in[0].accumulate_grad((sigmoid(in[0]) - in[1]) * g, op);
+            if (in[1].requires_grad()) in[1].accumulate_grad(-in[0] * g, op);
+            return;
+        }
         const float* g = out.grad().data();
         const std::size_t n = in[0].size();
         float beta;
         if (in[0].requires_grad()) {  // (sigmoid(x) - t) g
             Array fresh;  // requires_grad was switched on after the forward
             if (dx.size() != n) fresh = 1.0f / (1.0f + xt::exp(-in[0].value())) - in[1].value();
-            float* d = detail::grad_for_accumulate(in[0], beta).data();
+            float* d = detail::grad_for_accumulate(in[0], beta, op).data();
             kernels::bce_backward_logits(dx.size() == n ? dx.data() : fresh.data(), g, each, scale, n, beta, d);
         }
         if (in[1].requires_grad()) {  // -x g
-            float* d = detail::grad_for_accumulate(in[1], beta).data();
+            float* d = detail::grad_for_accumulate(in[1], beta, op).data();
             kernels::bce_backward_targets(in[0].value().data(), g, each, scale, n, beta, d);
         }
     });
@@ -134,6 +152,14 @@ Tensor cross_entropy(const Tensor& logits, const Indices& label_array, Reduction
     return record(op, each ? std::move(loss) : Array(static_cast<float>(total)), {logits},
                   [labels, each, scale](In in, const Tensor& out) {
                       // d/dx = g_r * (softmax(x_r) - one_hot(label_r))
+                      if (creating_graph()) {
+                          const std::size_t n = labels.size(), k = in[0].shape()[1];
+                          Indices index = Indices::from_shape({n});
+                          std::copy(labels.begin(), labels.end(), index.begin());
+                          const Tensor g = out.grad_tensor() * scale;
+                          const Tensor rows = each ? reshape(g, Shape{n, 1}) : g;
+                          return in[0].accumulate_grad((softmax(in[0], 1) - one_hot(index, k)) * rows, "cross_entropy");
+                      }
                       in[0].accumulate_grad(detail::cross_entropy_backward(in[0].value(), labels.data(),
                                                                            out.grad().data(), each, scale),
                                             "cross_entropy");
@@ -159,30 +185,60 @@ Tensor one_hot(const Indices& indices, std::size_t num_classes) {
     return Tensor(std::move(out));
 }
 
-Tensor gather(const Tensor& a, int axis, const Indices& index) {
-    const char* op = "gather";
+namespace {
+// The [outer, n, inner] view of a around axis after checking an index for it (gather's, or
+// scatter_add's into a): of a's rank, a's sizes on every other axis, each entry below n.
+detail::AxisView index_view(const Tensor& a, int axis, const Indices& index, const char* op) {
     const std::size_t ax = nonempty_axis(a, axis, op);
     const Shape index_shape(index.shape().begin(), index.shape().end());
     bool ok = index.dimension() == a.dim();
     for (std::size_t d = 0; ok && d < a.dim(); ++d) ok = d == ax || index_shape[d] == a.shape()[d];
     if (!ok)
-        throw std::invalid_argument("gather: the index of shape " + shape_str(index_shape) +
+        throw std::invalid_argument(std::string(op) + ": the index of shape " + shape_str(index_shape) +
                                     " must match the tensor of shape " + shape_str(a.shape()) + " on every axis but " +
                                     std::to_string(axis));
     const detail::AxisView v = detail::axis_view(a.shape(), ax);
     if (const std::size_t s = first_out_of_range(index.data(), index.size(), v.n); s < index.size())
-        throw std::out_of_range("gather: index " + std::to_string(index.data()[s]) + " at position " +
+        throw std::out_of_range(std::string(op) + ": index " + std::to_string(index.data()[s]) + " at position " +
                                 std::to_string(s) + " is out of range for axis " + std::to_string(axis) + " of length " +
                                 std::to_string(v.n) + " (shape " + shape_str(a.shape()) + ")");
-    const std::size_t m = index_shape[ax];
-    Array out = Array::from_shape(index_shape);
+    return v;
+}
+}  // namespace
+
+Tensor gather(const Tensor& a, int axis, const Indices& index) {
+    const detail::AxisView v = index_view(a, axis, index, "gather");
+    const std::size_t m = index.shape()[detail::normalize_axis(axis, a.shape(), "gather")];
+    Array out = Array::from_shape(Shape(index.shape().begin(), index.shape().end()));
     kernels::gather(a.value().data(), v, m, index.data(), out.data());
-    // The index rides along as a float tensor (exact up to 2^24, far beyond any axis here).
-    Tensor where_from = needs_recording(&a, &a + 1) ? Tensor(Array(xt::cast<float>(index))) : Tensor();
-    return record(op, std::move(out), {a, where_from}, [v, m](In in, const Tensor& result) {
+    return record("gather", std::move(out), {a}, [v, m, axis, index](In in, const Tensor& result) {
+        if (creating_graph())
+            return in[0].accumulate_grad(
+                scatter_add(Tensor::zeros(in[0].shape()), axis, index, result.grad_tensor()), "gather");
         float beta;
-        Array& ga = detail::grad_for_accumulate(in[0], beta);
-        kernels::scatter_add(result.grad().data(), v, m, in[1].value().data(), beta, ga.data());
+        Array& ga = detail::grad_for_accumulate(in[0], beta, "gather");
+        kernels::scatter_add(result.grad().data(), v, m, index.data(), beta, ga.data());
+    });
+}
+
+Tensor scatter_add(const Tensor& base, int axis, const Indices& index, const Tensor& src) {
+    detail::require_defined("scatter_add", {&base, &src});
+    const detail::AxisView v = index_view(base, axis, index, "scatter_add");
+    if (!std::equal(index.shape().begin(), index.shape().end(), src.shape().begin(), src.shape().end()))
+        throw std::invalid_argument("scatter_add: src of shape " + shape_str(src.shape()) + " and the index of shape " +
+                                    shape_str(Shape(index.shape().begin(), index.shape().end())) + " must be equal");
+    const std::size_t m = src.shape()[detail::normalize_axis(axis, base.shape(), "scatter_add")];
+    Array out = base.value();
+    kernels::scatter_add(src.value().data(), v, m, index.data(), 1.0f, out.data());
+    return record("scatter_add", std::move(out), {base, src}, [v, m, axis, index](In in, const Tensor& result) {
+        const Tensor g = creating_graph() ? result.grad_tensor() : Tensor();  // null: the array path
+        if (in[0].requires_grad()) g.defined() ? in[0].accumulate_grad(g, "scatter_add")
+                                               : in[0].accumulate_grad(result.grad(), "scatter_add");
+        if (!in[1].requires_grad()) return;
+        if (g.defined()) return in[1].accumulate_grad(gather(g, axis, index), "scatter_add");
+        Array picked = Array::from_shape(in[1].shape());
+        kernels::gather(result.grad().data(), v, m, index.data(), picked.data());
+        in[1].accumulate_grad(std::move(picked), "scatter_add");
     });
 }
 

@@ -26,6 +26,7 @@ Tensor neg(const Tensor& a);
 Tensor exp(const Tensor& a);
 Tensor log(const Tensor& a);
 Tensor log1p(const Tensor& a);
+Tensor expm1(const Tensor& a);  // exp(a) - 1, exact for tiny a
 Tensor sqrt(const Tensor& a);
 Tensor square(const Tensor& a);
 Tensor pow(const Tensor& a, float p);
@@ -40,6 +41,14 @@ Tensor clamp(const Tensor& a, float lo, float hi);  // gradient 1 inside [lo, hi
 // The condition is a tensor of the library's own type (nonzero = true; no gradient flows into
 // it), so an unqualified where(c, a, b) never resolves to xt::where.
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& condition, const Tensor& a, float b);
+Tensor where(const Tensor& condition, float a, const Tensor& b);
+// No gradient (constants of a's shape): the sign (-1, 0, 1) and comparisons giving 1 or 0.
+Tensor sign(const Tensor& a);
+Tensor operator>(const Tensor& a, float s);
+Tensor operator<(const Tensor& a, float s);
+Tensor operator>=(const Tensor& a, float s);
+Tensor operator<=(const Tensor& a, float s);
 Tensor detach(const Tensor& a);  // same value, no gradient flows back (stop_gradient)
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
@@ -84,6 +93,10 @@ Tensor transpose(const Tensor& a);                     // reverses the axes (2-D
 Tensor transpose(const Tensor& a, const std::vector<std::size_t>& perm);
 Tensor slice(const Tensor& a, int axis, std::size_t start, std::size_t stop);  // [start, stop)
 Tensor concat(const std::vector<Tensor>& parts, int axis);
+// NumPy's broadcast of a to shape (a copy), and its reverse: a summed down to shape over the
+// axes broadcasting added or stretched. Each is the other's gradient.
+Tensor broadcast_to(const Tensor& a, const Shape& shape);
+Tensor sum_to(const Tensor& a, const Shape& shape);
 Tensor stack(const std::vector<Tensor>& parts, int axis);
 
 // ---- nn functions (nn.cpp); all stable for logits of any size
@@ -100,6 +113,9 @@ Tensor cross_entropy(const Tensor& logits, const Indices& labels, Reduction redu
 // PyTorch's gather: out[..., j, ...] = a[..., index[..., j, ...], ...] along axis; index has a's
 // rank and a's sizes on the other axes. The gradient is added back at the gathered places.
 Tensor gather(const Tensor& a, int axis, const Indices& index);
+// PyTorch's scatter_add: a copy of base with src[..., j, ...] added at base[..., index[..., j, ...], ...]
+// along axis (index of src's shape, src of base's rank and sizes on the other axes). gather's gradient.
+Tensor scatter_add(const Tensor& base, int axis, const Indices& index, const Tensor& src);
 
 // ---- no gradient (nn.cpp)
 // Index of the largest entry along axis (the first one on ties); the axis is removed.

@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <xtensor/xbuilder.hpp>
+
 #include "autograd/detail.hpp"
 #include "autograd/kernels/reduce.hpp"
 #include "autograd/ops.hpp"
@@ -14,6 +16,12 @@ using In = const std::vector<Tensor>&;
 
 namespace {
 
+// g (of the reduced shape) copied along the reduced axis of the [outer, n, inner] view v: the
+// recorded form of kernels::spread_along.
+Tensor spread(const Tensor& g, const AxisView& v, const Shape& shape) {
+    return reshape(broadcast_to(reshape(g, Shape{v.outer, 1, v.inner}), Shape{v.outer, v.n, v.inner}), shape);
+}
+
 // sum (count 1) or mean (count n) of all elements: a 0-d result, or with keepdims one element
 // of a's rank. A long float sum loses digits; the accumulator is double.
 Tensor total(const Tensor& a, bool keepdims, bool mean, const char* op) {
@@ -23,9 +31,11 @@ Tensor total(const Tensor& a, bool keepdims, bool mean, const char* op) {
     const std::size_t count = mean ? a.size() : 1;
     Array out = keepdims ? Array::from_shape(Shape(a.dim(), 1)) : Array(0.0f);
     out.data()[0] = static_cast<float>(kernels::sum_all<double>(a.value().data(), a.size()) / double(count));
-    return record(op, std::move(out), {a}, [count](In in, const Tensor& result) {
+    return record(op, std::move(out), {a}, [count, op](In in, const Tensor& result) {
+        if (creating_graph())
+            return in[0].accumulate_grad(broadcast_to(result.grad_tensor() / float(count), in[0].shape()), op);
         float beta;  // the gradient is one constant: the whole tensor as a single slice
-        Array& g = detail::grad_for_accumulate(in[0], beta);
+        Array& g = detail::grad_for_accumulate(in[0], beta, op);
         const float c = *result.grad().data() / static_cast<float>(count);
         kernels::spread_along(&c, AxisView{1, g.size(), 1}, 1.0f, beta, g.data());
     });
@@ -49,9 +59,10 @@ Tensor scaled_sum(const Tensor& a, int axis, bool keepdims, bool mean, const cha
     Array out = reduced_output(a, axis, keepdims, op, mean, v);
     const float scale = mean ? 1.0f / static_cast<float>(v.n) : 1.0f;
     kernels::sum_along(a.value().data(), v, scale, out.data());
-    return record(op, std::move(out), {a}, [v, scale](In in, const Tensor& result) {
+    return record(op, std::move(out), {a}, [v, scale, op](In in, const Tensor& result) {
+        if (creating_graph()) return in[0].accumulate_grad(spread(result.grad_tensor() * scale, v, in[0].shape()), op);
         float beta;
-        Array& g = detail::grad_for_accumulate(in[0], beta);
+        Array& g = detail::grad_for_accumulate(in[0], beta, op);
         kernels::spread_along(result.grad().data(), v, scale, beta, g.data());
     });
 }
@@ -68,8 +79,14 @@ Tensor max(const Tensor& a, int axis, bool keepdims) {
     Array out = reduced_output(a, axis, keepdims, "max", true, v);
     kernels::max_along(a.value().data(), v, out.data());
     return record("max", std::move(out), {a}, [v](In in, const Tensor& result) {
+        if (creating_graph()) {  // the gradient spread, times the constant mask of the first maxima
+            Array mask = Array::from_shape(in[0].shape());
+            const Array ones = xt::ones<float>(result.shape());
+            kernels::max_backward(in[0].value().data(), result.value().data(), ones.data(), v, 0.0f, mask.data());
+            return in[0].accumulate_grad(spread(result.grad_tensor(), v, in[0].shape()) * Tensor(mask), "max");
+        }
         float beta;  // the first element equal to the maximum gets the gradient
-        Array& g = detail::grad_for_accumulate(in[0], beta);
+        Array& g = detail::grad_for_accumulate(in[0], beta, "max");
         kernels::max_backward(in[0].value().data(), result.value().data(), result.grad().data(), v, beta, g.data());
     });
 }

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <xtensor/xbroadcast.hpp>
+
 #include "autograd/detail.hpp"
 #include "autograd/kernels/copy.hpp"
 #include "autograd/kernels/nn_kernels.hpp"  // detail::AxisView
@@ -29,13 +31,25 @@ Tensor join(const std::vector<Tensor>& parts, std::size_t axis, const Shape& out
         kernels::copy_rows(p.value().data(), chunk, outer, chunk, 0.0f, out.data() + at, row);
         at += chunk;
     }
-    return record(op, std::move(out), parts, [outer, row](In in, const Tensor& result) {
+    const bool stacked = out_shape.size() > parts[0].dim();
+    return record(op, std::move(out), parts, [outer, row, axis, stacked](In in, const Tensor& result) {
+        if (creating_graph()) {  // each part's gradient is its slice of the output's
+            const Tensor g = result.grad_tensor();
+            std::size_t at = 0;
+            for (const Tensor& p : in) {
+                const std::size_t n = stacked ? 1 : p.shape()[axis];
+                const int ax = static_cast<int>(axis);
+                if (p.requires_grad()) p.accumulate_grad(reshape(slice(g, ax, at, at + n), p.shape()), "concat");
+                at += n;
+            }
+            return;
+        }
         std::size_t at = 0;
         for (const Tensor& p : in) {
             const std::size_t chunk = p.size() / outer;
             if (p.requires_grad()) {
                 float beta;
-                float* d = detail::grad_for_accumulate(p, beta).data();
+                float* d = detail::grad_for_accumulate(p, beta, "concat").data();
                 kernels::copy_rows(result.grad().data() + at, row, outer, chunk, beta, d, chunk);
             }
             at += chunk;
@@ -93,8 +107,9 @@ Tensor detail::reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>
     Array out = Array::from_shape(to);
     std::copy(a.value().begin(), a.value().end(), out.begin());
     return record("reshape", std::move(out), {a}, [](In in, const Tensor& result) {
+        if (creating_graph()) return in[0].accumulate_grad(reshape(result.grad_tensor(), in[0].shape()), "reshape");
         float beta;
-        Array& g = detail::grad_for_accumulate(in[0], beta);
+        Array& g = detail::grad_for_accumulate(in[0], beta, "reshape");
         kernels::copy_or_add(result.grad().data(), g.size(), beta, g.data());
     });
 }
@@ -122,8 +137,9 @@ Tensor transpose(const Tensor& a, const std::vector<std::size_t>& perm) {
     Array out = Array::from_shape(out_shape);
     kernels::permute(a.value().data(), a.shape(), perm, 0.0f, out.data());
     return record("transpose", std::move(out), {a}, [inverse](In in, const Tensor& result) {
+        if (creating_graph()) return in[0].accumulate_grad(transpose(result.grad_tensor(), inverse), "transpose");
         float beta;
-        Array& g = detail::grad_for_accumulate(in[0], beta);
+        Array& g = detail::grad_for_accumulate(in[0], beta, "transpose");
         kernels::permute(result.grad().data(), result.shape(), inverse, beta, g.data());
     });
 }
@@ -143,9 +159,16 @@ Tensor slice(const Tensor& a, int axis, std::size_t start, std::size_t stop) {
     out_shape[ax] = stop - start;
     Array out = Array::from_shape(out_shape);
     kernels::copy_rows(a.value().data() + skip, row, v.outer, chunk, 0.0f, out.data(), chunk);
-    return record("slice", std::move(out), {a}, [v, chunk, row, skip](In in, const Tensor& result) {
+    return record("slice", std::move(out), {a}, [v, ax, start, stop, chunk, row, skip](In in, const Tensor& result) {
+        if (creating_graph()) {  // the gradient between zeros before and after the slice
+            Shape before = in[0].shape(), after = in[0].shape();
+            before[ax] = start;
+            after[ax] = v.n - stop;
+            const Tensor g = concat({Tensor::zeros(before), result.grad_tensor(), Tensor::zeros(after)}, int(ax));
+            return in[0].accumulate_grad(g, "slice");
+        }
         float beta;
-        Array& g = detail::grad_for_accumulate(in[0], beta);
+        Array& g = detail::grad_for_accumulate(in[0], beta, "slice");
         if (beta == 0.0f) std::fill(g.begin(), g.end(), 0.0f);
         kernels::copy_rows(result.grad().data(), chunk, v.outer, chunk, 1.0f, g.data() + skip, row);
     });
@@ -166,6 +189,26 @@ Tensor concat(const std::vector<Tensor>& parts, int axis) {
         out_shape[ax] += parts[i].shape()[ax];
     }
     return join(parts, ax, out_shape, "concat");
+}
+
+Tensor broadcast_to(const Tensor& a, const Shape& shape) {
+    detail::require_defined("broadcast_to", {&a});
+    element_count(shape, "broadcast_to");
+    if (detail::broadcast_shapes(a.shape(), shape, "broadcast_to") != shape)
+        throw std::invalid_argument("broadcast_to: a tensor of shape " + shape_str(a.shape()) +
+                                    " does not broadcast to " + shape_str(shape));
+    return record("broadcast_to", Array(xt::broadcast(a.value(), shape)), {a}, [](In in, const Tensor& out) {
+        if (creating_graph()) return in[0].accumulate_grad(sum_to(out.grad_tensor(), in[0].shape()), "broadcast_to");
+        in[0].accumulate_grad(detail::sum_to(out.grad(), in[0].shape()), "broadcast_to");
+    });
+}
+
+Tensor sum_to(const Tensor& a, const Shape& shape) {
+    detail::require_defined("sum_to", {&a});
+    return record("sum_to", detail::sum_to(a.value(), shape), {a}, [](In in, const Tensor& out) {
+        if (creating_graph()) return in[0].accumulate_grad(broadcast_to(out.grad_tensor(), in[0].shape()), "sum_to");
+        in[0].accumulate_grad(Array(xt::broadcast(out.grad(), in[0].shape())), "sum_to");
+    });
 }
 
 Tensor stack(const std::vector<Tensor>& parts, int axis) {

@@ -3,6 +3,7 @@
 #include "autograd/detail.hpp"
 #include "autograd/kernels/memory.hpp"
 #include "autograd/kernels/parallel.hpp"
+#include "autograd/ops.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -20,7 +21,10 @@ namespace {
 thread_local Tape default_tape;
 thread_local Tape* active_tape = &default_tape;
 thread_local bool grad_mode = true;
+thread_local bool graph_mode = false;  // a backward with create_graph runs
 }  // namespace
+
+bool creating_graph() { return graph_mode; }
 
 std::string shape_str(const Array::shape_type& shape) {
     std::ostringstream out;
@@ -61,7 +65,12 @@ void Tensor::check(const char* what) const {
     if (!impl_) throw std::logic_error(std::string("Tensor::") + what + ": the tensor is null (default-constructed)");
 }
 const Array& Tensor::value() const { check("value"); return impl_->value; }
-Array& Tensor::value() { check("value"); return impl_->value; }
+Array& Tensor::value() {
+    check("value");
+    if (!impl_->tape) ++impl_->version;  // only leaves are written: an op's output is read, its node never rewrites it
+    return impl_->value;
+}
+std::uint32_t Tensor::version() const { check("version"); return impl_->version; }
 bool Tensor::has_grad() const { check("has_grad"); return impl_->has_grad; }
 bool Tensor::requires_grad() const { check("requires_grad"); return impl_->requires_grad; }
 
@@ -75,7 +84,16 @@ const Array& Tensor::grad() const {
 }
 Array& Tensor::grad() { return const_cast<Array&>(static_cast<const Tensor*>(this)->grad()); }
 
-void Tensor::zero_grad() { check("zero_grad"); impl_->has_grad = false; }
+Tensor Tensor::grad_tensor() const {
+    grad();  // the same error when there is none
+    return impl_->grad_graph ? Tensor(impl_->grad_graph) : Tensor(impl_->grad);
+}
+
+void Tensor::zero_grad() {
+    check("zero_grad");
+    impl_->has_grad = false;
+    impl_->grad_graph.reset();
+}
 Tensor& Tensor::set_requires_grad(bool on) { check("set_requires_grad"); impl_->requires_grad = on; return *this; }
 
 std::size_t Tensor::shape(int axis) const {
@@ -97,29 +115,47 @@ static void check_grad_shape(const Array& value, const Array& g, const char* op)
 
 // The first gradient of a pass reuses the buffer the last one left (or takes g's).
 template <class G>
-static void accumulate_into(TensorImpl& t, G&& g, const char* op) {
-    check_grad_shape(t.value, g, op);
-    if (t.has_grad) xt::noalias(t.grad) += g;
-    else if (t.grad.shape() == g.shape()) xt::noalias(t.grad) = g;
-    else t.grad = std::forward<G>(g);
-    t.has_grad = true;
+static void accumulate_into(const Tensor& t, G&& g, const char* op) {
+    check_grad_shape(t.value(), g, op);
+    float beta;
+    Array& buffer = detail::grad_for_accumulate(t, beta, op);
+    if (beta != 0.0f) xt::noalias(buffer) += g;
+    else if (buffer.shape() == g.shape()) xt::noalias(buffer) = g;
+    else buffer = std::forward<G>(g);
 }
 void Tensor::accumulate_grad(const Array& g, const char* op) const {
     check("accumulate_grad");
-    accumulate_into(*impl_, g, op);
+    accumulate_into(*this, g, op);
 }
 void Tensor::accumulate_grad(Array&& g, const char* op) const {
     check("accumulate_grad");
-    accumulate_into(*impl_, std::move(g), op);
+    accumulate_into(*this, std::move(g), op);
 }
 
-void Tensor::backward(bool retain_tape) const {
+void Tensor::accumulate_grad(const Tensor& g, const char* op) const {
+    check("accumulate_grad");
+    if (!graph_mode) return accumulate_into(*this, g.value(), op);
+    check_grad_shape(impl_->value, g.value(), op);
+    detail::require_grad(*this, op);
+    TensorImpl& t = *impl_;
+    const Tensor sum = !t.has_grad ? g : add(t.grad_graph ? Tensor(t.grad_graph) : Tensor(t.grad), g);
+    t.grad = sum.value();
+    t.grad_graph = sum.impl_;
+    t.has_grad = true;
+}
+
+void Tensor::backward(bool retain_tape) const { backward(GradOptions().retain_graph(retain_tape)); }
+void Tensor::backward(const Array& seed, bool retain_tape) const {
+    backward(seed, GradOptions().retain_graph(retain_tape));
+}
+
+void Tensor::backward(const GradOptions& options) const {
     check("backward");
     if (size() != 1)
         throw std::logic_error("backward: the output has shape " + shape_str(value().shape()) +
                                "; only a one-element output is seeded with 1, pass a seed gradient "
                                "of that shape: t.backward(seed)");
-    backward(Array(xt::ones<float>(value().shape())), retain_tape);
+    backward(Array(xt::ones<float>(value().shape())), options);
 }
 
 bool Tensor::is_leaf() const {
@@ -127,24 +163,31 @@ bool Tensor::is_leaf() const {
     return impl_->tape == nullptr && !impl_->graph_freed;
 }
 
-void Tensor::backward(const Array& seed, bool retain_tape) const {
-    check("backward");
-    if (!impl_->requires_grad)
-        throw std::logic_error("backward: the output does not require grad (no input of it did, or it was "
+namespace {
+// Throws unless t can start a backward on the current tape.
+void check_root(const Tensor& t, const char* op) {
+    const TensorImpl& impl = *t.impl();
+    if (!impl.requires_grad)
+        throw std::logic_error(std::string(op) + ": the output does not require grad (no input of it did, or it was "
                                "computed under NoGradGuard)");
-    if (impl_->graph_freed)
-        throw std::logic_error("backward through a graph a second time: pass retain_tape to the first backward "
-                               "(this output's node was freed when a backward walked it)");
-    if (anomaly_detection()) detail::check_seed(seed);
-    if (!impl_->tape) {  // a leaf: its own gradient is all there is
-        accumulate_grad(seed, "backward (seed)");
-        return;
-    }
-    if (impl_->tape != &current_tape())
-        throw std::logic_error("backward: the output was recorded on another tape (another thread's, or a "
-                               "TapeScope that is no longer current); call backward where it was recorded");
+    if (impl.graph_freed)
+        throw std::logic_error(std::string(op) + (impl.cleared ? ": the output's node was freed by Tape::clear() (or "
+                                                                "its tape was destroyed); run the forward again"
+                                                              : ": backward through a graph a second time: pass "
+                                                                "retain_tape to the first backward (this output's "
+                                                                "node was freed when a backward walked it)"));
+    if (impl.tape && impl.tape != &current_tape())
+        throw std::logic_error(std::string(op) + ": the output was recorded on another tape (another thread's, or a "
+                               "TapeScope that is no longer current); call it where it was recorded");
+}
+}  // namespace
+
+void Tensor::backward(const Array& seed, const GradOptions& options) const {
+    check("backward");
+    check_root(*this, "backward");
     check_grad_shape(impl_->value, seed, "backward (seed)");
-    impl_->tape->backward(*this, seed, retain_tape);
+    if (anomaly_detection()) detail::check_seed(seed);
+    current_tape().backward({*this}, {Tensor(seed)}, options);
 }
 
 namespace {
@@ -162,9 +205,10 @@ std::uint64_t leaf_lock_mask(const Node& node) {
     return mask;
 }
 
-void mark_freed(Node& node) {
+void mark_freed(Node& node, bool cleared) {
     node.output.impl()->tape = nullptr;
     node.output.impl()->graph_freed = true;
+    node.output.impl()->cleared = cleared;
 }
 }  // namespace
 
@@ -182,13 +226,55 @@ void Tape::push(Node node) {
     }
 }
 
-void Tape::backward(const Tensor& root, const Array& seed, bool retain_tape) {
+namespace {
+std::uint64_t input_versions(const std::vector<Tensor>& inputs, std::array<std::uint32_t, 4>& first) {
+    std::uint64_t later = 0;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const std::uint32_t v = inputs[i].defined() ? inputs[i].impl()->version : 0;
+        if (i < first.size()) first[i] = v;
+        else later += v;
+    }
+    return later;
+}
+
+// A node's backward reads its inputs' values: refuse one written since it was recorded.
+void check_versions(const Node& node) {
+    std::array<std::uint32_t, 4> now{};
+    const std::uint64_t later = input_versions(node.inputs, now);
+    std::string which;
+    for (std::size_t i = 0; i < now.size() && which.empty(); ++i)
+        if (now[i] != node.versions[i]) which = "input " + std::to_string(i);
+    if (which.empty() && later != node.later_versions) which = "one of inputs 4 to " + std::to_string(node.inputs.size() - 1);
+    if (!which.empty())
+        throw std::logic_error("backward: " + which + " of " + node.name +
+                               " was modified after the op was recorded (a write through value(), where a "
+                               "non-const value() call counts as one, or an optimizer step): its gradient would "
+                               "be wrong. Write after the backward, or read through a const Tensor& "
+                               "(std::as_const(t).value()) or item()");
+}
+
+struct GraphMode {  // creating_graph() while alive
+    bool previous;
+    explicit GraphMode(bool on) : previous(graph_mode) { graph_mode = on; }
+    ~GraphMode() { graph_mode = previous; }
+};
+}  // namespace
+
+std::uint64_t Tape::backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds,
+                             const GradOptions& options, const std::function<void(TensorImpl*)>& on_leaf) {
     const std::uint64_t pass = ++backward_passes;
     const std::size_t count = nodes_.size();
-    // Mark the nodes that lead to root, newest first; each tensor made by an op starts this
+    const bool graph = options.create_graph(), retain = options.retain_graph();
+    // Mark the nodes that lead to the roots, newest first; each tensor made by an op starts this
     // pass with no gradient. A freed node on the way is refused before any gradient moves.
-    root.impl()->pass = pass;
-    root.impl()->has_grad = false;
+    auto start = [pass](TensorImpl* t) {
+        t->pass = pass;
+        t->has_grad = false;
+        t->grad_graph.reset();
+    };
+    for (const Tensor& root : roots)
+        if (root.impl()->tape) start(root.impl());
+        else if (on_leaf) on_leaf(root.impl());
     for (std::size_t k = count; k-- > 0;) {
         const Node& node = nodes_[k];
         if (node.output.impl()->pass != pass) continue;
@@ -196,33 +282,47 @@ void Tape::backward(const Tensor& root, const Array& seed, bool retain_tape) {
             TensorImpl* in = node.inputs[i].impl();
             if (!in) continue;
             if (in->graph_freed)
-                throw std::logic_error(std::string("backward through a graph a second time: input ") +
-                                       std::to_string(i) + " of " + node.name +
-                                       " was made by an op whose node an earlier backward freed; pass "
-                                       "retain_tape to that backward (or backward the sum of both losses)");
-            if (in->tape && in->pass != pass) {
-                in->pass = pass;
-                in->has_grad = false;
-            }
+                throw std::logic_error(std::string("backward: input ") + std::to_string(i) + " of " + node.name +
+                                       (in->cleared ? " was made by an op whose node Tape::clear() freed (or its "
+                                                      "tape was destroyed); run the forward again"
+                                                    : " was made by an op whose node an earlier backward freed: "
+                                                      "backward through a graph a second time; pass retain_tape "
+                                                      "to that backward (or backward the sum of both losses)"));
+            if (in->tape && in->pass != pass) start(in);
+            else if (!in->tape && on_leaf && in->requires_grad) on_leaf(in);
         }
     }
-    root.accumulate_grad(seed, "backward (seed)");
+    GraphMode mode(graph);
     try {
+        for (std::size_t i = 0; i < roots.size(); ++i) roots[i].accumulate_grad(seeds[i], "backward (seed)");
         for (std::size_t k = count; k-- > 0;) {
-            const Node& node = nodes_[k];
-            const TensorImpl* out = node.output.impl();
+            const TensorImpl* out = nodes_[k].output.impl();
             if (out->pass != pass || !out->has_grad) continue;
-            {
+            check_versions(nodes_[k]);
+            auto run = [](const Node& node) {
                 detail::StripedLocks locks(leaf_lock_mask(node));
                 node.backward(node.inputs, node.output);
+            };
+            if (!graph) {
+                run(nodes_[k]);
+            } else {  // the backward records onto this tape, which may move its nodes as it grows
+                Node node = std::move(nodes_[k]);
+                try {
+                    run(node);
+                } catch (...) {
+                    nodes_[k] = std::move(node);
+                    throw;
+                }
+                nodes_[k] = std::move(node);
             }
-            if (anomaly_detection()) detail::check_gradients(node, k, count);
+            if (anomaly_detection()) detail::check_gradients(nodes_[k], k, count);
         }
     } catch (...) {  // a failed step must not leave its nodes for the next one
-        if (!retain_tape) clear();
+        if (!retain) clear();
         throw;
     }
-    if (!retain_tape) free_walked_and_dead(pass);
+    if (!retain) free_walked_and_dead(pass);
+    return pass;
 }
 
 // Frees the nodes this pass walked and those no tensor outside the tape can reach any more
@@ -231,12 +331,15 @@ void Tape::backward(const Tensor& root, const Array& seed, bool retain_tape) {
 void Tape::free_walked_and_dead(std::uint64_t pass) {
     bool all_walked = true;  // the common case: one loss per step, so clear() keeps the capacity
     for (const Node& node : nodes_) all_walked = all_walked && node.output.impl()->pass == pass;
-    if (all_walked) return clear();
+    if (all_walked) {  // keeps the capacity, like clear()
+        for (Node& node : nodes_) mark_freed(node, false);
+        return nodes_.clear();
+    }
     bool kept = false;
     for (std::size_t k = nodes_.size(); k-- > 0;) {
         Node& node = nodes_[k];
         if (node.output.impl()->pass == pass || node.output.impl_.use_count() == 1) {
-            mark_freed(node);
+            mark_freed(node, false);
             node.inputs.clear();  // releases the inputs before their own nodes are looked at
             node.output = Tensor();
             node.name = nullptr;
@@ -250,7 +353,7 @@ void Tape::free_walked_and_dead(std::uint64_t pass) {
 }
 
 void Tape::clear() {
-    for (Node& node : nodes_) mark_freed(node);
+    for (Node& node : nodes_) mark_freed(node, true);
     nodes_.clear();
 }
 
@@ -296,8 +399,78 @@ Tensor record(const char* name, Array value, std::vector<Tensor> inputs, Backwar
                                    "TapeScope's); use it on that tape, or pass detach() of it");
     }
     out.impl()->tape = &tape;
-    tape.push(Node{name, std::move(inputs), out, std::move(backward)});
+    Node node{name, std::move(inputs), out, std::move(backward)};
+    node.later_versions = input_versions(node.inputs, node.versions);
+    tape.push(std::move(node));
     return out;
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, const GradOptions& options) {
+    if (outputs.empty()) throw std::invalid_argument("grad: needs at least one output");
+    if (!grad_outputs.empty() && grad_outputs.size() != outputs.size())
+        throw std::invalid_argument("grad: " + std::to_string(grad_outputs.size()) + " grad_outputs for " +
+                                    std::to_string(outputs.size()) + " outputs (give one per output, or none)");
+    std::vector<Tensor> seeds(outputs.size());
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        const std::string which = "grad: output " + std::to_string(i);
+        if (!outputs[i].defined()) throw std::invalid_argument(which + " is a null Tensor");
+        check_root(outputs[i], which.c_str());
+        if (!grad_outputs.empty() && grad_outputs[i].defined()) {
+            check_grad_shape(outputs[i].value(), grad_outputs[i].value(), (which + " (grad_outputs)").c_str());
+            seeds[i] = grad_outputs[i];
+        } else if (outputs[i].size() == 1) {
+            seeds[i] = Tensor(Array(xt::ones<float>(outputs[i].shape())));
+        } else {
+            throw std::invalid_argument(which + " has shape " + shape_str(outputs[i].shape()) +
+                                        ": only a one-element output is seeded with 1, pass grad_outputs");
+        }
+    }
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (!inputs[i].defined() || !inputs[i].requires_grad())
+            throw std::invalid_argument("grad: input " + std::to_string(i) +
+                                        (inputs[i].defined() ? " does not require grad" : " is a null Tensor"));
+    // The leaves' own gradients step aside for the pass and come back after it, so that only the
+    // returned tensors carry what it computed.
+    struct Saved {
+        TensorImpl* t;
+        Array grad;
+        bool has_grad;
+        std::shared_ptr<TensorImpl> graph;
+    };
+    std::vector<Saved> saved;
+    auto set_aside = [&saved](TensorImpl* t) {
+        for (const Saved& s : saved)
+            if (s.t == t) return;
+        saved.push_back({t, std::move(t->grad), t->has_grad, std::move(t->grad_graph)});
+        t->grad = Array();
+        t->has_grad = false;
+        t->grad_graph.reset();
+    };
+    struct Restore {
+        std::vector<Saved>& saved;
+        ~Restore() {
+            for (Saved& s : saved) {
+                s.t->grad = std::move(s.grad);
+                s.t->has_grad = s.has_grad;
+                s.t->grad_graph = std::move(s.graph);
+            }
+        }
+    } restore{saved};
+    for (const Tensor& t : inputs)
+        if (!t.impl()->tape) set_aside(t.impl());
+    const std::uint64_t pass = current_tape().backward(outputs, seeds, options, set_aside);
+    std::vector<Tensor> result(inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        TensorImpl* t = inputs[i].impl();
+        if ((!t->tape || t->pass == pass) && t->has_grad)
+            result[i] = t->grad_graph ? Tensor(t->grad_graph) : Tensor(Array(t->grad));  // a copy: inputs may repeat
+        else if (!options.allow_unused())
+            throw std::invalid_argument("grad: input " + std::to_string(i) + " of shape " + shape_str(t->value.shape()) +
+                                        " was not used to compute the outputs (pass GradOptions().allow_unused(true) "
+                                        "for a null Tensor instead)");
+    }
+    return result;
 }
 
 }  // namespace tg

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -38,11 +39,35 @@ struct TensorImpl {
     // Made by an op: the tape holding that op's node (null for a leaf, which the user made).
     Tape* tape = nullptr;
     bool graph_freed = false;  // made by an op whose node was freed (by backward or Tape::clear)
-    std::uint64_t pass = 0;    // the last backward pass that reached this non-leaf tensor
+    bool cleared = false;      // ... freed by Tape::clear() or the tape's end, not by a backward
+    std::uint64_t pass = 0;    // the last backward pass that reached this tensor
+    std::uint32_t version = 0; // bumped by every write through a leaf's Tensor::value()
+    // The gradient as a tensor that may itself be differentiated (a backward with create_graph).
+    std::shared_ptr<TensorImpl> grad_graph;
 };
 
 // A node's backward: reads output.grad() and accumulates into the inputs that require grad.
+// While creating_graph() it reads output.grad_tensor() and accumulates tensors computed with ops,
+// so that the gradients it makes can be differentiated again.
 using BackwardFn = std::function<void(const std::vector<Tensor>& inputs, const Tensor& output)>;
+
+// The options of tg::grad and Tensor::backward, set by chaining: GradOptions().create_graph(true).
+class GradOptions {
+public:
+    // Keep the walked nodes for another backward (default: as create_graph).
+    GradOptions& retain_graph(bool on) { retain_ = on ? 1 : 0; return *this; }
+    // Record the backward's own ops, so the gradients it returns are differentiable again.
+    GradOptions& create_graph(bool on) { create_ = on; return *this; }
+    // tg::grad only: an input the outputs do not depend on gets a null Tensor instead of an error.
+    GradOptions& allow_unused(bool on) { unused_ = on; return *this; }
+    bool retain_graph() const { return retain_ < 0 ? create_ : retain_ == 1; }
+    bool create_graph() const { return create_; }
+    bool allow_unused() const { return unused_; }
+
+private:
+    int retain_ = -1;
+    bool create_ = false, unused_ = false;
+};
 
 class Tensor {
 public:
@@ -56,9 +81,16 @@ public:
 
     bool defined() const { return impl_ != nullptr; }
     const Array& value() const;
-    Array& value();  // for optimizers and initializers; not recorded
+    // For optimizers and initializers; not recorded. On a leaf it counts as a write (it bumps
+    // version()), so a backward that reads the old value refuses to run: read a leaf between a
+    // forward and its backward through a const Tensor& or item().
+    Array& value();
+    std::uint32_t version() const;
     const Array& grad() const;  // throws if no gradient has reached this tensor
     Array& grad();
+    // The gradient as a tensor: after a backward with create_graph, one that can be
+    // differentiated again; otherwise a constant copy of grad().
+    Tensor grad_tensor() const;
     bool has_grad() const;
     void zero_grad();  // forgets the gradient, keeps its buffer for the next step
     bool requires_grad() const;
@@ -77,11 +109,17 @@ public:
     // second backward through them throws.
     void backward(bool retain_tape = false) const;
     void backward(const Array& seed, bool retain_tape = false) const;
+    // With create_graph, leaf gradients are differentiable tensors too: x.grad_tensor().
+    void backward(const GradOptions& options) const;
+    void backward(const Array& seed, const GradOptions& options) const;
 
-    // Accumulates g (whose shape must equal this tensor's) into the gradient. `op` names
-    // the caller in the error thrown on a mismatch. Custom ops call this in their backward.
+    // Accumulates g (whose shape must equal this tensor's, which must require grad) into the
+    // gradient. `op` names the caller in the error thrown on a mismatch. Custom ops call this in
+    // their backward: the Array forms for first-order gradients, the Tensor form (g computed
+    // with ops from out.grad_tensor()) while creating_graph().
     void accumulate_grad(const Array& g, const char* op) const;
     void accumulate_grad(Array&& g, const char* op) const;
+    void accumulate_grad(const Tensor& g, const char* op) const;
 
     TensorImpl* impl() const { return impl_.get(); }
     bool same(const Tensor& other) const { return impl_ == other.impl_; }
@@ -89,6 +127,9 @@ public:
 
 private:
     friend class Tape;
+    friend std::vector<Tensor> grad(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                                    const std::vector<Tensor>&, const GradOptions&);
+    explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
     void check(const char* what) const;
     std::shared_ptr<TensorImpl> impl_;
 };
@@ -99,7 +140,20 @@ struct Node {
     std::vector<Tensor> inputs;
     Tensor output;
     BackwardFn backward;
+    // The inputs' versions when recorded (the first four each, the rest summed): a backward
+    // refuses to read a value written since.
+    std::array<std::uint32_t, 4> versions{};
+    std::uint64_t later_versions = 0;
 };
+
+// The gradients of outputs with respect to inputs (PyTorch's torch.autograd.grad), each seeded
+// with its grad_outputs entry (default: 1 for a one-element output). Inputs' own grad() is left
+// untouched. With create_graph the returned tensors are differentiable again, to any order.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {}, const GradOptions& options = {});
+// True while a backward with create_graph runs on this thread: a custom op's backward then
+// accumulates tensors made with ops (see Tensor::accumulate_grad).
+bool creating_graph();
 
 // Operations in creation order, which is already topological: backward is one reverse loop.
 // A tape holds every node recorded on it until a backward without retain_tape walks it (or
@@ -112,11 +166,12 @@ public:
     Tape& operator=(const Tape&) = delete;
     ~Tape() { clear(); }
     void push(Node node);
-    // Pushes `seed` from `root` (recorded on this tape) back to the leaves.
-    void backward(const Tensor& root, const Array& seed, bool retain_tape);
+    // Pushes each seed from its root (recorded on this tape, or a leaf) back to the leaves, calling
+    // on_leaf (if given) for each leaf on the way before any gradient moves. Returns the pass's number.
+    std::uint64_t backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds,
+                           const GradOptions& options, const std::function<void(TensorImpl*)>& on_leaf = {});
     void clear();  // frees every node; keeps the capacity for the next step
     std::size_t size() const { return nodes_.size(); }
-    const std::vector<Node>& nodes() const { return nodes_; }
 
 private:
     void free_walked_and_dead(std::uint64_t pass);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "autograd/detail.hpp"
 #include "autograd/ops.hpp"
@@ -113,7 +114,7 @@ Bernoulli Bernoulli::from_logits(Tensor logits) {
 
 Bernoulli Bernoulli::from_probs(Tensor probs) {
     checked_logits(probs, "Bernoulli::from_probs", false);
-    const Array& p = probs.value();
+    const Array& p = std::as_const(probs).value();
     for (std::size_t i = 0; i < p.size(); ++i)
         if (!(p.data()[i] >= 0.0f && p.data()[i] <= 1.0f)) {
             char v[32];

@@ -13,13 +13,13 @@ void gather(const float* x, const detail::AxisView& v, std::size_t m, const std:
             }
 }
 
-void scatter_add(const float* g, const detail::AxisView& v, std::size_t m, const float* index, float beta, float* d) {
+void scatter_add(const float* g, const detail::AxisView& v, std::size_t m, const std::size_t* index, float beta, float* d) {
     if (beta == 0.0f) std::fill(d, d + v.outer * v.n * v.inner, 0.0f);
     for (std::size_t o = 0; o < v.outer; ++o)
         for (std::size_t j = 0; j < m; ++j)
             for (std::size_t i = 0; i < v.inner; ++i) {
                 const std::size_t s = (o * m + j) * v.inner + i;
-                d[(o * v.n + static_cast<std::size_t>(index[s])) * v.inner + i] += g[s];
+                d[(o * v.n + index[s]) * v.inner + i] += g[s];
             }
 }
 

@@ -14,8 +14,9 @@ namespace tg::kernels {
 void gather(const float* x, const detail::AxisView& v, std::size_t m, const std::size_t* index, float* out);
 
 // The gather's backward: d := beta d (beta 0 or 1), then each g[s] added to the entry of d that
-// position s picked. The index comes as floats, as the gather keeps it on the tape.
-void scatter_add(const float* g, const detail::AxisView& v, std::size_t m, const float* index, float beta, float* d);
+// position s picked.
+void scatter_add(const float* g, const detail::AxisView& v, std::size_t m, const std::size_t* index, float beta,
+                 float* d);
 
 // out := count rows of `classes` zeros with a 1 at index[s] in row s.
 void one_hot(const std::size_t* index, std::size_t count, std::size_t classes, float* out);

@@ -186,10 +186,11 @@ inline void gather(const float* x, const AxisView& v, std::size_t m, const std::
     for (std::size_t s = 0; s < v.outer * m * v.inner; ++s) out[s] = x[picked(v, m, s, index[s])];
 }
 
-inline void scatter_add(const float* g, const AxisView& v, std::size_t m, const float* index, float beta, float* d) {
+inline void scatter_add(const float* g, const AxisView& v, std::size_t m, const std::size_t* index, float beta,
+                        float* d) {
     for (std::size_t k = 0; k < v.outer * v.n * v.inner; ++k) d[k] = kept(beta, d[k]);
     for (std::size_t s = 0; s < v.outer * m * v.inner; ++s)
-        d[picked(v, m, s, static_cast<std::size_t>(index[s]))] += g[s];
+        d[picked(v, m, s, index[s])] += g[s];
 }
 
 inline void one_hot(const std::size_t* index, std::size_t count, std::size_t classes, float* out) {
