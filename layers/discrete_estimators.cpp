@@ -10,7 +10,6 @@
 
 #include "autograd/ops.hpp"
 #include "layers/detail_checks.hpp"
-#include "layers/detail_gradient_stash.hpp"
 
 namespace tg {
 
@@ -274,17 +273,6 @@ Tensor decoupled_straight_through(const Tensor& logits, Discrete kind, float tau
 
 namespace {
 
-// The leaves requiring gradients among the inputs of a tape's nodes, each once.
-std::vector<Tensor> leaves_of(const Tape& tape) {
-    std::vector<Tensor> leaves;
-    for (const Node& node : tape.nodes())
-        for (const Tensor& in : node.inputs)
-            if (in.defined() && in.is_leaf() && in.requires_grad() &&
-                std::none_of(leaves.begin(), leaves.end(), [&](const Tensor& t) { return t.same(in); }))
-                leaves.push_back(in);
-    return leaves;
-}
-
 void require_losses(const Tensor& f, const Tensor& logits, const char* op) {
     require_defined(f, op, "the loss f(z)");
     if (logits.dim() == 0 || f.shape() != Shape(logits.shape().begin(), logits.shape().end() - 1))
@@ -305,13 +293,11 @@ void require_samples(const Tensor& f, const Tensor& log_q, const char* op) {
 }  // namespace
 
 Array loss_gradient_at(const SampleLoss& f, const Array& z) {
-    Tape tape;
+    Tape tape;  // f's nodes end with this call
     TapeScope scope(tape);
     const Tensor at(z, true);
-    const Tensor loss = sum(f(at));
-    detail::GradientStash stash(leaves_of(tape));
-    loss.backward();
-    return at.has_grad() ? at.grad() : Array(xt::zeros<float>(z.shape()));
+    const Tensor slope = grad({sum(f(at))}, {at}, {}, GradOptions().allow_unused(true))[0];
+    return slope.defined() ? slope.value() : Array(xt::zeros<float>(z.shape()));
 }
 
 Tensor rloo_surrogate(const Tensor& f, const Tensor& log_q) {
@@ -444,28 +430,75 @@ Tensor disarm(const Tensor& logits, const SampleLoss& f, Generator& gen) {
     return antithetic_surrogate(logits, p, xt::eval(0.5f * diff * sign * sig_abs));
 }
 
-Tensor relax_estimator(const Tensor& logits, Discrete kind, const SampleLoss& f, const SampleLoss& c, Generator& gen) {
-    const char* op = "relax_estimator";
+namespace {
+
+// RELAX's draw: the perturbed logits z, the sample D = H(z) and z~ drawn given D.
+struct RelaxDraw {
+    Tensor z, d, z_tilde;
+};
+RelaxDraw relax_draw(const Tensor& logits, Discrete kind, Generator& gen, const char* op) {
     require_defined(logits, op, "logits");
     const Array u = gen.uniform_open(logits.shape()), v = gen.uniform_open(logits.shape());
     const bool bern = kind.is_bernoulli();
-    const Tensor z = add(logits, constant(bern ? logit_of(u) : gumbel_of(u)));
-    const Tensor d = bern ? bernoulli_from_uniforms(logits, u) : categorical_from_uniforms(logits, u, kind.classes());
-    const Tensor z_tilde =
-        bern ? conditional_logistic(logits, d, v) : conditional_gumbel(logits, d, exponential_of(v), kind.classes());
-    const Tensor f_d = f(d);
+    RelaxDraw r;
+    r.z = add(logits, constant(bern ? logit_of(u) : gumbel_of(u)));
+    r.d = bern ? bernoulli_from_uniforms(logits, u) : categorical_from_uniforms(logits, u, kind.classes());
+    r.z_tilde = bern ? conditional_logistic(logits, r.d, v) : conditional_gumbel(logits, r.d, exponential_of(v), kind.classes());
+    return r;
+}
+
+SampleLoss rebar_control(Discrete kind, const SampleLoss& f, const Tensor& eta, const Tensor& tau, const char* op) {
+    require_defined(eta, op, "eta");
+    require_defined(tau, op, "the temperature tau");
+    return [=](const Tensor& z) { return mul(eta, f(relax(z, tau, kind))); };
+}
+
+}  // namespace
+
+Tensor relax_estimator(const Tensor& logits, Discrete kind, const SampleLoss& f, const SampleLoss& c, Generator& gen) {
+    const char* op = "relax_estimator";
+    const RelaxDraw r = relax_draw(logits, kind, gen, op);
+    const Tensor f_d = f(r.d);
     require_losses(f_d, logits, op);
-    const Tensor c_z = c(z), c_zt = c(z_tilde);
+    const Tensor c_z = c(r.z), c_zt = c(r.z_tilde);
     require_losses(c_z, logits, op);
-    const Tensor score = mul(sub(detach(f_d), detach(c_zt)), discrete_log_prob(logits, d, kind));
+    const Tensor score = mul(sub(detach(f_d), detach(c_zt)), discrete_log_prob(logits, r.d, kind));
     return add(f_d, grad_only(add(score, sub(c_z, c_zt))));
 }
 
 Tensor rebar(const Tensor& logits, Discrete kind, const SampleLoss& f, const Tensor& eta, const Tensor& tau,
              Generator& gen) {
-    require_defined(eta, "rebar", "eta");
-    require_defined(tau, "rebar", "the temperature tau");
-    return relax_estimator(logits, kind, f, [&](const Tensor& z) { return mul(eta, f(relax(z, tau, kind))); }, gen);
+    return relax_estimator(logits, kind, f, rebar_control(kind, f, eta, tau, "rebar"), gen);
+}
+
+ControlledEstimate relax_gradient(const Tensor& logits, Discrete kind, const SampleLoss& f, const SampleLoss& c,
+                                  Generator& gen) {
+    const char* op = "relax_gradient";
+    require_defined(logits, op, "logits");
+    if (!logits.requires_grad()) fail(op, "the logits must require grad (the estimate is d E f / d logits)");
+    if (!grad_enabled()) fail(op, "differentiates f and c, which it cannot under NoGradGuard");
+    const RelaxDraw r = relax_draw(logits, kind, gen, op);
+    ControlledEstimate out;
+    out.value = f(r.d);
+    require_losses(out.value, logits, op);
+    const Tensor c_z = c(r.z), c_zt = c(r.z_tilde);
+    require_losses(c_z, logits, op);
+    // Each example's log q and c depend on its own row of logits only, so one grad of their sums
+    // gives every row's slope. The graphs stay: the caller's backward from the logits still runs.
+    const GradOptions keep = GradOptions().retain_graph(true).allow_unused(true);
+    const Tensor score = grad({sum(discrete_log_prob(logits, r.d, kind))}, {logits}, {}, keep)[0];
+    const Tensor slope = grad({sum(sub(c_z, c_zt))}, {logits}, {}, GradOptions(keep).create_graph(true))[0];
+    Shape per_example = out.value.shape();
+    per_example.push_back(1);
+    // c(z~) stays differentiable in c's parameters here: the variance's gradient flows through it
+    out.gradient = mul(reshape(sub(detach(out.value), c_zt), per_example), score);
+    if (slope.defined()) out.gradient = add(out.gradient, slope);
+    return out;
+}
+
+ControlledEstimate rebar_gradient(const Tensor& logits, Discrete kind, const SampleLoss& f, const Tensor& eta,
+                                  const Tensor& tau, Generator& gen) {
+    return relax_gradient(logits, kind, f, rebar_control(kind, f, eta, tau, "rebar_gradient"), gen);
 }
 
 }  // namespace tg

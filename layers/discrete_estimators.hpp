@@ -103,9 +103,9 @@ Tensor decoupled_straight_through(const Tensor& logits, Discrete kind, float tau
 // A function from a discrete sample (the logits' shape, [B, D]) to each example's loss [B].
 using SampleLoss = std::function<Tensor(const Tensor& z)>;
 
-// The loss's gradient with respect to its sample at z, d sum(f(z)) / dz, computed on a tape of
-// its own: no other tensor's gradient changes (the gradients f's backward leaves on parameters
-// are put back). For MuProp's Taylor expansion; z and the result have the same shape.
+// The loss's gradient with respect to its sample at z, d sum(f(z)) / dz (tg::grad on a tape of
+// its own: no other tensor's gradient changes). For MuProp's Taylor expansion; z and the result
+// have the same shape.
 Array loss_gradient_at(const SampleLoss& f, const Array& z);
 
 // RLOO (Kool et al. 2019): f and log_q [m, ...] for m >= 2 samples -> [...], value mean_i f_i,
@@ -129,15 +129,29 @@ Tensor arm(const Tensor& logits, const SampleLoss& f, Generator& gen);
 Tensor disarm(const Tensor& logits, const SampleLoss& f, Generator& gen);
 // REBAR (Tucker et al. 2017): z = logits + noise, D = H(z), z~ the conditional noise given D;
 // [f(D) - eta f(relax(z~))] grad log q(D) + eta grad f(relax(z)) - eta grad f(relax(z~)), relax at
-// temperature tau. eta and tau are tensors (scalars): their tuning by the gradient of the
-// estimator's variance needs gradients of gradients. f must accept relaxed samples.
+// temperature tau (eta and tau scalar tensors, or broadcasting with the logits). f must accept
+// relaxed samples. To learn eta and tau, see rebar_gradient.
 Tensor rebar(const Tensor& logits, Discrete kind, const SampleLoss& f, const Tensor& eta, const Tensor& tau,
              Generator& gen);
 // RELAX (Grathwohl et al. 2018): REBAR's form with any control variate c of the perturbed logits
-// z (c: [B, D] -> [B], e.g. eta f(relax(z, tau)) plus a small network r(z)):
-// [f(D) - c(z~)] grad log q(D) + grad c(z) - grad c(z~). Unbiased for any c; training c on the
-// gradient of the estimator's variance needs gradients of gradients.
+// z (c: [B, D] -> [B], e.g. f(relax(z, tau)) plus a small network r(z)):
+// [f(D) - c(z~)] grad log q(D) + grad c(z) - grad c(z~). Unbiased for any c.
 Tensor relax_estimator(const Tensor& logits, Discrete kind, const SampleLoss& f, const SampleLoss& c, Generator& gen);
+
+// The same estimates as tensors, for tuning the control variate by descending the estimate's
+// variance (duvenaud/relax): `gradient` (the logits' shape) is the single-sample estimate of
+// d sum(E f) / d logits, differentiable in c's parameters (eta, tau, a network's weights), and
+// `value` is f(D) per example. The mean of the estimate does not depend on c, so
+// grad({sum(square(gradient))}, {eta, log_tau, ...}) is the gradient of its variance. The model
+// then takes the estimate: logits.backward(gradient.value()) (and value's backward for f's own
+// parameters). The logits must require grad; their graph is kept for that backward.
+struct ControlledEstimate {
+    Tensor value, gradient;
+};
+ControlledEstimate relax_gradient(const Tensor& logits, Discrete kind, const SampleLoss& f, const SampleLoss& c,
+                                  Generator& gen);
+ControlledEstimate rebar_gradient(const Tensor& logits, Discrete kind, const SampleLoss& f, const Tensor& eta,
+                                  const Tensor& tau, Generator& gen);
 
 }  // namespace tg
 

@@ -43,7 +43,7 @@ struct Settings {
     float tau_backward = 2.0f;  // decoupled-st's backward: smoother than its forward
     std::size_t draws = 10;     // gumbel-rao's conditional draws K
     float slope = 1.0f;         // slope-st
-    float eta = 1.0f;           // rebar (fixed: tuning needs gradients of gradients)
+    float eta = 1.0f;           // rebar, fixed (rebar_gradient is the form whose eta and tau are tuned)
     float decay = 0.9f;         // sf's moving average, nvil's running statistics
 };
 
