@@ -4,8 +4,17 @@
 // phi's trajectory when Adam minimizes the loss with one estimate per step (the optimum is phi
 // -> -infinity). Prints markdown tables.
 //
+// A second mode runs every estimator that applies on the structured-output model
+// (examples/structured_output.hpp, two layers of stochastic units): the variance of the
+// gradient of all parameters over repeated estimates on one fixed batch, at initialization and
+// after training steps with that estimator, the cost of a training step and variance x cost;
+// a table and a PNG plot (log scale). Synthetic digits by default, MNIST with --mnist DIR.
+//
 //     build/examples/estimator_study [draws] [steps]
+//     build/examples/estimator_study structured [--mnist DIR] [--latent bernoulli|categorical]
+//         [--steps N] [--repeats R] [--hidden H] [--png FILE]
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +22,10 @@
 #include <vector>
 
 #include <tapegrad.hpp>
+#include <xtensor/xview.hpp>
+
+#include "examples/harness/images.hpp"
+#include "examples/structured_output.hpp"
 
 using namespace tg;
 
@@ -60,9 +73,156 @@ std::vector<double> trajectory(const std::string& name, float t, const std::vect
     return out;
 }
 
+// ---- The structured-output model
+
+// Synthetic digits: 10 random binary prototypes of 28 x 28 (each pixel on with probability
+// 0.3), each image one of them with 5% of its pixels flipped; its halves [n, 392] each.
+void synthetic_halves(std::size_t n, Generator& gen, Array& upper, Array& lower) {
+    const Array prototypes = xt::eval(xt::cast<float>(gen.uniform_open({10, mnist::image_pixels}) < 0.3f));
+    Array images = Array::from_shape({n, mnist::image_pixels});
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t digit = std::size_t(gen.below(10));
+        const Array flip = gen.uniform_open({mnist::image_pixels});
+        for (std::size_t k = 0; k < mnist::image_pixels; ++k)
+            images(i, k) = flip(k) < 0.05f ? 1.0f - prototypes(digit, k) : prototypes(digit, k);
+    }
+    mnist::halves(images, upper, lower);
+}
+
+struct Row {
+    std::string name;
+    double var_init = 0.0, var_trained = 0.0, ms = 0.0;
+};
+
+// The trace of the covariance of the parameters' gradient over `repeats` estimates on one batch.
+double gradient_variance(structured::Model& model, const Tensor& upper, const Tensor& lower, estimators::Estimator& est,
+                         std::size_t m, std::size_t repeats, Generator& gen) {
+    const std::vector<Tensor> params = model.parameters();
+    std::vector<std::vector<double>> sum(params.size()), sum2(params.size());
+    for (std::size_t i = 0; i < params.size(); ++i) sum[i].assign(params[i].size(), 0.0), sum2[i] = sum[i];
+    for (std::size_t r = 0; r < repeats; ++r) {
+        for (const Tensor& p : params) Tensor(p).zero_grad();
+        structured::training_loss(model, upper, lower, est, 1.0f, m, gen).objective.backward();
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            if (!params[i].has_grad()) continue;
+            const Array& g = params[i].grad();
+            for (std::size_t k = 0; k < g.size(); ++k) sum[i][k] += g.data()[k], sum2[i][k] += double(g.data()[k]) * g.data()[k];
+        }
+    }
+    for (const Tensor& p : params) Tensor(p).zero_grad();
+    double total = 0.0;
+    for (std::size_t i = 0; i < params.size(); ++i)
+        for (std::size_t k = 0; k < sum[i].size(); ++k) {
+            const double mean = sum[i][k] / double(repeats);
+            total += (sum2[i][k] - double(repeats) * mean * mean) / double(repeats - 1);
+        }
+    return total;
+}
+
+int structured_study(int argc, char** argv) {
+    std::string mnist_dir, latent_name = "bernoulli", png = "estimator_variance.png";
+    std::size_t steps = 200, repeats = 20, hidden = 200, batch = 50;
+    for (int i = 2; i < argc; ++i) {
+        const std::string flag = argv[i];
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "estimator_study structured: %s needs a value\n", flag.c_str());
+            return 2;
+        }
+        const std::string value = argv[++i];
+        if (flag == "--mnist") mnist_dir = value;
+        else if (flag == "--latent") latent_name = value;
+        else if (flag == "--png") png = value;
+        else if (flag == "--steps") steps = std::strtoul(value.c_str(), nullptr, 10);
+        else if (flag == "--repeats") repeats = std::strtoul(value.c_str(), nullptr, 10);
+        else if (flag == "--hidden") hidden = std::strtoul(value.c_str(), nullptr, 10);
+        else {
+            std::fprintf(stderr, "estimator_study structured: unknown flag %s (--mnist, --latent, --steps, --repeats, --hidden, --png)\n", flag.c_str());
+            return 2;
+        }
+    }
+    if (latent_name != "bernoulli" && latent_name != "categorical") {
+        std::fprintf(stderr, "estimator_study structured: --latent must be bernoulli or categorical, got %s\n", latent_name.c_str());
+        return 2;
+    }
+    const auto latent = latent_name == "bernoulli" ? structured::Latent::bernoulli : structured::Latent::categorical;
+    if (repeats < 2 || steps < 1 || hidden < 10 || hidden > 4096 || hidden % 10 != 0) {
+        std::fprintf(stderr, "estimator_study structured: needs --repeats >= 2, --steps >= 1 and --hidden a multiple of 10 in [10, 4096]\n");
+        return 2;
+    }
+    // a pool of training images and the fixed batch (its first rows) the variance is measured on
+    const std::size_t pool = 1000;
+    Array upper_all, lower_all;
+    Generator data_gen(5);
+    if (mnist_dir.empty()) {
+        synthetic_halves(pool, data_gen, upper_all, lower_all);
+    } else {
+        const mnist::Mnist data = mnist::load(mnist_dir);
+        std::vector<std::size_t> rows(pool);
+        for (std::size_t i = 0; i < pool; ++i) rows[i] = i;
+        mnist::gather_halves(data.train, rows, upper_all, lower_all);
+    }
+    const auto rows_of = [&](const Array& a, std::size_t from) {
+        return Tensor(Array(xt::view(a, xt::range(from, from + batch), xt::all())));
+    };
+    const Tensor fixed_upper = rows_of(upper_all, 0), fixed_lower = rows_of(lower_all, 0);
+    const Discrete kind = structured::discrete_kind(latent);
+    std::vector<Row> rows;
+    for (const std::string& name : estimators::names_for(kind)) {
+        estimators::Estimator est(name);
+        if (est.form() == estimators::Form::one_layer) continue;  // needs one layer of latents
+        const std::size_t m = name == "rloo" || name == "vimco" ? 2 : 1;
+        Generator init(1), gen(2);
+        structured::Model model(latent, hidden, init);
+        optim::Adam adam(model.parameters(), {3e-3f});
+        Row row{name};
+        row.var_init = gradient_variance(model, fixed_upper, fixed_lower, est, m, repeats, gen);
+        // the fastest step: on a shared machine the mean measures the other jobs as well
+        double seconds = 1e30;
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::size_t from = (s * batch) % (pool - batch);
+            const Tensor upper = rows_of(upper_all, from), lower = rows_of(lower_all, from);
+            const auto start = std::chrono::steady_clock::now();
+            structured::training_loss(model, upper, lower, est, 1.0f, m, gen).objective.backward();
+            adam.step();
+            adam.zero_grad();
+            seconds = std::min(seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
+        row.ms = 1e3 * seconds;
+        row.var_trained = gradient_variance(model, fixed_upper, fixed_lower, est, m, repeats, gen);
+        rows.push_back(row);
+        std::fprintf(stderr, "%s done\n", name.c_str());
+    }
+    std::printf("\n### Structured output (%s data, %s units, hidden %zu, batch %zu): the variance of the gradient "
+                "of all parameters over %zu estimates on one batch (trace of its covariance), at initialization and "
+                "after %zu Adam steps (lr 3e-3) with that estimator; cost: the fastest training step\n\n",
+                mnist_dir.empty() ? "synthetic" : "MNIST", latent_name.c_str(), hidden, batch, repeats, steps);
+    std::printf("| estimator | variance at init | variance after %zu steps | ms / step | variance x ms (after) |\n|---|---|---|---|---|\n", steps);
+    for (const Row& r : rows)
+        std::printf("| %s | %.4g | %.4g | %.2f | %.4g |\n", r.name.c_str(), r.var_init, r.var_trained, r.ms, r.var_trained * r.ms);
+    std::vector<harness::images::Series> series;
+    const harness::images::Color palette[] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189},
+                                              {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
+                                              {0, 0, 0},      {120, 120, 255}, {255, 90, 160}};
+    for (std::size_t i = 0; i < rows.size(); ++i)
+        series.push_back({rows[i].name, {0.0, double(steps)}, {std::log10(rows[i].var_init), std::log10(rows[i].var_trained)},
+                          palette[i % (sizeof(palette) / sizeof(palette[0]))]});
+    harness::images::plot(series, "gradient variance, structured output (" + latent_name + ")", "training step",
+                          "log10 variance").save_png(png);
+    std::printf("\nplot: %s\n", png.c_str());
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc > 1 && std::string(argv[1]) == "structured") {
+        try {
+            return structured_study(argc, argv);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "estimator_study structured: %s\n", e.what());
+            return 2;
+        }
+    }
     const std::size_t draws = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 100000;
     const std::size_t steps = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2000;
     if (draws < 2 || steps < 4) {
