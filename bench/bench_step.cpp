@@ -46,10 +46,11 @@ int main(int argc, char** argv) {
     mnist::BatchIterator batches(data.size(), {100});
     Tensor upper(Array::from_shape({100, mnist::half_pixels})), lower(Array::from_shape({100, mnist::half_pixels}));
     double loss = 0.0;
+    structured::Estimator gs("gs");
     auto step = [&] {
         if (!batches.next()) batches.next();
         mnist::gather_halves(data, batches.indices(), upper.value(), lower.value());
-        const structured::Loss l = structured::training_loss(model, upper, lower, structured::Estimator::gs, 1.0f, 1, noise);
+        const structured::Loss l = structured::training_loss(model, upper, lower, gs, 1.0f, 1, noise);
         l.objective.backward();
         adam.step();
         adam.zero_grad();

@@ -28,7 +28,7 @@ struct Options {
     std::size_t eval_samples = 1000, val_samples = 5, validation = mnist::validation_size;
 };
 
-const std::vector<std::string> latents = {"bernoulli", "categorical"}, estimators = {"gs", "st-gs"};
+const std::vector<std::string> latents = {"bernoulli", "categorical"};
 
 // reconstructions.png: 8 test digits in the top row, under each 7 decodings of discrete samples
 // z ~ q(z | x); samples.png: 64 digits decoded from samples of the prior (pixel probabilities).
@@ -63,8 +63,8 @@ int run(int argc, char** argv) {
     harness::add_common_flags(app, o.run);
     harness::add_choice(app, "--latent", o.latent, "bernoulli: 200 binary units (Binary Concrete when relaxed); "
                                                    "categorical: 20 variables of 10 classes (Gumbel-Softmax)", latents);
-    harness::add_choice(app, "--estimator", o.estimator, "gs (relaxed samples) or st-gs (straight-through: discrete "
-                                                         "forward, relaxed gradient)", estimators);
+    harness::add_estimator_flag(app, o.estimator, {Discrete::bernoulli(), Discrete::categorical(classes)},
+                                "rloo and vimco draw 2 samples per image");
     harness::add_optimizer_flags(app, o.optimizer);
     harness::add_annealing_flags(app, o.annealing);
     harness::add_count(app, "--eval-samples", o.eval_samples, "m of the test bounds after training, on the 10,000 "
@@ -78,7 +78,8 @@ int run(int argc, char** argv) {
     if (const auto status = harness::parse(app, argc, argv)) return *status;
 
     const Latent latent = Latent(harness::index_of(o.latent, latents));
-    const bool hard = o.estimator == "st-gs";
+    Estimator estimator(o.estimator);
+    harness::require_estimator([&] { estimator.require(latent == Latent::bernoulli ? Discrete::bernoulli() : Discrete::categorical(classes)); });
     const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing);
     const std::string dir = o.run.out.empty() ? "runs/vae-" + o.latent + "-" + o.estimator : o.run.out;
 
@@ -92,7 +93,7 @@ int run(int argc, char** argv) {
     harness::Experiment ex("discrete_vae", model, *optimizer, data.train.size());
     ex.loss = [&](const std::vector<std::size_t>& rows, std::size_t step) {
         mnist::gather(data.train, rows, x.value());
-        const Loss loss = training_loss(model, x, temperature.at(std::int64_t(step)), hard, noise);
+        const Loss loss = training_loss(model, x, estimator, temperature.at(std::int64_t(step)), noise);
         return harness::Loss{loss.objective, loss.neg_elbo};
     };
     ex.columns = {{"val_neg_elbo", "%8.3f"}, {"val_nll", "%8.3f"}, {"tau", "%.4f"}};

@@ -65,16 +65,36 @@ struct Loss {
     double neg_elbo = 0.0;  // its value, to report
 };
 
-// The negative ELBO of a batch x [B, 784] with one relaxed sample per image (Binary Concrete or
-// Gumbel-Softmax at temperature tau; hard: straight-through, a discrete forward value), averaged
-// over the batch: -log p(x | z) + KL(q(z | x) || p(z)). With relaxed z it is not a bound.
-inline Loss training_loss(const Model& model, const Tensor& x, float tau, bool hard, Generator& gen) {
+using estimators::Estimator;
+
+inline Discrete discrete_kind(const Model& model) {
+    return model.latent == Latent::bernoulli ? Discrete::bernoulli() : Discrete::categorical(classes);
+}
+
+// The negative ELBO of a batch x [B, 784], averaged over the batch: -log p(x | z) + KL(q(z | x) ||
+// p(z)), the KL analytic. z comes from the estimator: a one-evaluation estimator's sample at
+// temperature tau (relaxed for gs: then it is not a bound), or the estimator's surrogate of the
+// reconstruction loss (rloo and vimco with 2 samples per image; vimco's is their 2-sample bound).
+inline Loss training_loss(const Model& model, const Tensor& x, Estimator& estimator, float tau, Generator& gen) {
+    const Discrete kind = discrete_kind(model);
+    estimator.require(kind);
     const Tensor logits = model.encoder->forward(x);
-    const Tensor z = model.latent == Latent::bernoulli
-                         ? binary_concrete(logits, BinaryConcreteOptions().tau(tau).hard(hard).generator(&gen))
-                         : gumbel_softmax(logits, GumbelSoftmaxOptions().tau(tau).hard(hard).classes(classes).generator(&gen));
-    const Tensor reconstruction = binary_cross_entropy_with_logits(model.decoder->forward(z), x, Reduction::sum);
-    const Tensor objective = mul(add(reconstruction, sum(kl_to_prior(model, logits))), 1.0f / float(x.shape()[0]));
+    const Tensor kl = sum(kl_to_prior(model, logits));
+    const float per_image = 1.0f / float(x.shape()[0]);
+    estimator.settings().tau = tau;
+    if (estimator.form() == estimators::Form::one_evaluation) {
+        const Tensor z = estimator.sample(logits, kind, gen);
+        const Tensor reconstruction = binary_cross_entropy_with_logits(model.decoder->forward(z), x, Reduction::sum);
+        const Tensor objective = mul(add(reconstruction, kl), per_image);
+        return {objective, objective.item()};
+    }
+    // -log p(x | z) of each image, for z of the batch once or several times over (sample-major)
+    const SampleLoss reconstruction = [&](const Tensor& z) {
+        const std::size_t copies = z.shape()[0] / x.shape()[0];
+        const Tensor xs = copies > 1 ? concat(std::vector<Tensor>(copies, x), 0) : x;
+        return sum(binary_cross_entropy_with_logits(model.decoder->forward(z), xs, Reduction::none), 1);
+    };
+    const Tensor objective = mul(add(sum(estimator.surrogate(logits, kind, reconstruction, gen, 2)), kl), per_image);
     return {objective, objective.item()};
 }
 

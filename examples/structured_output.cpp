@@ -30,17 +30,15 @@ struct Options {
     std::size_t validation = mnist::validation_size;
 };
 
-const std::vector<std::string> latents = {"bernoulli", "categorical"}, estimators = {"gs", "st-gs", "st", "sf"},
-                               binarizations = {"fixed", "threshold", "dynamic"};
+const std::vector<std::string> latents = {"bernoulli", "categorical"}, binarizations = {"fixed", "threshold", "dynamic"};
 
 void add_flags(CLI::App& app, Options& o) {
     harness::add_common_flags(app, o.run);
     harness::add_choice(app, "--latent", o.latent, "bernoulli: binary units (Binary Concrete when relaxed); categorical: "
                                          "hidden/10 variables of 10 classes (Gumbel-Softmax when relaxed)", latents);
-    harness::add_choice(app, "--estimator", o.estimator,
-                   "Gradient estimator: gs (relaxed samples), st-gs (straight-through Gumbel-Softmax: discrete "
-                   "forward, relaxed gradient), st (plain straight-through: discrete sample forward, gradient of the "
-                   "probabilities backward), sf (score function / REINFORCE with a moving-average baseline)", estimators);
+    harness::add_estimator_flag(app, o.estimator, {Discrete::bernoulli(), Discrete::categorical(classes)},
+                                "muprop, arm, disarm and rebar need one layer of latents and do not apply here; rloo "
+                                "and vimco need --samples >= 2");
     harness::add_choice(app, "--binarize", o.binarize,
                    "fixed: each pixel sampled once from its intensity (fixed seed, the paper's data); threshold: "
                    "intensity > 0.5 (an easier data set, lower NLL); dynamic: training images resampled every batch", binarizations);
@@ -72,8 +70,9 @@ int run(int argc, char** argv) {
     if (const auto status = harness::parse(app, argc, argv)) return *status;
 
     const Latent latent = Latent(harness::index_of(o.latent, latents));
-    const Estimator estimator = Estimator(harness::index_of(o.estimator, estimators));
+    Estimator estimator(o.estimator);
     const auto binarization = mnist::Binarization(harness::index_of(o.binarize, binarizations));
+    harness::require_estimator([&] { require_applies(estimator, latent, o.samples); });
     harness::require(latent == Latent::bernoulli || o.hidden % classes == 0,
                      "--hidden " + std::to_string(o.hidden) + " is not divisible by 10: categorical units are variables of 10 classes");
     const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing);
@@ -89,7 +88,6 @@ int run(int argc, char** argv) {
     Model model(latent, o.hidden, init);
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
     Generator noise(harness::derive_seed(o.run.seed, noise_seed)), binarize(harness::derive_seed(o.run.seed, binarize_seed));
-    nn::Reinforce reinforce(0.9f);
     bool baseline_set = false;  // the score function's baseline: after its first batch
     Tensor upper(Array::from_shape({o.run.batch_size, mnist::half_pixels}));
     Tensor lower(Array::from_shape({o.run.batch_size, mnist::half_pixels}));
@@ -104,8 +102,8 @@ int run(int argc, char** argv) {
             mnist::binarize_sample(lower.value(), binarize);
         }
         const float tau = temperature.at(std::int64_t(step));
-        baseline_set = baseline_set || estimator == Estimator::sf;
-        return training_loss(model, upper, lower, estimator, tau, o.samples, noise, &reinforce);
+        baseline_set = baseline_set || estimator.name() == "sf";
+        return training_loss(model, upper, lower, estimator, tau, o.samples, noise);
     };
     // The evaluation after each epoch: the validation NLL.
     ex.columns = {{"val_nll", "%8.3f"}, {"tau", "%.4f"}, {"lr", "%g"}};
@@ -122,14 +120,14 @@ int run(int argc, char** argv) {
     // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
     for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
         ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
-    ex.save_state = [&](Checkpoint& ck) { ck.put("run.baseline", Array{baseline_set ? reinforce.baseline() : NAN}); };
+    ex.save_state = [&](Checkpoint& ck) { ck.put("run.baseline", Array{baseline_set ? estimator.reinforce().baseline() : NAN}); };
     ex.load_state = [&](const Checkpoint& ck) {
         const Array& entry = ck.get("run.baseline");
         if (entry.size() != 1 || std::isinf(entry.data()[0]))  // NaN: no baseline yet
             throw CheckpointError("checkpoint: entry 'run.baseline' is not one finite number or NaN (not the state "
                                   "of a run)");
         const float b = entry.data()[0];
-        if ((baseline_set = !std::isnan(b))) reinforce.set_baseline(b);
+        if ((baseline_set = !std::isnan(b))) estimator.reinforce().set_baseline(b);
     };
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;

@@ -22,11 +22,11 @@ namespace structured {
 using namespace tg;
 
 enum class Latent { bernoulli, categorical };
-// gs: relaxed samples (Binary Concrete / Gumbel-Softmax); st_gs: their straight-through
-// version (discrete forward, relaxed gradient); st: plain straight-through (a discrete sample
-// forward, the gradient of the probabilities backward); sf: score function (REINFORCE) with a
-// moving-average baseline.
-enum class Estimator { gs, st_gs, st, sf };
+// The gradient estimator is the library's, chosen by name (tg::estimators::Estimator): the
+// one-evaluation ones give the units' samples, the score-function ones (sf, nvil, rloo, vimco)
+// a surrogate of the loss. Estimators of one layer of latents (muprop, arm, disarm, rebar) do
+// not apply to this model's two stochastic layers.
+using estimators::Estimator;
 
 constexpr std::size_t classes = 10;  // of each categorical variable
 
@@ -49,22 +49,31 @@ struct Model : nn::Module {
 // [rows, hidden] seen as [rows, hidden / 10, 10]: categorical variables of 10 classes.
 inline Shape grouped(const Tensor& a) { return {a.shape()[0], a.shape()[1] / classes, classes}; }
 
-// One layer of stochastic units from its logits [rows, hidden], for training. For sf the sample
-// is discrete and carries no gradient; log_q [rows] receives sum over units of log q(h | logits).
-inline Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator estimator, float tau, Generator& gen,
+inline Discrete discrete_kind(Latent latent) {
+    return latent == Latent::bernoulli ? Discrete::bernoulli() : Discrete::categorical(classes);
+}
+
+// Throws std::invalid_argument unless the estimator applies to this model with m samples.
+inline void require_applies(const Estimator& estimator, Latent latent, std::size_t m) {
+    estimator.require(discrete_kind(latent));
+    if (estimator.form() == estimators::Form::one_layer)
+        throw std::invalid_argument("estimator " + estimator.name() + " needs the loss of one layer's sample; this model "
+                                    "has two stochastic layers (use sf, nvil, rloo, vimco or a one-evaluation estimator)");
+    if ((estimator.name() == "rloo" || estimator.name() == "vimco") && m < 2)
+        throw std::invalid_argument("estimator " + estimator.name() + " needs m >= 2 samples per image (--samples), got " +
+                                    std::to_string(m));
+}
+
+// One layer of stochastic units from its logits [rows, hidden], for training. For the
+// score-function estimators the sample is discrete and carries no gradient; log_q [rows]
+// receives sum over units of log q(h | logits).
+inline Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator& estimator, float tau, Generator& gen,
                                Tensor* log_q) {
-    const bool bernoulli = latent == Latent::bernoulli;
-    if (estimator == Estimator::gs || estimator == Estimator::st_gs) {
-        const bool hard = estimator == Estimator::st_gs;
-        if (bernoulli) return binary_concrete(logits, BinaryConcreteOptions().tau(tau).hard(hard).generator(&gen));
-        return gumbel_softmax(logits, GumbelSoftmaxOptions().tau(tau).hard(hard).classes(classes).generator(&gen));
+    if (estimator.form() == estimators::Form::one_evaluation) {
+        estimator.settings().tau = tau;
+        return estimator.sample(logits, discrete_kind(latent), gen);
     }
-    if (estimator == Estimator::st) {
-        if (bernoulli) return straight_through_bernoulli(logits, &gen);
-        return reshape(straight_through_categorical(reshape(logits, grouped(logits)), GumbelSoftmaxOptions().generator(&gen)),
-                       logits.shape());
-    }
-    if (bernoulli) {  // sf
+    if (latent == Latent::bernoulli) {
         const dist::Bernoulli q = dist::Bernoulli::from_logits(logits);
         Tensor h = q.sample(&gen);
         *log_q = sum(q.log_prob(h), 1);
@@ -79,13 +88,13 @@ inline Tensor stochastic_units(const Tensor& logits, Latent latent, Estimator es
 using Loss = harness::Loss;  // objective: on the tape; value: the batch mean of the loss, to report
 
 // The training objective on one batch: the NLL of the lower half given the sampled units
-// (with samples m > 1, -log-mean-exp of the m likelihoods), averaged over the batch. For sf the
-// objective is the surrogate mean(f + stop_grad(f - b) log q(h)) with the baseline b of
-// reinforce, which is then updated (reinforce may be nullptr for the other estimators).
-inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor& lower, Estimator estimator,
-                          float tau, std::size_t m, Generator& gen, nn::Reinforce* reinforce = nullptr) {
-    const bool sf = estimator == Estimator::sf;
-    if (sf && !reinforce) throw std::invalid_argument("training_loss: the score function needs a Reinforce baseline");
+// (with samples m > 1, -log-mean-exp of the m likelihoods; rloo: their mean), averaged over the
+// batch. For the score-function estimators the objective is the estimator's surrogate of it,
+// from each sample's loss and log q(h1, h2).
+inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor& lower, Estimator& estimator,
+                          float tau, std::size_t m, Generator& gen) {
+    require_applies(estimator, model.latent, m);
+    const bool score = estimator.form() == estimators::Form::score;
     const std::size_t batch = upper.shape()[0];
     // with m > 1 the batch m times over, sample-major: row s * batch + i is image i
     const Tensor x = m > 1 ? concat(std::vector<Tensor>(m, upper), 0) : upper;
@@ -94,21 +103,19 @@ inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor&
     Tensor h1 = stochastic_units(model.fc1->forward(x), model.latent, estimator, tau, gen, &log_q1);
     Tensor h2 = stochastic_units(model.fc2->forward(h1), model.latent, estimator, tau, gen, &log_q2);
     Tensor logits = model.fc3->forward(h2);
-    if (m == 1 && !sf) {  // the common case: one fused node, summed over pixels and the batch
+    if (m == 1 && !score) {  // the common case: one fused node, summed over pixels and the batch
         Tensor objective = mul(binary_cross_entropy_with_logits(logits, y, Reduction::sum), 1.0f / batch);
         return {objective, objective.item()};
     }
-    // f [batch]: each example's loss, -log p(lower | h), or -log((1/m) sum_s p(lower | h_s))
+    // f [batch] or [m, batch]: each sample's loss, -log p(lower | h)
     Tensor f = sum(binary_cross_entropy_with_logits(logits, y, Reduction::none), 1);
-    if (m > 1) f = neg(log_mean_exp(neg(reshape(f, {m, batch})), 0));
-    const double mean_f = std::accumulate(f.value().begin(), f.value().end(), 0.0) / static_cast<double>(batch);
-    if (!sf) return {mean(f), mean_f};
-    // the surrogate f + stop_grad(f - b) log q(h), with log q of all m samples of an example
+    if (m > 1) f = reshape(f, {m, batch});
+    const Tensor bound = m > 1 ? (estimator.name() == "rloo" ? mean(f, 0) : neg(log_mean_exp(neg(f), 0))) : f;
+    const double mean_f = std::accumulate(bound.value().begin(), bound.value().end(), 0.0) / static_cast<double>(batch);
+    if (!score) return {mean(bound), mean_f};
     Tensor log_q = add(log_q1, log_q2);
-    if (m > 1) log_q = sum(reshape(log_q, {m, batch}), 0);
-    Tensor objective = mean(reinforce->surrogate(f, log_q));
-    reinforce->update(f);
-    return {objective, mean_f};
+    if (m > 1) log_q = reshape(log_q, {m, batch});
+    return {mean(estimator.surrogate_of(f, log_q)), mean_f};
 }
 
 // ---- Evaluation: discrete samples, no tape -----------------------------------------------

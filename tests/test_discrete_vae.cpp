@@ -116,9 +116,10 @@ TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both laten
     const mnist::DataSet set = bars(80, 2);
     const Tensor x(as_floats(set));
     for (const Latent latent : {Latent::bernoulli, Latent::categorical})
-        for (const bool hard : {false, true}) {
+        for (const std::string name : {"gs", "st-gs"}) {
             CAPTURE(int(latent));
-            CAPTURE(hard);
+            CAPTURE(name);
+            Estimator estimator(name);
             Generator init(1), gen(2);
             Model model(latent, latent == Latent::bernoulli ? 20 : 4, init);
             optim::Adam adam(model.parameters(), {1e-2f});
@@ -126,7 +127,7 @@ TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both laten
             const double before = evaluate(model, set, 20, 3).neg_elbo;
             double first = 0.0, last = 0.0;
             for (int step = 0; step < 300; ++step) {
-                const Loss loss = training_loss(model, x, tau.at(step), hard, gen);
+                const Loss loss = training_loss(model, x, estimator, tau.at(step), gen);
                 REQUIRE(std::isfinite(loss.neg_elbo));
                 (step == 0 ? first : last) = loss.neg_elbo;
                 loss.objective.backward();
@@ -174,7 +175,7 @@ TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a r
 TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused with one line naming the flag") {
     tgtest::TempDir dir;
     const std::vector<std::pair<std::string, std::string>> bad = {
-        {"--latent gaussian", "gaussian"}, {"--estimator sf", "sf"}, {"--tau 0", "--tau"}, {"--tau 0.2", "--tau-min"},
+        {"--latent gaussian", "gaussian"}, {"--estimator vimcoo", "vimcoo"}, {"--latent categorical --estimator arm", "does not apply to categorical"}, {"--tau 0", "--tau"}, {"--tau 0.2", "--tau-min"},
         {"--lr -1", "--lr"}, {"--anneal-every 0", "--anneal-every"}, {"--eval-samples 20000", "--eval-samples"},
         {"--val-samples -1", "--val-samples"}, {"--validation 0", "--validation"}, {"--batch-size 321", "--batch-size"},
         {"--optimizer rmsprop", "--optimizer"}, {"--momentum 1", "--momentum"},

@@ -168,8 +168,9 @@ TEST_CASE("Parallel: training steps with two threads repeat bit for bit and matc
         for (float& v : lower.value()) v = data.uniform() < 0.3f ? 1.0f : 0.0f;
         structured::Model model(structured::Latent::categorical, 200, init);
         optim::Adam adam(model.parameters());
+        structured::Estimator gs("gs");
         for (int step = 0; step < 3; ++step) {
-            structured::training_loss(model, upper, lower, structured::Estimator::gs, 1.0f, 1, noise).objective.backward();
+            structured::training_loss(model, upper, lower, gs, 1.0f, 1, noise).objective.backward();
             adam.step();
             adam.zero_grad();
         }

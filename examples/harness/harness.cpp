@@ -121,6 +121,30 @@ std::size_t index_of(const std::string& value, const std::vector<std::string>& c
     return static_cast<std::size_t>(std::find(choices.begin(), choices.end(), value) - choices.begin());
 }
 
+CLI::Option* add_estimator_flag(CLI::App& app, std::string& value, const std::vector<tg::Discrete>& kinds,
+                                const std::string& note) {
+    std::vector<std::string> names;
+    std::string help = "Gradient estimator of the discrete units:";
+    for (const tg::estimators::Info& i : tg::estimators::all()) {
+        std::string takes;
+        for (const tg::Discrete& k : kinds)
+            if (k.is_bernoulli() ? i.bernoulli : i.categorical) takes += (takes.empty() ? "" : "/") + std::string(k.name());
+        if (takes.empty()) continue;
+        names.emplace_back(i.name);
+        help += std::string("\n  ") + i.name + ": " + i.summary + (takes.find('/') == std::string::npos ? " (" + takes + " only)" : "");
+    }
+    if (!note.empty()) help += "\n  " + note;
+    return add_choice(app, "--estimator", value, help, names);
+}
+
+void require_estimator(const std::function<void()>& check) {
+    try {
+        check();
+    } catch (const std::invalid_argument& e) {
+        throw UsageError(std::string("--estimator: ") + e.what());
+    }
+}
+
 void add_common_flags(CLI::App& app, Flags& f) {
     app.get_formatter()->column_width(34);
     // a flag given twice takes its last value: a script's defaults can be overridden after them

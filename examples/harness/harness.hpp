@@ -38,6 +38,7 @@
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
 #include "datasets/mnist.hpp"
+#include "layers/estimator_choice.hpp"
 #include "layers/module.hpp"
 #include "optim/optimizer.hpp"
 #include "serialize/checkpoint.hpp"
@@ -97,6 +98,13 @@ CLI::Option* add_choice(CLI::App& app, const std::string& name, std::string& val
                         const std::vector<std::string>& choices);
 // The position of value in choices (add_choice has checked that it is there).
 std::size_t index_of(const std::string& value, const std::vector<std::string>& choices);
+// --estimator: any estimator of the library (tg::estimators) that applies to one of the latent
+// kinds, each listed with its summary and the kinds it takes; note adds what the model refuses.
+CLI::Option* add_estimator_flag(CLI::App& app, std::string& value, const std::vector<tg::Discrete>& kinds,
+                                const std::string& note);
+// Runs check, which throws std::invalid_argument when the estimator does not fit the model, and
+// turns that into a UsageError (exit 2) with its message.
+void require_estimator(const std::function<void()>& check);
 
 // Parses argv into app's variables: nothing to go on, or the exit status to stop with now (0
 // after --help, 2 after a one-line error on err, "program: message").
