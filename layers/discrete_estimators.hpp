@@ -144,7 +144,8 @@ Tensor relax_estimator(const Tensor& logits, Discrete kind, const SampleLoss& f,
 // `value` is f(D) per example. The mean of the estimate does not depend on c, so
 // grad({sum(square(gradient))}, {eta, log_tau, ...}) is the gradient of its variance. The model
 // then takes the estimate: logits.backward(gradient.value()) (and value's backward for f's own
-// parameters). The logits must require grad; their graph is kept for that backward.
+// parameters). The logits must require grad; their graph is kept for that backward (the nodes
+// stay on the tape until a backward without retain_tape walks them or Tape::clear).
 struct ControlledEstimate {
     Tensor value, gradient;
 };

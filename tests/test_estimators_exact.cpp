@@ -616,7 +616,10 @@ TEST_CASE("Estimators exact: REBAR and RELAX tuned by the gradient of their vari
 }
 
 TEST_CASE("Estimators: the gradient of REBAR's and RELAX's single-sample variance matches finite differences") {
-    // gradcheck evaluates under NoGradGuard, where no estimate of a gradient can be made: by hand
+    // gradcheck evaluates under NoGradGuard, where no estimate of a gradient can be made: by hand.
+    // A tape of its own: the estimates keep their graphs (retain_graph) until it ends.
+    Tape tape;
+    TapeScope scope(tape);
     const SampleLoss f = toy_loss(0.45f);
     const Tensor eta = Tensor::scalar(0.8f, true), log_tau = Tensor::scalar(std::log(0.7f), true);
     const Tensor w(Array{{0.3f, -0.2f, 0.5f}}, true);  // r(z) = sum(tanh(z w))
