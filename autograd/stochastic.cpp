@@ -32,7 +32,7 @@ std::string printed(float v) {
 void check_tau(float tau, const char* op) {
     if (!(tau > 0.0f) || !std::isfinite(tau))
         throw std::invalid_argument(std::string(op) + ": the temperature tau must be positive and finite, got " +
-                                    std::to_string(tau));
+                                    printed(tau));
     if (tau < FLT_MIN || !std::isfinite(1.0f / tau))
         throw std::invalid_argument(std::string(op) + ": the temperature tau " + printed(tau) +
                                     " is below the smallest normal float 1.17549435e-38 (1/tau overflows); use a "
