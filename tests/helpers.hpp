@@ -45,6 +45,15 @@ inline tg::Tensor random_tensor(const tg::Shape& shape, std::uint64_t seed, floa
     return tg::Tensor(std::move(a), requires_grad);
 }
 
+// Values in [lo, hi) kept at least `gap` away from each kink, for the ops with a corner.
+inline tg::Tensor away_from(const std::vector<float>& kinks, const tg::Shape& shape, std::uint64_t seed, float lo, float hi,
+                 float gap = 0.05f) {
+    tg::Tensor t = random_tensor(shape, seed, lo, hi);
+    for (float& v : t.value())
+        for (float k : kinks)
+            if (std::abs(v - k) < gap) v = v < k ? k - gap : k + gap;
+    return t;
+}
 // CHECKs the tape's gradients of f at inputs against central finite differences.
 inline void check_gradients(const std::function<tg::Tensor(const std::vector<tg::Tensor>&)>& f,
                             const std::vector<tg::Tensor>& inputs, tg::GradCheckOptions options = {}) {

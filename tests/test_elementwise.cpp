@@ -5,6 +5,7 @@
 
 using namespace tg;
 using tgtest::check_gradients;
+using tgtest::away_from;
 using tgtest::random_tensor;
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
@@ -26,15 +27,6 @@ Array shaped(const Shape& shape, const std::vector<float>& values) {
     return a;
 }
 
-// Values in [lo, hi) kept at least `gap` away from each kink, for the ops with a corner.
-Tensor away_from(const std::vector<float>& kinks, const Shape& shape, std::uint64_t seed, float lo, float hi,
-                 float gap = 0.05f) {
-    Tensor t = random_tensor(shape, seed, lo, hi);
-    for (float& v : t.value())
-        for (float k : kinks)
-            if (std::abs(v - k) < gap) v = v < k ? k - gap : k + gap;
-    return t;
-}
 }  // namespace
 
 TEST_CASE("Elementwise: unary ops match hand-computed values") {
