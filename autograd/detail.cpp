@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "autograd/kernels/broadcast.hpp"
+#include "autograd/ops.hpp"
 
 namespace tg::detail {
 
@@ -15,19 +16,6 @@ std::size_t normalize_axis(int axis, const Array::shape_type& shape, const char*
     return static_cast<std::size_t>(a);
 }
 
-Array::shape_type broadcast_shapes(const Array::shape_type& a, const Array::shape_type& b, const char* op) {
-    const std::size_t n = std::max(a.size(), b.size()), pad_a = n - a.size(), pad_b = n - b.size();
-    Array::shape_type out(n, 1);
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t da = i < pad_a ? 1 : a[i - pad_a], db = i < pad_b ? 1 : b[i - pad_b];
-        if (da != db && da != 1 && db != 1)
-            throw std::invalid_argument(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
-                                        " cannot be broadcast together");
-        out[i] = da == 1 ? db : da;
-    }
-    return out;
-}
-
 Array::shape_type reduced_shape(const Array::shape_type& shape, std::size_t axis, bool keepdims) {
     Array::shape_type out = shape;
     if (keepdims) out[axis] = 1;
@@ -35,16 +23,17 @@ Array::shape_type reduced_shape(const Array::shape_type& shape, std::size_t axis
     return out;
 }
 
-Array sum_to(const Array& g, const Array::shape_type& shape) {
+void require_sums_to(const Shape& from, const Shape& shape, const char* op) {
+    bool ok = shape.size() <= from.size();
+    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] == 1 || shape[i] == from[from.size() - shape.size() + i];
+    if (!ok)
+        throw std::invalid_argument(std::string(op) + ": a gradient of shape " + shape_str(from) +
+                                    " does not sum down to its tensor's shape " + shape_str(shape));
+}
+
+Array sum_to(const Array& g, const Shape& shape, const char* op) {
     if (g.shape() == shape) return g;
-    if (shape.size() > g.dimension())
-        throw std::invalid_argument("sum_to: cannot sum a gradient of shape " + shape_str(g.shape()) +
-                                    " down to the larger rank of " + shape_str(shape));
-    const std::size_t lead = g.dimension() - shape.size();
-    for (std::size_t i = 0; i < shape.size(); ++i)
-        if (shape[i] != 1 && shape[i] != g.shape()[lead + i])
-            throw std::invalid_argument("sum_to: a gradient of shape " + shape_str(g.shape()) +
-                                        " does not broadcast from " + shape_str(shape));
+    require_sums_to(g.shape(), shape, op);
     Array out = Array::from_shape(shape);
     kernels::sum_to(g.data(), g.shape(), shape, out.data());
     return out;
@@ -83,3 +72,20 @@ Array& grad_for_accumulate(const Tensor& t, float& beta, const char* op) {
 }
 
 }  // namespace tg::detail
+
+namespace tg {
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+    const std::size_t n = std::max(a.size(), b.size()), pad_a = n - a.size(), pad_b = n - b.size();
+    Shape out(n, 1);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t da = i < pad_a ? 1 : a[i - pad_a], db = i < pad_b ? 1 : b[i - pad_b];
+        if (da != db && da != 1 && db != 1)
+            throw std::invalid_argument(std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
+                                        " cannot be broadcast together");
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+}  // namespace tg

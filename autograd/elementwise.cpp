@@ -1,6 +1,5 @@
 #include <cmath>
 #include <string>
-#include <type_traits>
 
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
@@ -11,23 +10,9 @@
 
 namespace tg {
 
-using detail::accumulate_expr;
 using In = const std::vector<Tensor>&;
 
 namespace {
-// Accumulates e (of the broadcast output's shape) into t, summed down to t's shape if t
-// was broadcast. The common unbroadcast case writes straight into the gradient buffer.
-template <class E>
-void accumulate_broadcast(const Tensor& t, const E& e, const char* op) {
-    const auto& es = e.shape();
-    if (std::equal(es.begin(), es.end(), t.shape().begin(), t.shape().end())) accumulate_expr(t, e, op);
-    else if constexpr (std::is_same_v<E, Array>) t.accumulate_grad(detail::sum_to(e, t.shape()), op);
-    else t.accumulate_grad(detail::sum_to(Array(e), t.shape()), op);
-}
-void accumulate_broadcast(const Tensor& t, const Tensor& g, const char* op) {
-    t.accumulate_grad(g.shape() == t.shape() ? g : sum_to(g, t.shape()), op);
-}
-
 // What a backward sees: the output's gradient g, the inputs x (and y), the output out. Arrays
 // for first-order gradients; tensors while creating_graph(), so that one generic formula
 // (`d.g * d.out`) gives both the fast path and a recorded, differentiable one.
@@ -35,33 +20,29 @@ template <class T> struct Unary { const T &g, &x, &out; };
 template <class T> struct Binary { const T &g, &x, &y, &out; };
 
 // A one-input op: its value(x) and its input's gradient grad(Unary), an expression written
-// straight into the gradient buffer.
+// straight into the gradient buffer (accumulate_grad).
 template <class Value, class Grad>
 Tensor unary(const char* op, const Tensor& a, Value value, Grad grad) {
     detail::require_defined(op, {&a});
     return record(op, value(a.value()), {a}, [op, grad](In in, const Tensor& out) {
-        if (!in[0].requires_grad()) return;
-        if (creating_graph()) {
-            const Tensor g = out.grad_tensor();
-            const Unary<Tensor> d{g, in[0], out};
-            return in[0].accumulate_grad(grad(d), op);
-        }
-        const Unary<Array> d{out.grad(), in[0].value(), out.value()};
-        accumulate_expr(in[0], grad(d), op);
+        auto run = [&](const auto& d) { in[0].accumulate_grad(grad(d), op); };
+        if (!creating_graph()) return run(Unary<Array>{out.grad(), in[0].value(), out.value()});
+        const Tensor g = out.grad_tensor();
+        run(Unary<Tensor>{g, in[0], out});
     });
 }
 
 // A two-input op that broadcasts: value(x, y) and each input's gradient grad_x(Binary),
-// grad_y(Binary), expressions of the output's shape summed down to the input's if it was broadcast.
+// grad_y(Binary), of the output's shape (accumulate_grad sums them down to a broadcast input's).
 template <class Value, class GradX, class GradY>
 Tensor binary(const char* op, const Tensor& a, const Tensor& b, Value value, GradX grad_x, GradY grad_y) {
     detail::require_defined(op, {&a, &b});
     // Shapes must broadcast; the error names the op before xtensor would throw its own.
-    if (a.shape() != b.shape()) detail::broadcast_shapes(a.shape(), b.shape(), op);
+    if (a.shape() != b.shape()) broadcast_shapes(a.shape(), b.shape(), op);
     return record(op, value(a.value(), b.value()), {a, b}, [op, grad_x, grad_y](In in, const Tensor& out) {
         auto both = [&](const auto& d) {
-            if (in[0].requires_grad()) accumulate_broadcast(in[0], grad_x(d), op);
-            if (in[1].requires_grad()) accumulate_broadcast(in[1], grad_y(d), op);
+            if (in[0].requires_grad()) in[0].accumulate_grad(grad_x(d), op);
+            if (in[1].requires_grad()) in[1].accumulate_grad(grad_y(d), op);
         };
         if (!creating_graph()) return both(Binary<Array>{out.grad(), in[0].value(), in[1].value(), out.value()});
         const Tensor g = out.grad_tensor();
@@ -185,7 +166,7 @@ Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {
     detail::require_defined("where", {&condition_tensor, &a, &b});
     const Array& condition = condition_tensor.value();
     try {
-        detail::broadcast_shapes(detail::broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where");
+        broadcast_shapes(broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where");
     } catch (const std::invalid_argument&) {
         throw std::invalid_argument("where: shapes " + shape_str(condition.shape()) + " (condition), " +
                                     shape_str(a.shape()) + " and " + shape_str(b.shape()) +
@@ -199,8 +180,8 @@ Tensor where(const Tensor& condition_tensor, const Tensor& a, const Tensor& b) {
     return record("where", xt::where(xt::not_equal(condition, 0.0f), a.value(), b.value()), {a, b, cond},
                   [](In in, const Tensor& out) {
                       const Tensor g = out.grad_tensor();
-                      if (in[0].requires_grad()) accumulate_broadcast(in[0], where(in[2], g, 0.0f), "where");
-                      if (in[1].requires_grad()) accumulate_broadcast(in[1], where(in[2], 0.0f, g), "where");
+                      if (in[0].requires_grad()) in[0].accumulate_grad(where(in[2], g, 0.0f), "where");
+                      if (in[1].requires_grad()) in[1].accumulate_grad(where(in[2], 0.0f, g), "where");
                   });
 }
 

@@ -171,7 +171,7 @@ Tensor concat(const std::vector<Tensor>& parts, int axis) {
 Tensor broadcast_to(const Tensor& a, const Shape& shape) {
     detail::require_defined("broadcast_to", {&a});
     element_count(shape, "broadcast_to");
-    if (detail::broadcast_shapes(a.shape(), shape, "broadcast_to") != shape)
+    if (broadcast_shapes(a.shape(), shape, "broadcast_to") != shape)
         throw std::invalid_argument("broadcast_to: a tensor of shape " + shape_str(a.shape()) +
                                     " does not broadcast to " + shape_str(shape));
     return record("broadcast_to", Array(xt::broadcast(a.value(), shape)), {a}, [](In in, const Tensor& out) {
@@ -204,8 +204,6 @@ Tensor stack(const std::vector<Tensor>& parts, int axis) {
     for (std::size_t d = 0; d < out_shape.size(); ++d) out_shape[d] = d < ax ? first[d] : d == ax ? parts.size() : first[d - 1];
     return join(parts, ax, out_shape, "stack");
 }
-
-Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) { return detail::broadcast_shapes(a, b, op); }
 
 // ---- repeat and split: compositions of the ops above (so a create_graph backward needs nothing new)
 

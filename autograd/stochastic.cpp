@@ -27,18 +27,6 @@ std::string printed(float v) {
     return buf;
 }
 
-// A denormal tau passes "positive", yet 1/tau overflows or the division loses its digits: the
-// samples and gradients would be NaN.
-void check_tau(float tau, const char* op) {
-    if (!(tau > 0.0f) || !std::isfinite(tau))
-        throw std::invalid_argument(std::string(op) + ": the temperature tau must be positive and finite, got " +
-                                    printed(tau));
-    if (tau < FLT_MIN || !std::isfinite(1.0f / tau))
-        throw std::invalid_argument(std::string(op) + ": the temperature tau " + printed(tau) +
-                                    " is below the smallest normal float 1.17549435e-38 (1/tau overflows); use a "
-                                    "larger tau");
-}
-
 // A discrete sample of NaN or infinite logits would look normal (argmax and comparisons
 // ignore NaN): refuse it, under AnomalyGuard as an AnomalyError.
 void require_finite_logits(const Tensor& logits, const char* op) {
@@ -175,15 +163,7 @@ Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, const BinaryCo
                                     : out;
             return in[0].accumulate_grad(out.grad_tensor() * y_t * (1.0f - y_t) * inv_tau, op);
         }
-        float beta;
-        Array& dx = detail::grad_for_accumulate(in[0], beta, op);
-        float* d = dx.data();
-        const float* yp = y.data();
-        const float* gp = out.grad().data();
-        if (beta == 0.0f)  // over a reused or fresh buffer, which may hold anything
-            for (std::size_t i = 0; i < dx.size(); ++i) d[i] = gp[i] * yp[i] * (1.0f - yp[i]) * inv_tau;
-        else
-            for (std::size_t i = 0; i < dx.size(); ++i) d[i] += gp[i] * yp[i] * (1.0f - yp[i]) * inv_tau;
+        in[0].accumulate_grad(out.grad() * y * (1.0f - y) * inv_tau, op);
     };
     if (!hard)
         return record(op, std::move(z), {logits}, [backward](In in, const Tensor& out) { backward(in, out, out.value()); });
@@ -201,16 +181,17 @@ Array noise_of(const Array& u, const NoiseKind& noise, const char* op) {
 
 }  // namespace
 
-GumbelSoftmaxOptions& GumbelSoftmaxOptions::tau(float tau) {
-    check_tau(tau, "GumbelSoftmaxOptions::tau");
-    tau_ = tau;
-    return *this;
-}
-
-BinaryConcreteOptions& BinaryConcreteOptions::tau(float tau) {
-    check_tau(tau, "BinaryConcreteOptions::tau");
-    tau_ = tau;
-    return *this;
+// A denormal tau passes "positive", yet 1/tau overflows or the division loses its digits: the
+// samples and gradients would be NaN.
+float detail::checked_tau(float tau, const char* op) {
+    if (!(tau > 0.0f) || !std::isfinite(tau))
+        throw std::invalid_argument(std::string(op) + ": the temperature tau must be positive and finite, got " +
+                                    printed(tau));
+    if (tau < FLT_MIN || !std::isfinite(1.0f / tau))
+        throw std::invalid_argument(std::string(op) + ": the temperature tau " + printed(tau) +
+                                    " is below the smallest normal float 1.17549435e-38 (1/tau overflows); use a "
+                                    "larger tau");
+    return tau;
 }
 
 kernels::AxisView detail::class_view(const Array::shape_type& shape, const GumbelSoftmaxOptions& options,

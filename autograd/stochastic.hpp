@@ -12,54 +12,57 @@
 
 namespace tg {
 
-// The options of every categorical sampler (gumbel_softmax, gumbel_max,
-// straight_through_categorical) and of nn::GumbelSoftmax, set by chaining:
+namespace detail {
+float checked_tau(float tau, const char* op);  // tau, or std::invalid_argument naming op
+}
+
+// What the options of every sampler hold, set by chaining (Self: the options class):
 //     gumbel_softmax(logits, GumbelSoftmaxOptions().tau(0.5f).hard(true).generator(&gen))
-class GumbelSoftmaxOptions {
+template <class Self>
+class SamplerOptions {
 public:
     // The temperature: a normal positive float whose 1/tau is finite (else std::invalid_argument).
-    GumbelSoftmaxOptions& tau(float tau);
-    // Straight-through: the forward value is the exact one-hot of argmax(logits + g), the
-    // gradient the relaxed one.
-    GumbelSoftmaxOptions& hard(bool hard) { hard_ = hard; return *this; }
+    Self& tau(float tau) { tau_ = detail::checked_tau(tau, Self::tau_op); return self(); }
+    // Straight-through: the forward value is the exact discrete sample (the one-hot of
+    // argmax(logits + g), or {0,1} where logits + noise > 0), the gradient the relaxed one.
+    Self& hard(bool hard) { hard_ = hard; return self(); }
+    // Where the noise comes from; nullptr: default_generator() at each call.
+    Self& generator(Generator* generator) { generator_ = generator; return self(); }
+
+    float tau() const { return tau_; }
+    bool hard() const { return hard_; }
+    Generator* generator() const { return generator_; }
+
+private:
+    Self& self() { return static_cast<Self&>(*this); }
+    float tau_ = 1.0f;
+    bool hard_ = false;
+    Generator* generator_ = nullptr;
+};
+
+// The options of every categorical sampler (gumbel_softmax, gumbel_max,
+// straight_through_categorical) and of nn::GumbelSoftmax.
+class GumbelSoftmaxOptions : public SamplerOptions<GumbelSoftmaxOptions> {
+public:
+    static constexpr const char* tau_op = "GumbelSoftmaxOptions::tau";
     // The axis holding the classes (negative: from the end).
     GumbelSoftmaxOptions& axis(int axis) { axis_ = axis; return *this; }
     // 0: the whole axis is one variable. K > 0: the axis holds G * K entries, G variables of K
     // classes each (logits [B, G*K] sampled as if reshaped to [B, G, K]; the output keeps the
     // logits' shape).
     GumbelSoftmaxOptions& classes(std::size_t classes) { classes_ = classes; return *this; }
-    // Where the noise comes from; nullptr: default_generator() at each call.
-    GumbelSoftmaxOptions& generator(Generator* generator) { generator_ = generator; return *this; }
-
-    float tau() const { return tau_; }
-    bool hard() const { return hard_; }
     int axis() const { return axis_; }
     std::size_t classes() const { return classes_; }
-    Generator* generator() const { return generator_; }
 
 private:
-    float tau_ = 1.0f;
-    bool hard_ = false;
     int axis_ = -1;
     std::size_t classes_ = 0;
-    Generator* generator_ = nullptr;
 };
 
-// The options of binary_concrete and nn::BinaryConcrete (elementwise: no axis), chained the same way.
-class BinaryConcreteOptions {
+// The options of binary_concrete and nn::BinaryConcrete (elementwise: no axis).
+class BinaryConcreteOptions : public SamplerOptions<BinaryConcreteOptions> {
 public:
-    BinaryConcreteOptions& tau(float tau);  // as GumbelSoftmaxOptions::tau
-    BinaryConcreteOptions& hard(bool hard) { hard_ = hard; return *this; }  // forward {0,1}, relaxed gradient
-    BinaryConcreteOptions& generator(Generator* generator) { generator_ = generator; return *this; }
-
-    float tau() const { return tau_; }
-    bool hard() const { return hard_; }
-    Generator* generator() const { return generator_; }
-
-private:
-    float tau_ = 1.0f;
-    bool hard_ = false;
-    Generator* generator_ = nullptr;
+    static constexpr const char* tau_op = "BinaryConcreteOptions::tau";
 };
 
 // y = softmax((logits + g) / tau) along the class axis, g ~ Gumbel(0,1) drawn as -log(-log u)

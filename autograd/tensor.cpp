@@ -113,32 +113,14 @@ static void check_grad_shape(const Array& value, const Array& g, const char* op)
                                " does not match its tensor of shape " + shape_str(value.shape()));
 }
 
-// The first gradient of a pass reuses the buffer the last one left (or takes g's).
-template <class G>
-static void accumulate_into(const Tensor& t, G&& g, const char* op) {
-    check_grad_shape(t.value(), g, op);
-    float beta;
-    Array& buffer = detail::grad_for_accumulate(t, beta, op);
-    if (beta != 0.0f) xt::noalias(buffer) += g;
-    else if (buffer.shape() == g.shape()) xt::noalias(buffer) = g;
-    else buffer = std::forward<G>(g);
-}
-void Tensor::accumulate_grad(const Array& g, const char* op) const {
-    check("accumulate_grad");
-    accumulate_into(*this, g, op);
-}
-void Tensor::accumulate_grad(Array&& g, const char* op) const {
-    check("accumulate_grad");
-    accumulate_into(*this, std::move(g), op);
-}
-
 void Tensor::accumulate_grad(const Tensor& g, const char* op) const {
     check("accumulate_grad");
-    if (!graph_mode) return accumulate_into(*this, g.value(), op);
-    check_grad_shape(impl_->value, g.value(), op);
+    if (!graph_mode) return accumulate_grad(g.value(), op);
     detail::require_grad(*this, op);
+    if (g.shape() != shape()) detail::require_sums_to(g.shape(), shape(), op);
+    const Tensor fit = g.shape() == shape() ? g : sum_to(g, shape());
     TensorImpl& t = *impl_;
-    const Tensor sum = !t.has_grad ? g : add(t.grad_graph ? Tensor(t.grad_graph) : Tensor(t.grad), g);
+    const Tensor sum = !t.has_grad ? fit : add(t.grad_graph ? Tensor(t.grad_graph) : Tensor(t.grad), fit);
     t.grad = sum.value();
     t.grad_graph = sum.impl_;
     t.has_grad = true;

@@ -1,8 +1,9 @@
 // The tensor handle and the tape: the whole of tapegrad's reverse mode.
 #pragma once
 
-#include <cstddef>
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -10,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <xtensor/xnoalias.hpp>
 
 #include "autograd/array.hpp"
 
@@ -105,12 +108,13 @@ public:
     void backward(const GradOptions& options) const;
     void backward(const Array& seed, const GradOptions& options) const;
 
-    // Accumulates g (whose shape must equal this tensor's, which must require grad) into the
-    // gradient. `op` names the caller in the error thrown on a mismatch. Custom ops call this in
-    // their backward: the Array forms for first-order gradients, the Tensor form (g computed
-    // with ops from out.grad_tensor()) while creating_graph().
-    void accumulate_grad(const Array& g, const char* op) const;
-    void accumulate_grad(Array&& g, const char* op) const;
+    // Adds g to the gradient; `op` names the caller in errors. g has this tensor's shape, or one
+    // that broadcasts to it (then it is summed down, as PyTorch's engine does). Custom ops call
+    // this in their backward: with an array or xtensor expression (written into the gradient
+    // buffer without a temporary) for first-order gradients, with a tensor computed by ops from
+    // out.grad_tensor() while creating_graph(). The tensor must require grad.
+    template <class E>
+    void accumulate_grad(const xt::xexpression<E>& g, const char* op) const;
     void accumulate_grad(const Tensor& g, const char* op) const;
 
     TensorImpl* impl() const { return impl_.get(); }
@@ -223,5 +227,26 @@ bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
 
 // "(2, 3)" for messages.
 std::string shape_str(const Array::shape_type& shape);
+
+namespace detail {
+// The one way into a gradient buffer: t's, ready for a kernel that writes `beta * buffer + new`
+// (beta 1 when a gradient is already there, else 0 over a reused or fresh buffer). Refuses
+// (naming op) a t that does not require grad, and any array gradient while creating_graph().
+Array& grad_for_accumulate(const Tensor& t, float& beta, const char* op);
+// g summed down to shape (leading axes and axes of length 1), or an error naming op.
+Array sum_to(const Array& g, const Shape& shape, const char* op = "sum_to");
+}  // namespace detail
+
+template <class E>
+void Tensor::accumulate_grad(const xt::xexpression<E>& expr, const char* op) const {
+    check("accumulate_grad");
+    const E& g = expr.derived_cast();
+    if (!std::equal(g.shape().begin(), g.shape().end(), shape().begin(), shape().end()))
+        return accumulate_grad(detail::sum_to(Array(g), shape(), op), op);
+    float beta;
+    Array& buffer = detail::grad_for_accumulate(*this, beta, op);
+    if (beta == 0.0f) xt::noalias(buffer) = g;
+    else xt::noalias(buffer) += g;
+}
 
 }  // namespace tg
