@@ -63,12 +63,12 @@ Array& grad_for_accumulate(const Tensor& t, float& beta, const char* op) {
                                "array during a backward with create_graph (a custom op's backward reads "
                                "out.grad_tensor() and accumulates tensors made with ops while creating_graph())");
     require_grad(t, op);
-    TensorImpl& impl = *t.impl();
-    impl.grad_graph.reset();
-    beta = impl.has_grad ? 1.0f : 0.0f;
-    if (!impl.has_grad && impl.grad.shape() != impl.value.shape()) impl.grad = Array::from_shape(impl.value.shape());
-    impl.has_grad = true;
-    return impl.grad;
+    TensorImpl::Grad& g = t.impl()->grad;
+    g.graph.reset();
+    beta = g.has ? 1.0f : 0.0f;
+    if (!g.has && g.array.shape() != t.shape()) g.array = Array::from_shape(t.shape());
+    g.has = true;
+    return g.array;
 }
 
 }  // namespace tg::detail

@@ -130,12 +130,12 @@ Tensor cross_entropy(const Tensor& logits, const Indices& label_array, Reduction
     if (label_array.dimension() != 1)
         throw std::invalid_argument("cross_entropy: labels must be 1-D (one per row), got shape " +
                                     shape_str(Shape(label_array.shape().begin(), label_array.shape().end())));
-    const std::vector<std::size_t> labels(label_array.begin(), label_array.end());
+    const Indices labels = label_array;  // contiguous, kept for the backward
     if (labels.size() != n)
         throw std::invalid_argument("cross_entropy: " + std::to_string(labels.size()) + " labels for logits of shape " +
                                     shape_str(logits.shape()) + " (one label per row)");
     if (const std::size_t r = first_out_of_range(labels.data(), n, k); r < n)
-        throw std::out_of_range("cross_entropy: label " + std::to_string(labels[r]) + " of row " + std::to_string(r) +
+        throw std::out_of_range("cross_entropy: label " + std::to_string(labels(r)) + " of row " + std::to_string(r) +
                                 " is out of range for " + std::to_string(k) + " classes");
     require_mean_of_some(reduction, n, op, logits.shape());
     // -log_softmax(x)[label], which keeps its digits at large logits (unlike logsumexp - x)
@@ -150,12 +150,10 @@ Tensor cross_entropy(const Tensor& logits, const Indices& label_array, Reduction
                   [labels, each, scale](In in, const Tensor& out) {
                       // d/dx = g_r * (softmax(x_r) - one_hot(label_r))
                       if (creating_graph()) {
-                          const std::size_t n = labels.size(), k = in[0].shape()[1];
-                          Indices index = Indices::from_shape({n});
-                          std::copy(labels.begin(), labels.end(), index.begin());
                           const Tensor g = out.grad_tensor() * scale;
-                          const Tensor rows = each ? reshape(g, Shape{n, 1}) : g;
-                          return in[0].accumulate_grad((softmax(in[0], 1) - one_hot(index, k)) * rows, "cross_entropy");
+                          const Tensor rows = each ? reshape(g, Shape{labels.size(), 1}) : g;
+                          return in[0].accumulate_grad((softmax(in[0], 1) - one_hot(labels, in[0].shape()[1])) * rows,
+                                                       "cross_entropy");
                       }
                       in[0].accumulate_grad(kernels::cross_entropy_backward(in[0].value(), labels.data(),
                                                                            out.grad().data(), each, scale),

@@ -22,43 +22,29 @@ Tensor spread(const Tensor& g, const AxisView& v, const Shape& shape) {
     return reshape(broadcast_to(reshape(g, Shape{v.outer, 1, v.inner}), Shape{v.outer, v.n, v.inner}), shape);
 }
 
-// sum (count 1) or mean (count n) of all elements: a 0-d result, or with keepdims one element
-// of a's rank. A long float sum loses digits; the accumulator is double.
-Tensor total(const Tensor& a, bool keepdims, bool mean, const char* op) {
+// Checks a and the axis (that it has an element, if the op needs one) and returns an array for
+// the reduced value, with v the [outer, n, inner] view around the axis; without an axis, all
+// elements as one [1, size, 1] slice (a 0-d result, or with keepdims one element of a's rank).
+Array reduced_output(const Tensor& a, const int* axis, bool keepdims, const char* op, bool need_element, AxisView& v) {
     detail::require_defined(op, {&a});
-    if (mean && a.size() == 0)
-        throw std::invalid_argument("mean: cannot average an empty tensor of shape " + shape_str(a.shape()));
-    const std::size_t count = mean ? a.size() : 1;
-    Array out = keepdims ? Array::from_shape(Shape(a.dim(), 1)) : Array(0.0f);
-    out.data()[0] = static_cast<float>(kernels::sum_all<double>(a.value().data(), a.size()) / double(count));
-    return record(op, std::move(out), {a}, [count, op](In in, const Tensor& result) {
-        if (creating_graph())
-            return in[0].accumulate_grad(broadcast_to(result.grad_tensor() / float(count), in[0].shape()), op);
-        float beta;  // the gradient is one constant: the whole tensor as a single slice
-        Array& g = detail::grad_for_accumulate(in[0], beta, op);
-        const float c = *result.grad().data() / static_cast<float>(count);
-        kernels::spread_along(&c, AxisView{1, g.size(), 1}, 1.0f, beta, g.data());
-    });
-}
-
-// Checks a and the axis (that it has an element, if the op needs one) and returns an array
-// for the reduced value, with v the [outer, n, inner] view around the axis.
-Array reduced_output(const Tensor& a, int axis, bool keepdims, const char* op, bool need_element, AxisView& v) {
-    detail::require_defined(op, {&a});
-    const std::size_t ax = detail::normalize_axis(axis, a.shape(), op);
-    v = kernels::axis_view(a.shape(), ax);
+    const std::size_t ax = axis ? detail::normalize_axis(*axis, a.shape(), op) : 0;
+    v = axis ? kernels::axis_view(a.shape(), ax) : AxisView{1, a.size(), 1};
     if (v.n == 0 && need_element)
-        throw std::invalid_argument(std::string(op) + ": axis " + std::to_string(axis) + " has length 0, shape " +
+        throw std::invalid_argument(std::string(op) + (axis ? ": axis " + std::to_string(*axis) + " has length 0, shape "
+                                                            : std::string(": cannot average an empty tensor of shape ")) +
                                     shape_str(a.shape()));
+    if (!axis) return keepdims ? Array::from_shape(Shape(a.dim(), 1)) : Array(0.0f);
     return Array::from_shape(detail::reduced_shape(a.shape(), ax, keepdims));
 }
 
-// sum (scale 1) or mean (scale 1/n) along one axis.
-Tensor scaled_sum(const Tensor& a, int axis, bool keepdims, bool mean, const char* op) {
+// sum (scale 1) or mean (scale 1/n) along one axis or of all elements. A long float sum loses
+// digits: the sum of all accumulates in double.
+Tensor scaled_sum(const Tensor& a, const int* axis, bool keepdims, bool mean, const char* op) {
     AxisView v;
     Array out = reduced_output(a, axis, keepdims, op, mean, v);
     const float scale = mean ? 1.0f / static_cast<float>(v.n) : 1.0f;
-    kernels::sum_along(a.value().data(), v, scale, out.data());
+    if (axis) kernels::sum_along(a.value().data(), v, scale, out.data());
+    else out.data()[0] = static_cast<float>(kernels::sum_all<double>(a.value().data(), v.n) / double(mean ? v.n : 1));
     return record(op, std::move(out), {a}, [v, scale, op](In in, const Tensor& result) {
         if (creating_graph()) return in[0].accumulate_grad(spread(result.grad_tensor() * scale, v, in[0].shape()), op);
         float beta;
@@ -69,14 +55,14 @@ Tensor scaled_sum(const Tensor& a, int axis, bool keepdims, bool mean, const cha
 
 }  // namespace
 
-Tensor sum(const Tensor& a, bool keepdims) { return total(a, keepdims, false, "sum"); }
-Tensor sum(const Tensor& a, int axis, bool keepdims) { return scaled_sum(a, axis, keepdims, false, "sum"); }
-Tensor mean(const Tensor& a, bool keepdims) { return total(a, keepdims, true, "mean"); }
-Tensor mean(const Tensor& a, int axis, bool keepdims) { return scaled_sum(a, axis, keepdims, true, "mean"); }
+Tensor sum(const Tensor& a, bool keepdims) { return scaled_sum(a, nullptr, keepdims, false, "sum"); }
+Tensor sum(const Tensor& a, int axis, bool keepdims) { return scaled_sum(a, &axis, keepdims, false, "sum"); }
+Tensor mean(const Tensor& a, bool keepdims) { return scaled_sum(a, nullptr, keepdims, true, "mean"); }
+Tensor mean(const Tensor& a, int axis, bool keepdims) { return scaled_sum(a, &axis, keepdims, true, "mean"); }
 
 Tensor max(const Tensor& a, int axis, bool keepdims) {
     AxisView v;
-    Array out = reduced_output(a, axis, keepdims, "max", true, v);
+    Array out = reduced_output(a, &axis, keepdims, "max", true, v);
     kernels::max_along(a.value().data(), v, out.data());
     return record("max", std::move(out), {a}, [v](In in, const Tensor& result) {
         // the gradient spread, times the constant mask of the first maxima

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xbroadcast.hpp>
 
 #include "autograd/detail.hpp"
@@ -94,9 +95,8 @@ Tensor detail::reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>
     std::copy(a.value().begin(), a.value().end(), out.begin());
     return record("reshape", std::move(out), {a}, [](In in, const Tensor& result) {
         if (creating_graph()) return in[0].accumulate_grad(reshape(result.grad_tensor(), in[0].shape()), "reshape");
-        float beta;
-        Array& g = detail::grad_for_accumulate(in[0], beta, "reshape");
-        kernels::copy_or_add(result.grad().data(), g.size(), beta, g.data());
+        const Array& g = result.grad();  // the same elements in the same order: a view, no copy
+        in[0].accumulate_grad(xt::adapt(g.data(), g.size(), xt::no_ownership(), in[0].shape()), "reshape");
     });
 }
 

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xnoalias.hpp>
@@ -71,28 +72,28 @@ Array& Tensor::value() {
     return impl_->value;
 }
 std::uint32_t Tensor::version() const { check("version"); return impl_->version; }
-bool Tensor::has_grad() const { check("has_grad"); return impl_->has_grad; }
+bool Tensor::has_grad() const { check("has_grad"); return impl_->grad.has; }
 bool Tensor::requires_grad() const { check("requires_grad"); return impl_->requires_grad; }
 
 const Array& Tensor::grad() const {
     check("grad");
-    if (!impl_->has_grad)
+    if (!impl_->grad.has)
         throw std::logic_error("Tensor::grad: no gradient has reached this tensor of shape " +
                                shape_str(impl_->value.shape()) +
                                " (does it require grad, and did backward run through it?)");
-    return impl_->grad;
+    return impl_->grad.array;
 }
 Array& Tensor::grad() { return const_cast<Array&>(static_cast<const Tensor*>(this)->grad()); }
 
 Tensor Tensor::grad_tensor() const {
     grad();  // the same error when there is none
-    return impl_->grad_graph ? Tensor(impl_->grad_graph) : Tensor(impl_->grad);
+    return impl_->grad.graph ? Tensor(impl_->grad.graph) : Tensor(impl_->grad.array);
 }
 
 void Tensor::zero_grad() {
     check("zero_grad");
-    impl_->has_grad = false;
-    impl_->grad_graph.reset();
+    impl_->grad.has = false;
+    impl_->grad.graph.reset();
 }
 Tensor& Tensor::set_requires_grad(bool on) { check("set_requires_grad"); impl_->requires_grad = on; return *this; }
 
@@ -120,10 +121,8 @@ void Tensor::accumulate_grad(const Tensor& g, const char* op) const {
     if (g.shape() != shape()) detail::require_sums_to(g.shape(), shape(), op);
     const Tensor fit = g.shape() == shape() ? g : sum_to(g, shape());
     TensorImpl& t = *impl_;
-    const Tensor sum = !t.has_grad ? fit : add(t.grad_graph ? Tensor(t.grad_graph) : Tensor(t.grad), fit);
-    t.grad = sum.value();
-    t.grad_graph = sum.impl_;
-    t.has_grad = true;
+    const Tensor sum = !t.grad.has ? fit : add(t.grad.graph ? Tensor(t.grad.graph) : Tensor(t.grad.array), fit);
+    t.grad = {sum.value(), true, sum.impl_};
 }
 
 void Tensor::backward(bool retain_tape) const { backward(GradOptions().retain_graph(retain_tape)); }
@@ -256,8 +255,8 @@ std::uint64_t Tape::backward(const std::vector<Tensor>& roots, const std::vector
     // pass with no gradient. A freed node on the way is refused before any gradient moves.
     auto start = [pass](TensorImpl* t) {
         t->pass = pass;
-        t->has_grad = false;
-        t->grad_graph.reset();
+        t->grad.has = false;
+        t->grad.graph.reset();
     };
     for (const Tensor& root : roots)
         if (root.impl()->tape) start(root.impl());
@@ -284,7 +283,7 @@ std::uint64_t Tape::backward(const std::vector<Tensor>& roots, const std::vector
         for (std::size_t i = 0; i < roots.size(); ++i) roots[i].accumulate_grad(seeds[i], "backward (seed)");
         for (std::size_t k = count; k-- > 0;) {
             const TensorImpl* out = nodes_[k].output.impl();
-            if (out->pass != pass || !out->has_grad) continue;
+            if (out->pass != pass || !out->grad.has) continue;
             check_versions(nodes_[k]);
             auto run = [](const Node& node) {
                 kernels::StripedLocks locks(leaf_lock_mask(node));
@@ -418,32 +417,17 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
             throw std::invalid_argument("grad: input " + std::to_string(i) +
                                         (inputs[i].defined() ? " does not require grad" : " is a null Tensor"));
     // The leaves' own gradients step aside for the pass and come back after it, so that only the
-    // returned tensors carry what it computed.
-    struct Saved {  // holds the leaf: the pass may free the nodes that were its only owners
-        Tensor leaf;
-        Array grad;
-        bool has_grad;
-        std::shared_ptr<TensorImpl> graph;
-    };
-    std::vector<Saved> saved;
+    // returned tensors carry what it computed. Each leaf is held: the pass may free its last owners.
+    std::vector<std::pair<Tensor, TensorImpl::Grad>> saved;
     auto set_aside = [&saved](const Tensor& leaf) {
-        for (const Saved& s : saved)
-            if (s.leaf.same(leaf)) return;
-        TensorImpl* t = leaf.impl();
-        saved.push_back({leaf, std::move(t->grad), t->has_grad, std::move(t->grad_graph)});
-        t->grad = Array();
-        t->has_grad = false;
-        t->grad_graph.reset();
+        for (const auto& s : saved)
+            if (s.first.same(leaf)) return;
+        saved.emplace_back(leaf, std::exchange(leaf.impl()->grad, {}));
     };
     struct Restore {
-        std::vector<Saved>& saved;
+        std::vector<std::pair<Tensor, TensorImpl::Grad>>& saved;
         ~Restore() {
-            for (Saved& s : saved) {
-                TensorImpl* t = s.leaf.impl();
-                t->grad = std::move(s.grad);
-                t->has_grad = s.has_grad;
-                t->grad_graph = std::move(s.graph);
-            }
+            for (auto& [leaf, g] : saved) leaf.impl()->grad = std::move(g);
         }
     } restore{saved};
     for (const Tensor& t : inputs)
@@ -452,8 +436,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     std::vector<Tensor> result(inputs.size());
     for (std::size_t i = 0; i < inputs.size(); ++i) {
         TensorImpl* t = inputs[i].impl();
-        if ((!t->tape || t->pass == pass) && t->has_grad)
-            result[i] = t->grad_graph ? Tensor(t->grad_graph) : Tensor(Array(t->grad));  // a copy: inputs may repeat
+        if ((!t->tape || t->pass == pass) && t->grad.has)
+            result[i] = t->grad.graph ? Tensor(t->grad.graph) : Tensor(Array(t->grad.array));  // a copy: inputs may repeat
         else if (!options.allow_unused())
             throw std::invalid_argument("grad: input " + std::to_string(i) + " of shape " + shape_str(t->value.shape()) +
                                         " was not used to compute the outputs (pass GradOptions().allow_unused(true) "

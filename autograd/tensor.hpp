@@ -28,17 +28,19 @@ class Tensor;
 class Tape;
 struct TensorImpl {
     Array value;
-    Array grad;              // meaningful only while has_grad; the buffer outlives zero_grad
+    struct Grad {
+        Array array;  // meaningful only while `has`; the buffer outlives zero_grad
+        bool has = false;
+        // The gradient as a tensor that may itself be differentiated (a backward with create_graph).
+        std::shared_ptr<TensorImpl> graph;
+    } grad;
     bool requires_grad = false;
-    bool has_grad = false;
     // Made by an op: the tape holding that op's node (null for a leaf, which the user made).
     Tape* tape = nullptr;
     bool graph_freed = false;  // made by an op whose node was freed (by backward or Tape::clear)
     bool cleared = false;      // ... freed by Tape::clear() or the tape's end, not by a backward
     std::uint64_t pass = 0;    // the last backward pass that reached this tensor
     std::uint32_t version = 0; // bumped by every write through a leaf's Tensor::value()
-    // The gradient as a tensor that may itself be differentiated (a backward with create_graph).
-    std::shared_ptr<TensorImpl> grad_graph;
 };
 
 // A node's backward: reads output.grad() and accumulates into the inputs that require grad.

@@ -64,8 +64,8 @@ void check_seed(const Array& seed) {
 void check_gradients(const Node& node, std::size_t k, std::size_t count) {
     for (std::size_t i = 0; i < node.inputs.size(); ++i) {
         const Tensor& t = node.inputs[i];
-        if (!t.defined() || !t.impl()->has_grad) continue;
-        const std::string bad = first_non_finite(t.impl()->grad);
+        if (!t.defined() || !t.impl()->grad.has) continue;
+        const std::string bad = first_non_finite(t.impl()->grad.array);
         if (!bad.empty())
             throw AnomalyError(std::string("anomaly: the backward of ") + node.name + " (op " + std::to_string(k + 1) +
                                " of " + std::to_string(count) + " on the tape) produced " + bad +
