@@ -1,14 +1,20 @@
 #!/usr/bin/python3
 """PyTorch reference for bench/compare: the training step and the evaluation of
-examples/structured_output, written the way a PyTorch user would.
+examples/structured_output (--model sbn) and the training step of examples/discrete_vae
+(--model vae), written the way a PyTorch user would.
 
-Model: 392 -> Linear -> 200 stochastic units -> Linear -> 200 units -> Linear -> 392
+--model sbn: 392 -> Linear -> 200 stochastic units -> Linear -> 200 units -> Linear -> 392
 Bernoulli logits; units are Binary Concrete (--latent bernoulli) or Gumbel-Softmax over
 20 variables of 10 classes (--latent categorical). Loss: BCE with logits summed over the
 lower half's pixels, mean over the batch of 100; Adam 1e-3; tau annealed as the example
 (tau0 1, r 1e-5 every 1000 steps, floor 0.5). Data: the IDX files read with numpy, each
 pixel binarized once from its intensity with a fixed seed (numpy's RNG, not tapegrad's),
 50,000 training images, the 10,000 test images.
+
+--model vae: 784 -> Linear -> 200 Binary Concrete units, or 20 Gumbel-Softmax variables of 10
+classes -> Linear -> 784 Bernoulli logits; loss: BCE with logits summed over the pixels plus the
+analytic KL of q(z | x) to the uniform prior, mean over the batch of 100; Adam 1e-3; tau annealed
+as discrete_vae does (tau0 1, r 1e-4 every 1000 steps, floor 0.5).
 
 Prints machine-readable lines: train_steps_per_s=, train_ms_per_step=, eval_seconds=
 (scaled to all 10,000 test images when --eval-images is smaller), test_nll=, peak_rss_kb=.
@@ -26,6 +32,7 @@ import time
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/mnist", help="directory of the four MNIST IDX files")
+    p.add_argument("--model", choices=["sbn", "vae"], default="sbn")
     p.add_argument("--latent", choices=["bernoulli", "categorical"], default="bernoulli")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (intra-op pool)")
     p.add_argument("--blas-threads", type=int, default=0,
@@ -96,6 +103,25 @@ def relaxed(logits, tau, bernoulli):
     return y.view(-1, HIDDEN)
 
 
+class VAE(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Linear(784, HIDDEN)
+        self.dec = torch.nn.Linear(HIDDEN, 784)
+
+
+def vae_loss(model, x, tau, bernoulli):
+    logits = model.enc(x)
+    recon = F.binary_cross_entropy_with_logits(model.dec(relaxed(logits, tau, bernoulli)), x, reduction="sum")
+    if bernoulli:  # KL(Bernoulli(q) || Bernoulli(1/2)) = sum q log q + (1 - q) log(1 - q) + log 2
+        q = torch.sigmoid(logits)
+        kl = (q * F.logsigmoid(logits) + (1 - q) * F.logsigmoid(-logits)).sum() + logits.numel() * math.log(2)
+    else:  # KL(Cat(q) || uniform over 10) = sum q log q + log 10 per variable
+        log_q = F.log_softmax(logits.view(-1, CLASSES), -1)
+        kl = (log_q.exp() * log_q).sum() + log_q.shape[0] * math.log(CLASSES)
+    return (recon + kl) / x.shape[0]
+
+
 def loss_fn(model, upper, lower, tau, bernoulli):
     h1 = relaxed(model.fc1(upper), tau, bernoulli)
     h2 = relaxed(model.fc2(h1), tau, bernoulli)
@@ -104,11 +130,16 @@ def loss_fn(model, upper, lower, tau, bernoulli):
 
 
 def train_steps(model, opt, perm, start, steps, bernoulli, batch=100):
+    vae = isinstance(model, VAE)
+    rate = 1e-4 if vae else 1e-5
     for s in range(start, start + steps):
-        tau = max(0.5, math.exp(-1e-5 * (s // 1000 * 1000)))
+        tau = max(0.5, math.exp(-rate * (s // 1000 * 1000)))
         i = s * batch
         rows = train[perm[i:i + batch]].float()  # the batch gathered from the shuffled indices
-        loss = loss_fn(model, rows[:, :HALF], rows[:, HALF:], tau, bernoulli)
+        if vae:
+            loss = vae_loss(model, rows, tau, bernoulli)
+        else:
+            loss = loss_fn(model, rows[:, :HALF], rows[:, HALF:], tau, bernoulli)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -142,7 +173,9 @@ def evaluate(model, images, m, bernoulli, chunk):
 
 def main():
     bernoulli = args.latent == "bernoulli"
-    model = Model()
+    model = VAE() if args.model == "vae" else Model()
+    if args.model == "vae" and args.eval_samples > 0:
+        sys.exit("torch_reference: --eval-samples is for --model sbn")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(args.seed)
     n_steps = args.warmup + args.steps
@@ -154,7 +187,7 @@ def main():
     last = train_steps(model, opt, perm, args.warmup, args.steps, bernoulli)
     seconds = time.perf_counter() - t0
     del perm
-    print(f"torch {torch.__version__}, {args.latent}, threads {args.threads}, "
+    print(f"torch {torch.__version__}, {args.model} {args.latent}, threads {args.threads}, "
           f"OpenBLAS threads {os.environ.get('OPENBLAS_NUM_THREADS')}, "
           f"OPENBLAS_CORETYPE {os.environ.get('OPENBLAS_CORETYPE', '(default)')}, last loss {last:.3f}")
     print(f"train_steps_per_s={args.steps / seconds:.2f}")
