@@ -68,13 +68,15 @@ Tensor detail::reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>
     detail::require_defined("reshape", {&a});
     Shape to(shape.size());
     std::size_t inferred = shape.size();
+    auto given = [&] {  // the shape as the caller wrote it, -1 included, for the messages
+        std::string dims;
+        for (std::size_t k = 0; k < shape.size(); ++k) dims += (k ? ", " : "") + std::to_string(shape[k]);
+        return dims;
+    };
     for (std::size_t d = 0; d < shape.size(); ++d) {
-        if (shape[d] < -1 || (shape[d] == -1 && inferred < shape.size())) {
-            std::string dims;
-            for (std::size_t k = 0; k < shape.size(); ++k) dims += (k ? ", " : "") + std::to_string(shape[k]);
-            throw std::invalid_argument("reshape: the shape (" + dims + ") may hold one -1 (inferred) and otherwise "
+        if (shape[d] < -1 || (shape[d] == -1 && inferred < shape.size()))
+            throw std::invalid_argument("reshape: the shape (" + given() + ") may hold one -1 (inferred) and otherwise "
                                         "sizes >= 0, for a tensor of shape " + shape_str(a.shape()));
-        }
         if (shape[d] == -1) inferred = d;
         to[d] = shape[d] == -1 ? 1 : static_cast<std::size_t>(shape[d]);
     }
@@ -82,7 +84,7 @@ Tensor detail::reshape_signed(const Tensor& a, const std::vector<std::ptrdiff_t>
     if (inferred < shape.size()) {
         if (n == 0 || a.size() % n != 0)
             throw std::invalid_argument("reshape: cannot infer the -1 at position " + std::to_string(inferred) +
-                                        " of (" + std::accumulate(shape.begin(), shape.end(), std::string(), [](std::string s, std::ptrdiff_t d) { return s + (s.empty() ? "" : ", ") + std::to_string(d); }) + ") for a tensor of shape " +
+                                        " of (" + given() + ") for a tensor of shape " +
                                         shape_str(a.shape()) + " (" + std::to_string(a.size()) + " elements)");
         to[inferred] = a.size() / n;
         n = a.size();

@@ -83,7 +83,7 @@ TEST_CASE("Engine: a custom op with its own backward, written outside the librar
         Array v = x.value() * x.value() * x.value();
         return record("cube", std::move(v), {x}, [](const std::vector<Tensor>& in, const Tensor& out) {
             const Array& xv = in[0].value();
-            in[0].accumulate_grad(Array(3.0f * xv * xv * out.grad()), "cube");
+            in[0].accumulate_grad(3.0f * xv * xv * out.grad(), "cube");  // an expression, no temporary
         });
     };
     Tensor x = random_tensor({4, 3}, 7);

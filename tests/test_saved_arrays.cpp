@@ -12,7 +12,7 @@ tg::Tensor scaled_tanh(const tg::Tensor& x, float s) {
     tg::Array t = xt::tanh(x.value());  // kept for the backward: d/dx s tanh(x) = s (1 - t^2)
     tg::Array v = s * t;
     return tg::record("scaled_tanh", std::move(v), {x}, [t, s](const std::vector<tg::Tensor>& in, const tg::Tensor& out) {
-        in[0].accumulate_grad(tg::Array(s * (1.0f - t * t) * out.grad()), "scaled_tanh");
+        in[0].accumulate_grad(s * (1.0f - t * t) * out.grad(), "scaled_tanh");
     });
 }
 
