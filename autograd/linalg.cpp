@@ -44,8 +44,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const std::size_t m = as[0], k = as[1], n = bs[1];
     element_count({m, n}, "matmul");  // [2^40, 0] x [0, 2^40] has no input elements but a huge output
     Array out = Array::from_shape({m, n});
-    if (const kernels::BinaryRows* s = sample_rows(a, m, k)) kernels::binary_times(*s, b.value().data(), n, false, 0.0f, out.data());
-    else kernels::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
+    if (const kernels::BinaryRows* s = sample_rows(a, m, k))
+        kernels::binary_times(*s, b.value().data(), n, false, 0.0f, out.data());
+    else
+        kernels::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
     return record("matmul", std::move(out), {a, b}, [m, k, n](const std::vector<Tensor>& in, const Tensor& o) {
         if (creating_graph()) {
             const Tensor g = o.grad_tensor();

@@ -1,7 +1,8 @@
 // Sparse products of discrete samples against the dense GEMMs, in one run (alternating pairs):
 // the m-sample NLL bound of examples/structured_output (evaluation, exact samples) and its
-// straight-through training step (st-gs), for both latent kinds, on synthetic binary images
-// and a freshly initialized model. Usage: bench_sparse [--images 100] [--samples 1000] [--pairs 3]
+// straight-through training step (st-gs), and the importance-weighted bound of
+// examples/discrete_vae, for both latent kinds, on synthetic binary images and freshly
+// initialized models. Usage: bench_sparse [--images 100] [--samples 1000] [--pairs 3]
 // [--steps 500]; run it with OPENBLAS_NUM_THREADS=1 and `uptime` beside it.
 #include <algorithm>
 #include <chrono>
@@ -14,6 +15,7 @@
 
 #include "autograd/kernels/sparse.hpp"
 #include "autograd/threads.hpp"
+#include "examples/discrete_vae.hpp"
 #include "examples/structured_output.hpp"
 #include "optim/adam.hpp"
 
@@ -119,6 +121,25 @@ int main(int argc, char** argv) {
                     "dense %.4f sparse %.4f\n",
                     name, double(steps) / median(dense_t), double(steps) / median(sparse_t),
                     median(dense_t) / median(sparse_t), dense_loss, sparse_loss);
+    }
+    for (const auto latent : {vae::Latent::bernoulli, vae::Latent::categorical}) {
+        const bool bernoulli = latent == vae::Latent::bernoulli;
+        Generator init(1);
+        const vae::Model model(latent, bernoulli ? 200 : 20, init);
+        std::vector<double> dense_s, sparse_s, dense_nll, sparse_nll;
+        for (std::size_t p = 0; p < pairs; ++p)
+            for (const bool sparse : {false, true}) {
+                kernels::set_sparse_samples(sparse);
+                double nll = 0.0;
+                const double s = seconds([&] { nll = vae::evaluate(model, eval_set, samples, 5).nll; });
+                (sparse ? sparse_s : dense_s).push_back(s);
+                (sparse ? sparse_nll : dense_nll).push_back(nll);
+            }
+        std::printf("discrete VAE %s evaluation, %zu images x m = %zu: dense %.3f s, sparse %.3f s (medians of %zu "
+                    "pairs), %.2fx; NLL dense %.6f sparse %.6f (relative difference %.2g)\n",
+                    bernoulli ? "bernoulli" : "categorical", images, samples, median(dense_s), median(sparse_s), pairs,
+                    median(dense_s) / median(sparse_s), dense_nll[0], sparse_nll[0],
+                    std::abs(sparse_nll[0] - dense_nll[0]) / std::abs(dense_nll[0]));
     }
     kernels::set_sparse_samples(true);
     return 0;

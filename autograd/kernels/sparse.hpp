@@ -20,14 +20,17 @@ struct BinaryRows {
     bool any_ones_minus = false;
 };
 
+// Past this fraction (the lists' entries over a's) linear and matmul take the GEMM. Measured
+// against OpenBLAS (Haswell kernels, one core of an AVX-512 EPYC, loaded) for a [2000, 200]
+// sample and a 200 -> 392 weight: the product 3.2 ms as a GEMM, 0.4 ms to scan, then
+// 0.6 / 1.0 / 1.7 / 2.4 / 3.2 ms sparse at 5 / 10 / 20 / 30 / 40% listed; the weight gradient
+// 3.2 ms as a GEMM, 0.7 / 1.2 / 2.4 / 3.5 / 9 ms sparse.
+constexpr float sparse_max_fraction = 0.3f;
+
 // Fills out from a [rows, cols]; false when an entry of a is neither 0 nor 1 (then out is
 // unspecified and the caller takes the dense path), or when the lists hold more than
-// max_fraction of the entries (the dense GEMM is then as fast).
-// Past this fraction (the lists' entries over a's) linear and matmul take the GEMM. Measured
-// against OpenBLAS on one Zen 3 core for a [2000, 200] sample and a 200 -> 392 weight: the
-// product 3.2 ms as a GEMM, 0.4 ms to scan, 0.6 / 1.0 / 1.7 / 2.4 / 3.2 ms sparse at 5 / 10 /
-// 20 / 30 / 40% listed; the weight gradient 3.2 ms, 0.7 / 1.2 / 2.4 / 3.5 / 9 ms sparse.
-constexpr float sparse_max_fraction = 0.3f;
+// max_fraction of the entries (the dense GEMM is then as fast; checked row by row, so a dense
+// matrix is given up within its first rows).
 bool binary_rows(const float* a, std::size_t rows, std::size_t cols, float max_fraction, BinaryRows& out);
 
 // c [rows, n] := beta c + a b, for a [rows, k] given as BinaryRows and b [k, n] row-major
