@@ -4,6 +4,7 @@
 #include "autograd/detail.hpp"
 #include "autograd/kernels/blas.hpp"
 #include "autograd/kernels/broadcast.hpp"
+#include "autograd/kernels/sparse.hpp"
 #include "autograd/ops.hpp"
 
 namespace tg {
@@ -18,6 +19,21 @@ void gemm_into_grad(const Tensor& t, bool trans_a, bool trans_b, std::size_t m, 
     kernels::gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
 }
 
+// The rows of a [rows, cols] marked as a discrete sample (mark_discrete_sample), or null when it
+// is not marked, holds an entry other than 0 and 1, or is dense enough for the GEMM to win.
+const kernels::BinaryRows* sample_rows(const Tensor& a, std::size_t rows, std::size_t cols) {
+    thread_local kernels::BinaryRows r;
+    if (!a.is_discrete_sample() || !kernels::sparse_samples()) return nullptr;
+    return kernels::binary_rows(a.value().data(), rows, cols, kernels::sparse_max_fraction, r) ? &r : nullptr;
+}
+
+// t's gradient := beta * itself + a^T G (transposed: its transpose), a a discrete sample.
+void scatter_into_grad(const Tensor& t, const kernels::BinaryRows& a, const float* g, std::size_t n, bool transposed) {
+    float beta;
+    float* d = detail::grad_for_accumulate(t, beta, "matmul/linear").data();
+    kernels::binary_transpose_times(a, g, n, transposed, beta, d);
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -28,7 +44,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const std::size_t m = as[0], k = as[1], n = bs[1];
     element_count({m, n}, "matmul");  // [2^40, 0] x [0, 2^40] has no input elements but a huge output
     Array out = Array::from_shape({m, n});
-    kernels::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
+    if (const kernels::BinaryRows* s = sample_rows(a, m, k))
+        kernels::binary_times(*s, b.value().data(), n, false, 0.0f, out.data());
+    else
+        kernels::gemm(false, false, m, n, k, 1.0f, a.value().data(), k, b.value().data(), n, 0.0f, out.data(), n);
     return record("matmul", std::move(out), {a, b}, [m, k, n](const std::vector<Tensor>& in, const Tensor& o) {
         if (creating_graph()) {
             const Tensor g = o.grad_tensor();
@@ -38,7 +57,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         }
         const float* g = o.grad().data();
         if (in[0].requires_grad()) gemm_into_grad(in[0], false, true, m, k, n, g, n, in[1].value().data(), n);  // G B^T
-        if (in[1].requires_grad()) gemm_into_grad(in[1], true, false, k, n, m, in[0].value().data(), k, g, n);  // A^T G
+        if (!in[1].requires_grad()) return;  // A^T G
+        if (const kernels::BinaryRows* s = sample_rows(in[0], m, k)) scatter_into_grad(in[1], *s, g, n, false);
+        else gemm_into_grad(in[1], true, false, k, n, m, in[0].value().data(), k, g, n);
     });
 }
 
@@ -60,8 +81,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Array out = Array::from_shape(out_shape);
     // rows start as the bias, the GEMM adds x W^T onto them
     if (bias.defined()) kernels::broadcast_rows(bias.value().data(), rows, out_f, out.data());
-    kernels::gemm(false, true, rows, out_f, in_f, 1.0f, x.value().data(), in_f, weight.value().data(), in_f,
-                 bias.defined() ? 1.0f : 0.0f, out.data(), out_f);
+    const float beta = bias.defined() ? 1.0f : 0.0f;
+    if (const kernels::BinaryRows* s = sample_rows(x, rows, in_f))
+        kernels::binary_times(*s, weight.value().data(), out_f, true, beta, out.data());
+    else
+        kernels::gemm(false, true, rows, out_f, in_f, 1.0f, x.value().data(), in_f, weight.value().data(), in_f, beta,
+                      out.data(), out_f);
     return record("linear", std::move(out), {x, weight, bias},
                   [rows, in_f, out_f](const std::vector<Tensor>& in, const Tensor& o) {
                       if (creating_graph()) {  // on the rows of x and of the output's gradient as matrices
@@ -76,8 +101,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                       const float* g = o.grad().data();
                       if (in[0].requires_grad())  // dx = G W
                           gemm_into_grad(in[0], false, false, rows, in_f, out_f, g, out_f, in[1].value().data(), in_f);
-                      if (in[1].requires_grad())  // dW = G^T x
-                          gemm_into_grad(in[1], true, false, out_f, in_f, rows, g, out_f, in[0].value().data(), in_f);
+                      if (in[1].requires_grad()) {  // dW = G^T x
+                          if (const kernels::BinaryRows* s = sample_rows(in[0], rows, in_f))
+                              scatter_into_grad(in[1], *s, g, out_f, true);
+                          else
+                              gemm_into_grad(in[1], true, false, out_f, in_f, rows, g, out_f, in[0].value().data(), in_f);
+                      }
                       if (in[2].defined() && in[2].requires_grad()) {  // db = column sums of G
                           float beta;
                           float* d = detail::grad_for_accumulate(in[2], beta, "linear").data();

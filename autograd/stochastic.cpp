@@ -75,6 +75,12 @@ Array one_hot_of_argmax(const Array& z, const kernels::AxisView& v) {
     return h;
 }
 
+// t, marked as holding a discrete sample (linear and matmul then take their sparse kernels).
+Tensor discrete(Tensor t) {
+    t.mark_discrete_sample();
+    return t;
+}
+
 // Where the uniforms of a fused sample come from: given (u, checked) or drawn (gen).
 struct Noise {
     const Array* u = nullptr;
@@ -132,7 +138,7 @@ Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, const GumbelSoft
             kernels::softmax_backward(out.value(), out.grad(), v, inv_tau, beta, dx);
         });
     // straight-through: the output is the one-hot, the backward goes through the relaxed y
-    return record(op, std::move(hard_value), {logits}, [v, inv_tau, op, y = std::move(z)](In in, const Tensor& out) {
+    return discrete(record(op, std::move(hard_value), {logits}, [v, inv_tau, op, y = std::move(z)](In in, const Tensor& out) {
         if (creating_graph()) {
             // y as a function of the logits: softmax is shift-invariant per group, so the
             // constant log(y) - logits / tau (the noise / tau, up to a shift) recovers it
@@ -143,7 +149,7 @@ Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, const GumbelSoft
         float beta;
         Array& dx = detail::grad_for_accumulate(in[0], beta, op);
         kernels::softmax_backward(y, out.grad(), v, inv_tau, beta, dx);
-    });
+    }));
 }
 
 // The fused relaxed Bernoulli sample: noise, logits, the hard value and the sigmoid in one pass;
@@ -167,8 +173,8 @@ Tensor relaxed_bernoulli(const Tensor& logits, const Noise& from, const BinaryCo
     };
     if (!hard)
         return record(op, std::move(z), {logits}, [backward](In in, const Tensor& out) { backward(in, out, out.value()); });
-    return record(op, std::move(hard_value), {logits},
-                  [backward, y = std::move(z)](In in, const Tensor& out) { backward(in, out, y); });
+    return discrete(record(op, std::move(hard_value), {logits},
+                           [backward, y = std::move(z)](In in, const Tensor& out) { backward(in, out, y); }));
 }
 
 // noise(u) elementwise, with the samplers' own arithmetic.
@@ -235,7 +241,7 @@ Tensor gumbel_max(const Tensor& logits, const GumbelSoftmaxOptions& options) {
     require_finite_logits(logits, "gumbel_max");
     const kernels::AxisView v = detail::class_view(logits.shape(), options, "gumbel_max");
     const Array z = noisy_logits(logits, Noise{nullptr, options.generator()}, gumbel_of);
-    return Tensor(one_hot_of_argmax(z, v));
+    return discrete(Tensor(one_hot_of_argmax(z, v)));
 }
 
 Tensor bernoulli_sample(const Tensor& logits, Generator* gen) {
@@ -243,7 +249,7 @@ Tensor bernoulli_sample(const Tensor& logits, Generator* gen) {
     // P(logits + L > 0) = P(L > -logits) = sigmoid(logits) for L ~ Logistic(0,1)
     Array z = noisy_logits(logits, Noise{nullptr, gen}, logistic_of);
     for (float& v : z) v = v > 0.0f ? 1.0f : 0.0f;
-    return Tensor(std::move(z));
+    return discrete(Tensor(std::move(z)));
 }
 
 Tensor score_function_surrogate(const Tensor& f, const Tensor& log_q, float baseline) {
@@ -263,19 +269,19 @@ Tensor score_function_surrogate(const Tensor& f, const Tensor& log_q, float base
 Tensor straight_through_bernoulli(const Tensor& logits, Generator* gen) {
     const char* op = "straight_through_bernoulli";
     require_finite_logits(logits, op);
-    return record(op, bernoulli_sample(logits, gen).value(), {logits}, [op](In in, const Tensor& out) {
+    return discrete(record(op, bernoulli_sample(logits, gen).value(), {logits}, [op](In in, const Tensor& out) {
         const Tensor s = sigmoid(in[0]);
         in[0].accumulate_grad(out.grad_tensor() * s * (1.0f - s), op);
-    });
+    }));
 }
 
 Tensor straight_through_categorical(const Tensor& logits, const GumbelSoftmaxOptions& options) {
     const char* op = "straight_through_categorical";
     require_finite_logits(logits, op);
     const kernels::AxisView v = detail::class_view(logits.shape(), options, op);
-    return record(op, gumbel_max(logits, options).value(), {logits}, [v, op](In in, const Tensor& out) {
+    return discrete(record(op, gumbel_max(logits, options).value(), {logits}, [v, op](In in, const Tensor& out) {
         in[0].accumulate_grad(class_softmax_grad(class_softmax(in[0], v), out.grad_tensor(), v, 1.0f), op);
-    });
+    }));
 }
 
 Tensor log_mean_exp(const Tensor& log_w, int axis, bool keepdims) {

@@ -41,6 +41,7 @@ struct TensorImpl {
     bool cleared = false;      // ... freed by Tape::clear() or the tape's end, not by a backward
     std::uint64_t pass = 0;    // the last backward pass that reached this tensor
     std::uint32_t version = 0; // bumped by every write through a leaf's Tensor::value()
+    bool discrete_sample = false;  // see Tensor::mark_discrete_sample
 };
 
 // A node's backward: reads output.grad() and accumulates into the inputs that require grad.
@@ -92,6 +93,12 @@ public:
     void zero_grad();  // forgets the gradient, keeps its buffer for the next step
     bool requires_grad() const;
     Tensor& set_requires_grad(bool on = true);
+    // A hint that every entry is 0 or 1 (a discrete sample: the samplers set it on their exact
+    // samples and on the forward values of straight-through ones). linear and matmul then add
+    // up the weight rows a sample selects instead of a GEMM, having checked the entries (a wrong
+    // hint costs a scan, never a wrong result). A write through value() drops it.
+    Tensor& mark_discrete_sample(bool on = true) { check("mark_discrete_sample"); impl_->discrete_sample = on; return *this; }
+    bool is_discrete_sample() const { return impl_ && impl_->discrete_sample; }
 
     const Array::shape_type& shape() const { return value().shape(); }
     std::size_t dim() const { return value().dimension(); }

@@ -89,7 +89,7 @@ Tensor grad_only(const Tensor& x) { return sub(x, detach(x)); }
 Tensor bernoulli_from_uniforms(const Tensor& logits, const Array& u) {
     check_uniforms(logits, u, "bernoulli_from_uniforms");
     Array b = xt::eval(xt::cast<float>(logits.value() + logit_of(u) > 0.0f));
-    return Tensor(std::move(b));
+    return Tensor(std::move(b)).mark_discrete_sample();
 }
 
 Tensor categorical_from_uniforms(const Tensor& logits, const Array& u, std::size_t classes) {
@@ -98,7 +98,7 @@ Tensor categorical_from_uniforms(const Tensor& logits, const Array& u, std::size
     if (classes < 2) fail(op, "needs at least 2 classes, got " + std::to_string(classes));
     NoGradGuard no_grad;
     const Tensor z = grouped(Tensor(xt::eval(logits.value() + gumbel_of(u))), classes, op);
-    return reshape(one_hot(argmax(z, -1), classes), logits.shape());
+    return reshape(one_hot(argmax(z, -1), classes), logits.shape()).mark_discrete_sample();
 }
 
 Tensor discrete_sample(const Tensor& logits, Discrete kind, Generator& gen) {

@@ -169,7 +169,7 @@ Tensor Bernoulli::sample(Generator* gen) const {
     Array u = (gen ? *gen : default_generator()).uniform_open(Shape(probs_.shape().begin(), probs_.shape().end()));
     const float* p = probs_.value().data();
     for (std::size_t i = 0; i < u.size(); ++i) u.data()[i] = u.data()[i] < p[i] ? 1.0f : 0.0f;
-    return Tensor(std::move(u));
+    return Tensor(std::move(u)).mark_discrete_sample();
 }
 
 Tensor Bernoulli::log_prob(const Tensor& value) const {

@@ -68,13 +68,18 @@ Tensor Estimator::sample(const Tensor& logits, Discrete kind, Generator& gen) co
         if (kind.is_bernoulli()) return binary_concrete(logits, BinaryConcreteOptions().tau(s.tau).hard(hard).generator(&gen));
         return gumbel_softmax(logits, GumbelSoftmaxOptions().tau(s.tau).hard(hard).classes(kind.classes()).generator(&gen));
     }
-    if (n == "st") return slope_straight_through(logits, kind, 1.0f, gen);
-    if (n == "slope-st") return slope_straight_through(logits, kind, s.slope, gen);
-    if (n == "decoupled-st") return decoupled_straight_through(logits, kind, s.tau, s.tau_backward, gen);
-    if (n == "gumbel-rao") return gumbel_rao(logits, kind, s.draws, s.tau, gen);
-    if (n == "reinmax") return reinmax(logits, kind, s.tau, gen);
-    if (n == "darn") return darn(logits, kind, gen);
-    if (n == "zgr") return zgr(logits, kind, gen);
+    // the others forward an exact sample (decoupled-st at tau 0): the hint for linear and matmul
+    const auto exact = [](Tensor t) { return t.mark_discrete_sample(); };
+    if (n == "st") return exact(slope_straight_through(logits, kind, 1.0f, gen));
+    if (n == "slope-st") return exact(slope_straight_through(logits, kind, s.slope, gen));
+    if (n == "decoupled-st") {
+        Tensor z = decoupled_straight_through(logits, kind, s.tau, s.tau_backward, gen);
+        return s.tau == 0.0f ? exact(z) : z;
+    }
+    if (n == "gumbel-rao") return exact(gumbel_rao(logits, kind, s.draws, s.tau, gen));
+    if (n == "reinmax") return exact(reinmax(logits, kind, s.tau, gen));
+    if (n == "darn") return exact(darn(logits, kind, gen));
+    if (n == "zgr") return exact(zgr(logits, kind, gen));
     throw std::invalid_argument("estimator " + n + " needs the loss of each sample: use surrogate_of or surrogate, not sample");
 }
 

@@ -226,6 +226,19 @@ inline void column_sums(const float* g, std::size_t rows, std::size_t cols, floa
     }
 }
 
+// c [m, n] := beta c + op(a) b in double, op(a) = a [m, k] or, transposed, a [k, m] read as
+// its transpose; b [k, n] (b_transposed: given as [n, k]). What the sparse kernels compute.
+inline void matmul(bool a_transposed, bool b_transposed, std::size_t m, std::size_t k, std::size_t n, const float* a,
+                   const float* b, float beta, float* c) {
+    for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            double s = beta == 0.0f ? 0.0 : double(beta) * c[i * n + j];
+            for (std::size_t t = 0; t < k; ++t)
+                s += double(a_transposed ? a[t * m + i] : a[i * k + t]) * (b_transposed ? b[j * k + t] : b[t * n + j]);
+            c[i * n + j] = static_cast<float>(s);
+        }
+}
+
 }  // namespace tg::kernels::reference
 
 // ---- reductions and copies (kernels/reduce, kernels/copy)
