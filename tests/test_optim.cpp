@@ -336,7 +336,7 @@ TEST_CASE("Optim: StepLR multiplies by gamma every step_size steps, ExponentialL
     CHECK_THROWS_WITH_AS(optim::ExponentialLR(sgd, -1.0f), doctest::Contains("gamma must be"), std::invalid_argument);
 }
 
-TEST_CASE("Optim: StepLR stops at min_lr; ReduceLROnPlateau lowers the lr after patience epochs without improvement") {
+TEST_CASE("Optim: StepLR stops at min_lr, and ReduceLROnPlateau lowers the lr after patience epochs without improvement") {
     TwoSteps t;
     optim::SGD sgd(t.params(), {1.0f});
     optim::StepLR step(sgd, 1, 0.5f, 0.2f);

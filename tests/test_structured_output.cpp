@@ -374,7 +374,7 @@ TEST_CASE("StructuredOutput: a resumed run equals an uninterrupted one bit for b
     }
 }
 
-TEST_CASE("StructuredOutput: keep-best tests the epoch of the lowest validation NLL; the step schedule scales the lr") {
+TEST_CASE("StructuredOutput: keep-best tests the epoch of the lowest validation NLL, and the step schedule scales the lr") {
     TempDir a;
     REQUIRE(run_program(a, "--epochs 4 --lr-schedule step --lr-step 2 --lr-factor 0.5 --lr 4e-3").status == 0);
     const auto rows = metrics(a / "out/metrics.csv");
