@@ -23,12 +23,13 @@ enum Purpose : std::uint64_t { init_seed = 1, noise_seed = 3, eval_seed = 5, pic
 struct Options {
     harness::Flags run;
     harness::Annealing annealing;
-    std::string latent = "bernoulli", estimator = "gs";
+    std::string latent = "bernoulli", estimator = "gs", arch = "linear", prior = "learned";
     harness::OptimizerFlags optimizer;
     std::size_t eval_samples = 1000, val_samples = 5, validation = mnist::validation_size;
 };
 
-const std::vector<std::string> latents = {"bernoulli", "categorical"};
+const std::vector<std::string> latents = {"bernoulli", "categorical"}, archs = {"linear", "nonlinear"},
+                               priors = {"learned", "uniform"};
 
 // reconstructions.png: 8 test digits in the top row, under each 7 decodings of discrete samples
 // z ~ q(z | x); samples.png: 64 digits decoded from samples of the prior (pixel probabilities).
@@ -55,7 +56,8 @@ int run(int argc, char** argv) {
     CLI::App app{
         "A variational autoencoder with discrete latent variables on binarized MNIST (Jang, Gu and Poole 2017,\n"
         "section 4.2): 784 -> affine -> 200 Bernoulli units or 20 categorical variables of 10 classes -> affine\n"
-        "-> 784 Bernoulli logits, a uniform prior. Trains on the negative ELBO with relaxed samples.\n"
+        "-> 784 Bernoulli logits (--arch nonlinear: two layers of 200 tanh units each side), a learned prior\n"
+        "(--prior uniform: a fixed one). Trains on the negative ELBO with relaxed samples.\n"
         "Uses 50,000 training images, validates on the last 10,000 of the training file, tests on t10k.\n"
         "Bounds on -log p(x), in nats, with m discrete samples z_i ~ q(z|x): nll = -log (1/m) sum_i p(x, z_i) / q(z_i|x)\n"
         "(the importance-weighted bound the paper reports with m = 1000) and neg_elbo, the negative ELBO.",
@@ -63,6 +65,10 @@ int run(int argc, char** argv) {
     harness::add_common_flags(app, o.run);
     harness::add_choice(app, "--latent", o.latent, "bernoulli: 200 binary units (Binary Concrete when relaxed); "
                                                    "categorical: 20 variables of 10 classes (Gumbel-Softmax)", latents);
+    harness::add_choice(app, "--arch", o.arch, "linear: affine maps between the layers; nonlinear: 784-200-200-latent "
+                                               "and latent-200-200-784 with tanh", archs);
+    harness::add_choice(app, "--prior", o.prior, "learned: the prior's logits are parameters (the published paper); "
+                                                 "uniform: each value of a variable equally likely", priors);
     harness::add_estimator_flag(app, o.estimator, {Discrete::bernoulli(), Discrete::categorical(classes)},
                                 "rloo and vimco draw 2 samples per image");
     harness::add_optimizer_flags(app, o.optimizer);
@@ -72,8 +78,8 @@ int run(int argc, char** argv) {
     harness::add_count(app, "--val-samples", o.val_samples, "m of the validation bounds after each epoch (0: skip)",
                        0, 10000);
     harness::add_count(app, "--validation", o.validation, "Images from the end of the training file held out", 1, 59999);
-    app.footer(harness::footer("runs/vae-<latent>-<estimator>", "reconstructions.png (8 test digits and decodings of "
-                               "z ~ q(z|x)) and samples.png (decodings of prior samples)",
+    app.footer(harness::footer("runs/vae-<latent>-<estimator>", "reconstructions.png (8 test digits and decodings of z ~ q(z|x)), samples.png (decodings "
+                               "of prior samples) and curves.png (the learning curves)",
                                "test_neg_elbo=<float> then test_nll=<float>"));
     if (const auto status = harness::parse(app, argc, argv)) return *status;
 
@@ -86,8 +92,10 @@ int run(int argc, char** argv) {
     const mnist::Mnist data = harness::load_mnist(o.run, mnist::Binarization::fixed, o.validation);
 
     Generator init(harness::derive_seed(o.run.seed, init_seed)), noise(harness::derive_seed(o.run.seed, noise_seed));
-    Model model(latent, latent == Latent::bernoulli ? 200 : 20, init);
+    Model model(latent, latent == Latent::bernoulli ? 200 : 20, init, Arch(harness::index_of(o.arch, archs)),
+                Prior(harness::index_of(o.prior, priors)));
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
+    const std::unique_ptr<optim::LRSchedule> schedule = harness::make_schedule(o.optimizer, *optimizer);
     Tensor x(Array::from_shape({o.run.batch_size, mnist::image_pixels}));
 
     harness::Experiment ex("discrete_vae", model, *optimizer, data.train.size());
@@ -96,24 +104,32 @@ int run(int argc, char** argv) {
         const Loss loss = training_loss(model, x, estimator, temperature.at(std::int64_t(step)), noise);
         return harness::Loss{loss.objective, loss.neg_elbo};
     };
-    ex.columns = {{"val_neg_elbo", "%8.3f"}, {"val_nll", "%8.3f"}, {"tau", "%.4f"}};
+    ex.columns = {{"val_neg_elbo", "%8.3f"}, {"val_nll", "%8.3f"}, {"tau", "%.4f"}, {"lr", "%g"}};
     ex.after_epoch = [&](std::size_t epoch, std::size_t step) {
         Bounds val{NAN, NAN};
         if (o.val_samples > 0)
             val = evaluate(model, data.validation, o.val_samples, harness::derive_seed(o.run.seed, eval_seed) + epoch);
-        return std::vector<double>{val.neg_elbo, val.nll, temperature.at(std::int64_t(step) - 1)};
+        return std::vector<double>{val.neg_elbo, val.nll, temperature.at(std::int64_t(step) - 1), optimizer->lr()};
     };
+    ex.monitor = "val_nll";
+    ex.schedule = schedule.get();
     ex.generators = {{"noise", &noise}};
-    ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--batch-size", std::to_string(o.run.batch_size)},
+    ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--arch", o.arch}, {"--prior", o.prior},
+                   {"--batch-size", std::to_string(o.run.batch_size)},
                    {"--seed", std::to_string(o.run.seed)}, {"--validation", std::to_string(o.validation)}};
     // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
     for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
         ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;
+    harness::use_best(o.run, trained, model);
 
     harness::now_doing("drawing the pictures");
     save_pictures(o, dir, model, data.test);
+    harness::images::learning_curves(trained, "val_nll", "validation NLL bound (m = " + std::to_string(o.val_samples) + ")",
+                                     o.latent + " " + o.estimator + " (" + o.arch + ", " + o.prior + " prior): " +
+                                         "-ELBO and the NLL bound")
+        .save_png((fs::path(dir) / "curves.png").string());
     std::vector<std::pair<std::string, std::string>> results;
     if (o.eval_samples > 0) {
         harness::now_doing("evaluating the test bounds with m = " + std::to_string(o.eval_samples));
@@ -125,7 +141,7 @@ int run(int argc, char** argv) {
         results = {{"test_neg_elbo", harness::format("%.4f", test.neg_elbo)},
                    {"test_nll", harness::format("%.4f", test.nll)}};
     }
-    harness::report(dir, trained, {"reconstructions.png", "samples.png"}, results);
+    harness::report(dir, trained, {"reconstructions.png", "samples.png", "curves.png"}, results);
     return 0;
 }
 

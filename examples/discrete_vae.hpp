@@ -1,6 +1,8 @@
 // A variational autoencoder with discrete latent variables on binarized MNIST (Jang, Gu and
 // Poole 2017, section 4.2 and Table 1's VAE rows): 784 -> affine -> 200 Bernoulli units, or 20
-// categorical variables of 10 classes -> affine -> 784 Bernoulli logits, under a uniform prior.
+// categorical variables of 10 classes -> affine -> 784 Bernoulli logits (linear; nonlinear puts
+// two layers of 200 tanh units on each side), under a learned prior (the published paper's) or
+// a uniform one.
 // The model, its training loss (the negative ELBO) and its evaluation (the importance-weighted
 // bound on -log p(x) with discrete samples); the program around them is discrete_vae.cpp.
 #pragma once
@@ -22,31 +24,37 @@ namespace vae {
 using namespace tg;
 
 enum class Latent { bernoulli, categorical };
+enum class Arch { linear, nonlinear };
+enum class Prior { learned, uniform };
 
 constexpr std::size_t classes = 10;  // of each categorical variable
+constexpr std::size_t nonlinear_hidden = 200;  // units of each deterministic layer of Arch::nonlinear
 
 struct Model : nn::Module {
     // `variables` Bernoulli units, or categorical variables of 10 classes (the paper: 200 or 20).
-    Model(Latent latent, std::size_t variables, Generator& init) : latent(latent), variables(variables) {
+    Model(Latent latent, std::size_t variables, Generator& init, Arch arch = Arch::linear, Prior prior = Prior::learned)
+        : latent(latent), variables(variables) {
         if (variables == 0) throw std::invalid_argument("Model: needs at least one latent variable");
         nn::LinearOptions options;
         options.generator = &init;
-        encoder = register_module("encoder", std::make_shared<nn::Linear>(mnist::image_pixels, width(), options));
-        decoder = register_module("decoder", std::make_shared<nn::Linear>(width(), mnist::image_pixels, options));
+        const auto layers = [&](std::size_t in, std::size_t out) -> std::shared_ptr<nn::Layer> {
+            if (arch == Arch::linear) return std::make_shared<nn::Linear>(in, out, options);
+            return nn::mlp({in, nonlinear_hidden, nonlinear_hidden, out}, [] { return std::make_shared<nn::Tanh>(); }, options);
+        };
+        encoder = register_module("encoder", layers(mnist::image_pixels, width()));
+        decoder = register_module("decoder", layers(width(), mnist::image_pixels));
+        // uniform at the start; a uniform prior stays a constant
+        prior_logits = Tensor::zeros({width()});
+        if (prior == Prior::learned) prior_logits = register_parameter("prior_logits", prior_logits);
     }
     // Entries of a latent sample: one per unit, or a one-hot of 10 per variable.
     std::size_t width() const { return latent == Latent::bernoulli ? variables : variables * classes; }
 
     Latent latent;
     std::size_t variables;
-    std::shared_ptr<nn::Linear> encoder, decoder;  // x -> logits of q(z | x); z -> logits of p(x | z)
+    std::shared_ptr<nn::Layer> encoder, decoder;  // x -> logits of q(z | x); z -> logits of p(x | z)
+    Tensor prior_logits;                          // [width]: of each unit, or 10 of each variable
 };
-
-// log p(z), the same for every z: each variable takes each of its K values (K = 2 for a unit)
-// with probability 1 / K.
-inline double log_prior(const Model& model) {
-    return -double(model.variables) * std::log(model.latent == Latent::bernoulli ? 2.0 : double(classes));
-}
 
 // [rows, width] as [rows, variables, 10], for the categorical distributions.
 inline Shape grouped(const Model& model, const Tensor& a) { return {a.shape()[0], model.variables, classes}; }
@@ -55,9 +63,9 @@ inline Shape grouped(const Model& model, const Tensor& a) { return {a.shape()[0]
 // the discrete distributions, also when training samples are relaxed (as the paper does).
 inline Tensor kl_to_prior(const Model& model, const Tensor& logits) {
     if (model.latent == Latent::bernoulli)
-        return sum(kl_divergence(dist::Bernoulli::from_logits(logits), dist::Bernoulli::from_logits(Tensor::zeros({1}))), 1);
+        return sum(kl_divergence(dist::Bernoulli::from_logits(logits), dist::Bernoulli::from_logits(model.prior_logits)), 1);
     return sum(kl_divergence(dist::Categorical(reshape(logits, grouped(model, logits))),
-                             dist::Categorical(Tensor::zeros({classes}))), 1);
+                             dist::Categorical(reshape(model.prior_logits, {model.variables, classes}))), 1);
 }
 
 struct Loss {
@@ -106,10 +114,12 @@ inline Tensor discrete_latent(const Model& model, const Tensor& logits, Generato
     return gumbel_max(logits, GumbelSoftmaxOptions().classes(classes).generator(&gen));
 }
 
-// log q(z | x) of discrete samples z under encoder logits, both [rows, width] -> [rows].
-inline Tensor log_posterior(const Model& model, const Tensor& logits, const Tensor& z) {
+// log q(z | x) of discrete samples z [rows, width] under encoder logits [rows, width] (or log p(z)
+// under the prior's [width]) -> [rows].
+inline Tensor log_probability(const Model& model, const Tensor& logits, const Tensor& z) {
     if (model.latent == Latent::bernoulli) return sum(dist::Bernoulli::from_logits(logits).log_prob(z), 1);
-    return sum(dist::Categorical(reshape(logits, grouped(model, logits))).log_prob(reshape(z, grouped(model, z))), 1);
+    const Shape shape = logits.shape().size() == 1 ? Shape{model.variables, classes} : grouped(model, logits);
+    return sum(dist::Categorical(reshape(logits, shape)).log_prob(reshape(z, grouped(model, z))), 1);
 }
 
 // a [n, d] m times over, [m * n, d]: row s * n + i is row i (one concat, copies of whole blocks).
@@ -140,7 +150,8 @@ inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size
         const Tensor z = discrete_latent(model, logits_m, gen);
         const Tensor log_likelihood =
             neg(sum(binary_cross_entropy_with_logits(model.decoder->forward(z), x_m, Reduction::none), 1));
-        const Tensor log_w = add(sub(log_likelihood, log_posterior(model, logits_m, z)), float(log_prior(model)));
+        const Tensor log_w = sub(add(log_likelihood, log_probability(model, model.prior_logits, z)),
+                                 log_probability(model, logits_m, z));
         const Tensor nll = neg(log_mean_exp(reshape(log_w, {m, n}), 0));
         const Tensor neg_elbo = sub(kl_to_prior(model, logits), mean(reshape(log_likelihood, {m, n}), 0));
         for (std::size_t i = 0; i < n; ++i) {
@@ -156,7 +167,8 @@ inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size
 // The pixel probabilities of n digits decoded from samples of the prior, [n, 784].
 inline Array prior_samples(const Model& model, std::size_t n, Generator& gen) {
     NoGradGuard no_grad;
-    return sigmoid(model.decoder->forward(discrete_latent(model, Tensor::zeros({n, model.width()}), gen))).value();
+    const Tensor logits = repeat(reshape(model.prior_logits, {1, model.width()}), n);
+    return sigmoid(model.decoder->forward(discrete_latent(model, logits, gen))).value();
 }
 
 }  // namespace vae

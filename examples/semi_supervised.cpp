@@ -99,6 +99,7 @@ int run(int argc, char** argv) {
         binarize(harness::derive_seed(o.run.seed, binarize_seed));
     Model model(o.classes, o.hidden, o.latent, init);
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
+    const std::unique_ptr<optim::LRSchedule> schedule = harness::make_schedule(o.optimizer, *optimizer);
 
     Array labeled_x, unlabeled_x;
     Batch batch;
@@ -124,13 +125,19 @@ int run(int argc, char** argv) {
             val = evaluate(model, data.validation, o.val_images, harness::derive_seed(o.run.seed, eval_seed) + epoch);
         return std::vector<double>{val.accuracy, val.elbo, temperature.at(std::int64_t(step) - 1)};
     };
+    ex.monitor = "val_elbo";
+    ex.maximize = true;
+    ex.schedule = schedule.get();
     ex.generators = {{"noise", &noise}, {"binarize", &binarize}};
     ex.identity = {{"--method", o.method}, {"--classes", std::to_string(o.classes)},
                    {"--labels-per-class", std::to_string(o.per_class)}, {"--hidden", std::to_string(o.hidden)},
                    {"--latent", std::to_string(o.latent)}, {"--batch-size", std::to_string(o.run.batch_size)},
-                   {"--optimizer", o.optimizer.name}, {"--seed", std::to_string(o.run.seed)}};
+                   {"--seed", std::to_string(o.run.seed)}};
+    const auto optimizer_identity = harness::identity(o.optimizer);  // --optimizer, --lr, the schedule's
+    ex.identity.insert(ex.identity.end(), optimizer_identity.begin(), optimizer_identity.end());
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;
+    harness::use_best(o.run, trained, model);
 
     std::vector<std::pair<std::string, std::string>> results;
     if (o.test_images > 0) {

@@ -87,6 +87,7 @@ int run(int argc, char** argv) {
     Generator init(harness::derive_seed(o.run.seed, init_seed));
     Model model(latent, o.hidden, init);
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
+    const std::unique_ptr<optim::LRSchedule> schedule = harness::make_schedule(o.optimizer, *optimizer);
     Generator noise(harness::derive_seed(o.run.seed, noise_seed)), binarize(harness::derive_seed(o.run.seed, binarize_seed));
     bool baseline_set = false;  // the score function's baseline: after its first batch
     Tensor upper(Array::from_shape({o.run.batch_size, mnist::half_pixels}));
@@ -112,6 +113,8 @@ int run(int argc, char** argv) {
                                                             harness::derive_seed(o.run.seed, eval_seed) + epoch - 1);
         return std::vector<double>{val, temperature.at(std::int64_t(step) - 1), optimizer->lr()};
     };
+    ex.monitor = "val_nll";
+    ex.schedule = schedule.get();
     ex.generators = {{"noise", &noise}, {"binarize", &binarize}};
     ex.identity = {{"--latent", o.latent}, {"--estimator", o.estimator}, {"--hidden", std::to_string(o.hidden)},
                    {"--samples", std::to_string(o.samples)}, {"--batch-size", std::to_string(o.run.batch_size)},
@@ -131,6 +134,7 @@ int run(int argc, char** argv) {
     };
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;
+    harness::use_best(o.run, trained, model);
 
     // The pictures: sampled completions of 8 test digits, the learning curves.
     harness::now_doing("drawing the pictures");

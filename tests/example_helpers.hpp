@@ -35,10 +35,9 @@ inline tg::mnist::DataSet bars(std::size_t n, std::uint64_t seed, std::size_t cl
     return set;
 }
 
-// The exit status of `command --data dir/data --out dir/out args` (stdout and stderr in
-// dir/stdout and dir/stderr), after writing dir/data once: 400 training images of bars of
-// `classes` patterns (the programs hold the last 80 out for validation) and 80 test images.
-inline int run_example(const std::string& command, const TempDir& dir, const std::string& args, std::size_t classes = 8) {
+// dir/data, unless it exists: IDX files of 400 training images of bars of `classes` patterns (the
+// programs hold the last 80 out for validation with --validation 80) and 80 test images.
+inline void write_bars(const TempDir& dir, std::size_t classes = 8) {
     namespace fs = std::filesystem;
     if (!fs::exists(dir.path / "data")) {
         fs::create_directories(dir.path / "data");
@@ -50,6 +49,12 @@ inline int run_example(const std::string& command, const TempDir& dir, const std
             tg::mnist::write_idx(dir / ("data/" + std::string(labels)), {{set.size()}, set.labels});
         }
     }
+}
+
+// The exit status of `command --data dir/data --out dir/out args` (stdout and stderr in
+// dir/stdout and dir/stderr), on the data of write_bars(dir, classes).
+inline int run_example(const std::string& command, const TempDir& dir, const std::string& args, std::size_t classes = 8) {
+    write_bars(dir, classes);
     const std::string cmd = command + " --data " + (dir / "data") + " --out " + (dir / "out") + " " + args + " >" +
                             (dir / "stdout") + " 2>" + (dir / "stderr");
     const int raw = std::system(cmd.c_str());

@@ -28,16 +28,33 @@ Array as_floats(const mnist::DataSet& set) {
     return images;
 }
 
-// -log p(x) and the negative ELBO of one image, summed exactly over every z, in double.
+// log q(value) of variable v under logits a (of a linear model's width), in double: a unit's
+// Bernoulli, or the softmax of the variable's 10 logits.
+double log_q_of(const Model& model, const std::vector<double>& a, std::size_t v, std::size_t value) {
+    if (model.latent == Latent::bernoulli) return -std::log1p(std::exp(value ? -a[v] : a[v]));
+    double norm = 0.0;
+    for (std::size_t c = 0; c < classes; ++c) norm += std::exp(a[v * classes + c]);
+    return a[v * classes + value] - std::log(norm);
+}
+
+std::vector<double> prior_of(const Model& model) {
+    return std::vector<double>(model.prior_logits.value().begin(), model.prior_logits.value().end());
+}
+
+// -log p(x) and the negative ELBO of one image under a linear model, summed exactly over every z,
+// in double.
 std::pair<double, double> exact_bounds(const Model& model, const float* x) {
-    const Array& we = model.encoder->weight.value();
-    const Array& wd = model.decoder->weight.value();
+    const auto& encoder = dynamic_cast<const nn::Linear&>(*model.encoder);
+    const auto& decoder = dynamic_cast<const nn::Linear&>(*model.decoder);
+    const Array& we = encoder.weight.value();
+    const Array& wd = decoder.weight.value();
     const std::size_t w = model.width();
     std::vector<double> a(w);
     for (std::size_t o = 0; o < w; ++o) {
-        a[o] = model.encoder->bias.value()(o);
+        a[o] = encoder.bias.value()(o);
         for (std::size_t j = 0; j < mnist::image_pixels; ++j) a[o] += double(we(o, j)) * x[j];
     }
+    const std::vector<double> prior = prior_of(model);
     const bool bernoulli = model.latent == Latent::bernoulli;
     const std::size_t k = bernoulli ? 2 : classes;
     std::size_t states = 1;
@@ -45,27 +62,21 @@ std::pair<double, double> exact_bounds(const Model& model, const float* x) {
     double p_x = 0.0, neg_elbo = 0.0;
     for (std::size_t s = 0; s < states; ++s) {
         std::vector<double> z(w, 0.0);
-        double log_q = 0.0;
+        double log_q = 0.0, log_p = 0.0;
         for (std::size_t v = 0, rest = s; v < model.variables; ++v, rest /= k) {
             const std::size_t value = rest % k;
-            if (bernoulli) {
-                z[v] = double(value);
-                log_q += -std::log1p(std::exp(value ? -a[v] : a[v]));
-            } else {
-                z[v * classes + value] = 1.0;
-                double norm = 0.0;
-                for (std::size_t c = 0; c < classes; ++c) norm += std::exp(a[v * classes + c]);
-                log_q += a[v * classes + value] - std::log(norm);
-            }
+            z[bernoulli ? v : v * classes + value] = bernoulli ? double(value) : 1.0;
+            log_q += log_q_of(model, a, v, value);
+            log_p += log_q_of(model, prior, v, value);
         }
         double log_px_z = 0.0;
         for (std::size_t j = 0; j < mnist::image_pixels; ++j) {
-            double l = model.decoder->bias.value()(j);
+            double l = decoder.bias.value()(j);
             for (std::size_t o = 0; o < w; ++o) l += double(wd(j, o)) * z[o];
             log_px_z += x[j] * l - (std::max(l, 0.0) + std::log1p(std::exp(-std::abs(l))));
         }
-        p_x += std::exp(log_px_z + log_prior(model));
-        neg_elbo -= std::exp(log_q) * (log_px_z + log_prior(model) - log_q);
+        p_x += std::exp(log_px_z + log_p);
+        neg_elbo -= std::exp(log_q) * (log_px_z + log_p - log_q);
     }
     return {-std::log(p_x), neg_elbo};
 }
@@ -87,6 +98,7 @@ TEST_CASE("DiscreteVAE: the bounds converge to the exact -log p(x) and -ELBO of 
         Generator init(4);
         Model model(latent, latent == Latent::bernoulli ? 4 : 2, init);  // 16 or 100 states of z
         for (auto& p : model.parameters()) p.value() *= 4.0f;             // a posterior far from uniform
+        model.prior_logits.value() = tgtest::random_tensor({model.width()}, 5, -2.0f, 2.0f, false).value();  // and a learned prior
         const mnist::DataSet set = bars(3, 1);
         const Array x = as_floats(set);
         double nll = 0.0, neg_elbo = 0.0;
@@ -108,6 +120,89 @@ TEST_CASE("DiscreteVAE: the bounds converge to the exact -log p(x) and -ELBO of 
         CHECK(mean_1 == doctest::Approx(neg_elbo).epsilon(0.03));
         CHECK(mean_10 < mean_1);
         CHECK(many.nll < mean_10);
+    }
+}
+
+TEST_CASE("DiscreteVAE: the KL against a learned prior matches a sum over the values by hand") {
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical}) {
+        CAPTURE(int(latent));
+        Generator init(6);
+        Model model(latent, 3, init);
+        model.prior_logits.value() = tgtest::random_tensor({model.width()}, 7, -3.0f, 3.0f, false).value();
+        const Tensor logits = tgtest::random_tensor({2, model.width()}, 8, -3.0f, 3.0f, false);
+        const Tensor kl = kl_to_prior(model, logits);
+        REQUIRE(kl.shape() == Shape{2});
+        const std::vector<double> prior = prior_of(model);
+        const std::size_t k = latent == Latent::bernoulli ? 2 : classes;
+        for (std::size_t r = 0; r < 2; ++r) {
+            const std::vector<double> a(logits.value().begin() + r * model.width(), logits.value().begin() + (r + 1) * model.width());
+            double expected = 0.0;  // sum over variables and values of q log(q / p)
+            for (std::size_t v = 0; v < model.variables; ++v)
+                for (std::size_t value = 0; value < k; ++value) {
+                    const double log_q = log_q_of(model, a, v, value);
+                    expected += std::exp(log_q) * (log_q - log_q_of(model, prior, v, value));
+                }
+            CHECK(kl.value()(r) == doctest::Approx(expected).epsilon(1e-5));
+        }
+        // the learned prior's logits get a gradient from the KL; a uniform prior is no parameter
+        sum(kl_to_prior(model, logits)).backward();
+        CHECK(model.prior_logits.has_grad());
+        Generator other(6);
+        const Model uniform(latent, 3, other, Arch::linear, Prior::uniform);
+        CHECK(uniform.parameters().size() + 1 == model.parameters().size());
+    }
+}
+
+TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both architectures and priors") {
+    set_num_threads(1);
+    const mnist::DataSet set = bars(40, 2);
+    const Tensor x(as_floats(set));
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical})
+        for (const Arch arch : {Arch::linear, Arch::nonlinear})
+            for (const Prior prior : {Prior::learned, Prior::uniform}) {
+                CAPTURE(int(latent));
+                CAPTURE(int(arch));
+                CAPTURE(int(prior));
+                Estimator estimator("gs");
+                Generator init(1), gen(2);
+                Model model(latent, latent == Latent::bernoulli ? 20 : 4, init, arch, prior);
+                optim::Adam adam(model.parameters(), {3e-3f});
+                const double before = evaluate(model, set, 20, 3).nll;
+                for (int step = 0; step < 100; ++step) {
+                    const Loss loss = training_loss(model, x, estimator, 1.0f, gen);
+                    REQUIRE(std::isfinite(loss.neg_elbo));
+                    loss.objective.backward();
+                    adam.step();
+                    adam.zero_grad();
+                }
+                CHECK(evaluate(model, set, 20, 3).nll < 0.7 * before);
+                // a learned prior moved away from uniform; a uniform one stayed
+                const double spread = xt::amax(xt::abs(model.prior_logits.value()))();
+                CHECK((prior == Prior::learned ? spread > 0.01 : spread == 0.0));
+            }
+}
+
+TEST_CASE("DiscreteVAE: a checkpoint of the nonlinear model with a learned prior round-trips, bounds and all") {
+    tgtest::TempDir dir;
+    const mnist::DataSet set = bars(10, 3);
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical}) {
+        CAPTURE(int(latent));
+        Generator a_init(1), b_init(2);
+        Model a(latent, 5, a_init, Arch::nonlinear), b(latent, 5, b_init, Arch::nonlinear);
+        a.prior_logits.value() = tgtest::random_tensor({a.width()}, 9, -1.0f, 1.0f, false).value();
+        const auto names = a.named_parameters();
+        CHECK(names.front().first == "prior_logits");
+        CHECK(names.size() == 13);  // the prior, then 3 layers of weight and bias on each side
+        save_checkpoint(dir / "vae.npz", a);
+        load_checkpoint(dir / "vae.npz", b);
+        const Bounds from_a = evaluate(a, set, 7, 4), from_b = evaluate(b, set, 7, 4);
+        CHECK(from_a.nll == from_b.nll);
+        CHECK(from_a.neg_elbo == from_b.neg_elbo);
+        // a model of another architecture or prior is refused, naming the entry
+        Generator c_init(3);
+        Model linear(latent, 5, c_init), uniform(latent, 5, c_init, Arch::nonlinear, Prior::uniform);
+        CHECK_THROWS_WITH_AS(load_checkpoint(dir / "vae.npz", linear), doctest::Contains("encoder"), CheckpointError);
+        CHECK_THROWS_WITH_AS(load_checkpoint(dir / "vae.npz", uniform), doctest::Contains("prior_logits"), CheckpointError);
     }
 }
 
@@ -144,17 +239,18 @@ TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both laten
 TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a resumed run equals an uninterrupted one") {
     for (const std::string kind : {"--latent bernoulli", "--latent categorical --estimator st-gs"}) {
         CAPTURE(kind);
-        const std::string flags = kind + " --anneal-rate 0.05 --anneal-every 3 --tau-min 0.3 --epochs 3";
+        const std::string flags = kind + " --anneal-rate 0.05 --anneal-every 3 --tau-min 0.3 --epochs 3 --arch nonlinear "
+                                         "--lr-schedule plateau --lr-patience 0";
         tgtest::TempDir a, b;
         REQUIRE(vae_program(a, flags) == 0);
         const std::string out = tgtest::read_bytes(a / "stdout");
         INFO(out);
-        for (const char* name : {"metrics.csv", "checkpoint.npz", "reconstructions.png", "samples.png"})
+        for (const char* name : {"metrics.csv", "checkpoint.npz", "best.npz", "reconstructions.png", "samples.png", "curves.png"})
             CHECK(fs::exists(a.path / "out" / name));
         CHECK(tgtest::read_bytes(a / "out/samples.png").compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
         const auto rows = tgtest::metrics_without_seconds(a);
         REQUIRE(rows.size() == 4);
-        CHECK(rows[0] == "epoch,step,train_loss,val_neg_elbo,val_nll,tau");
+        CHECK(rows[0] == "epoch,step,train_loss,val_neg_elbo,val_nll,tau,lr");
         CHECK(rows[3].rfind("3,24,", 0) == 0);  // 320 images in batches of 40
         const std::size_t nll_at = out.rfind("\ntest_nll="), elbo_at = out.rfind("\ntest_neg_elbo=");
         REQUIRE(nll_at != std::string::npos);
@@ -186,7 +282,11 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
         {"--lr 1e39", "--lr: must be at most 3.4028235e+38 (the largest float), got 1e39"},
         {"--tau 1e-45", "got 1e-45"}, {"--tau-min 1e-50", "--tau-min"}, {"--anneal-rate 1e-45", "--anneal-rate"},
         {"--optimizer sgd --momentum 0.99999999",
-         "--momentum: must be in [0, 1), got 0.99999999, which a float rounds to 1"}};
+         "--momentum: must be in [0, 1), got 0.99999999, which a float rounds to 1"},
+        {"--arch deep", "--arch"}, {"--prior gaussian", "--prior"}, {"--lr-schedule cosine", "--lr-schedule"},
+        {"--lr-factor 1", "--lr-factor: must be in [0, 1), got 1"}, {"--lr-factor 0", "--lr-factor: must be positive, got 0"},
+        {"--lr-patience -1", "--lr-patience"}, {"--lr-step 0", "--lr-step"}, {"--min-lr -1", "--min-lr"},
+        {"--lr-schedule step --min-lr 0.01", "--min-lr 0.01 is above --lr 0.003"}, {"--test-model first", "--test-model"}};
     for (const auto& flag_and_named : bad) {
         const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
         CAPTURE(args);
@@ -201,7 +301,8 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
     CHECK(tgtest::read_bytes(dir / "stderr").find("--latent bernoulli") != std::string::npos);
     // the flags the checkpoint fixes, beyond the model's: refused, naming the flag and both values
     for (const std::string& flag : {"--lr 0.01", "--tau 0.9", "--anneal-rate 0.001", "--tau-min 0.25",
-                                    "--anneal-every 7", "--optimizer sgd", "--validation 150"}) {
+                                    "--anneal-every 7", "--optimizer sgd", "--validation 150", "--arch nonlinear",
+                                    "--prior uniform"}) {
         CAPTURE(flag);
         CHECK(vae_program(dir, "--epochs 2 --resume " + flag) == 2);
         const std::string err = tgtest::read_bytes(dir / "stderr");

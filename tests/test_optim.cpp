@@ -336,6 +336,45 @@ TEST_CASE("Optim: StepLR multiplies by gamma every step_size steps, ExponentialL
     CHECK_THROWS_WITH_AS(optim::ExponentialLR(sgd, -1.0f), doctest::Contains("gamma must be"), std::invalid_argument);
 }
 
+TEST_CASE("Optim: StepLR stops at min_lr, and ReduceLROnPlateau lowers the lr after patience epochs without improvement") {
+    TwoSteps t;
+    optim::SGD sgd(t.params(), {1.0f});
+    optim::StepLR step(sgd, 1, 0.5f, 0.2f);
+    step.set_count(2);
+    CHECK(sgd.lr() == 0.25f);
+    step.set_count(3);
+    CHECK(sgd.lr() == 0.2f);
+
+    optim::Adam adam(t.params(), {0.1f});
+    optim::ReduceLROnPlateau plateau(adam, 0.5f, 2, 0.02f, 0.01);
+    std::vector<float> lrs;
+    // 10 improves; 9.95 is within the 1% threshold of 10; NaN never improves
+    for (double metric : std::vector<double>{10.0, 9.0, 8.95, double(NAN), 9.5, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0}) {
+        plateau.observe(metric);
+        lrs.push_back(adam.lr());
+    }
+    const float half = 0.1f * 0.5f, quarter = 0.1f * 0.25f;
+    CHECK(lrs == std::vector<float>{0.1f, 0.1f, 0.1f, 0.1f, half, half, half, half, quarter, quarter, quarter, 0.02f,
+                                    0.02f, 0.02f, 0.02f});
+    CHECK(plateau.count() == 3);  // at min_lr it stops counting
+    CHECK(plateau.best() == 8.0);
+    CHECK(plateau.bad_observations() == 0);
+
+    // Restored into a fresh schedule, it goes on as the first would.
+    optim::Adam other(t.params(), {0.1f});
+    optim::ReduceLROnPlateau resumed(other, 0.5f, 2, 0.0f, 0.01);
+    resumed.restore(8.0, 2, 1);
+    CHECK(other.lr() == half);
+    CHECK(resumed.observe(8.0));
+    CHECK(other.lr() == quarter);
+    CHECK_THROWS_WITH_AS(resumed.restore(8.0, 3, 1), doctest::Contains("3 bad observations (patience 2)"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::ReduceLROnPlateau(adam, 1.0f), doctest::Contains("factor must be in (0, 1), got 1"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::ReduceLROnPlateau(adam, 0.5f, -1), "ReduceLROnPlateau: patience must be non-negative, got -1",
+                         std::invalid_argument);
+}
+
 TEST_CASE("SGD: trains a Linear layer to fit a linear map") {
     Generator g(21);
     nn::Linear fc(3, 2, {true, &g});

@@ -353,7 +353,8 @@ TEST_CASE("StructuredOutput: a short run on synthetic data lowers the loss and w
 
 TEST_CASE("StructuredOutput: a resumed run equals an uninterrupted one bit for bit") {
     for (const std::string variant : {"--latent bernoulli --estimator gs --binarize dynamic",
-                                      "--latent categorical --estimator sf --optimizer sgd"}) {
+                                      "--latent categorical --estimator sf --optimizer sgd",
+                                      "--latent bernoulli --estimator st-gs --lr-schedule plateau --lr-patience 0 --lr-factor 0.25"}) {
         CAPTURE(variant);
         const std::string flags = variant + " --anneal-rate 0.05 --anneal-every 2 --tau-min 0.3 --samples 2";
         TempDir a, b;
@@ -367,7 +368,37 @@ TEST_CASE("StructuredOutput: a resumed run equals an uninterrupted one bit for b
         REQUIRE(run_program(b, flags + " --resume").status == 0);
         CHECK(metrics(a / "out/metrics.csv") == metrics(b / "out/metrics.csv"));
         check_same_checkpoints(a / "out/checkpoint.npz", b / "out/checkpoint.npz");
+        check_same_checkpoints(a / "out/best.npz", b / "out/best.npz");
+        CHECK(file_bytes(a / "stdout").substr(file_bytes(a / "stdout").rfind("test_nll=")) ==
+              file_bytes(b / "stdout").substr(file_bytes(b / "stdout").rfind("test_nll=")));
     }
+}
+
+TEST_CASE("StructuredOutput: keep-best tests the epoch of the lowest validation NLL, and the step schedule scales the lr") {
+    TempDir a;
+    REQUIRE(run_program(a, "--epochs 4 --lr-schedule step --lr-step 2 --lr-factor 0.5 --lr 4e-3").status == 0);
+    const auto rows = metrics(a / "out/metrics.csv");
+    REQUIRE(rows.size() == 4);
+    CHECK(rows[0][5] == doctest::Approx(4e-3));
+    CHECK(rows[1][5] == doctest::Approx(4e-3));
+    CHECK(rows[2][5] == doctest::Approx(2e-3));
+    CHECK(rows[3][5] == doctest::Approx(2e-3));
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < rows.size(); ++i)
+        if (rows[i][3] < rows[best][3]) best = i;
+    CHECK(contains(file_bytes(a / "stdout"), "the test uses epoch " + std::to_string(best + 1) + " of 4"));
+    // the best checkpoint holds that epoch's progress; --test-model last tests the last one
+    CHECK(Checkpoint::load(a / "out/best.npz").get_ints("run.progress")[0] == std::int64_t(best + 1));
+    TempDir b;
+    REQUIRE(run_program(b, "--epochs 4 --lr-schedule step --lr-step 2 --lr-factor 0.5 --lr 4e-3 --test-model last").status == 0);
+    CHECK_FALSE(contains(file_bytes(b / "stdout"), "the test uses epoch"));
+    CHECK(metrics(a / "out/metrics.csv") == metrics(b / "out/metrics.csv"));
+    // a scheduled run resumes only under its schedule, which goes on from its epoch
+    const RunOutput r = run_program(b, "--epochs 5 --resume --lr 4e-3");
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "was made with --lr-schedule step"));
+    REQUIRE(run_program(b, "--epochs 5 --resume --lr-schedule step --lr-step 2 --lr-factor 0.5 --lr 4e-3").status == 0);
+    CHECK(metrics(b / "out/metrics.csv")[4][5] == doctest::Approx(1e-3));
 }
 
 TEST_CASE("StructuredOutput: SIGINT during evaluation checkpoints and exits 130, and --resume continues exactly") {
@@ -463,7 +494,10 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with one line na
         {"--tau 1e-45", "--tau: must be at least 1.1754944e-38"}, {"--tau 1e-50", "got 1e-50"},
         {"--anneal-rate 1e-45", "--anneal-rate: must be 0 or at least 1.1754944e-38"},
         {"--momentum 0.99999999", "--momentum: must be in [0, 1), got 0.99999999, which a float rounds to 1"},
-        {"--anneal-rate 1e-50", "--anneal-rate"}, {"--tau-min 1e39", "--tau-min"}};
+        {"--anneal-rate 1e-50", "--anneal-rate"}, {"--tau-min 1e39", "--tau-min"},
+        {"--lr-schedule cosine", "--lr-schedule"}, {"--lr-factor 1.5", "--lr-factor: must be in [0, 1), got 1.5"},
+        {"--lr-factor 0", "--lr-factor: must be positive, got 0"}, {"--lr-patience -2", "--lr-patience"},
+        {"--lr-step 0", "--lr-step"}, {"--min-lr x", "--min-lr"}, {"--test-model first", "first"}};
     for (const auto& flag_and_named : bad) {
         const std::string &args = flag_and_named.first, &named = flag_and_named.second;  // clang: no CAPTURE of a binding
         CAPTURE(args);
@@ -600,7 +634,7 @@ TEST_CASE("StructuredOutput: past a file-size limit (ulimit -f) the checkpoint's
     INFO(r.err);
     CHECK(r.status == 2);  // SIGXFSZ's default action would have killed it (status -2 here)
     CHECK(r.err.rfind("structured_output: ", 0) == 0);
-    CHECK(contains(r.err, "checkpoint.npz': write failed: File too large"));
+    CHECK(contains(r.err, ".npz': write failed: File too large"));  // best.npz (written first) or checkpoint.npz
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     CHECK(file_bytes(dir / "out/checkpoint.npz") == before);
     for (const auto& e : fs::directory_iterator(dir.path / "out")) CHECK_FALSE(contains(e.path().string(), ".tmp."));

@@ -163,23 +163,46 @@ void add_common_flags(CLI::App& app, Flags& f) {
     app.add_option("--out", f.out, "Output directory");
     app.add_flag("--resume", f.resume,
                  "Continue from OUT/checkpoint.npz (same model flags); --epochs and --max-steps may be raised");
+    add_choice(app, "--test-model", f.test_model, "The parameters the test figures after training use: best (those of "
+               "the epoch with the best validation metric, kept in OUT/best.npz) or last", {"best", "last"});
 }
 
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
     add_choice(app, "--optimizer", f.name, "adam or sgd (SGD with --momentum)", {"adam", "sgd"});
-    add_positive(app, "--lr", f.lr, "Learning rate (constant)");
+    add_positive(app, "--lr", f.lr, "Learning rate (the initial one under a schedule)");
     add_real(app, "--momentum", f.momentum, "Momentum of SGD (the paper: 0.9)", 0.0f, 1.0f);
+    add_choice(app, "--lr-schedule", f.schedule, "The learning rate over epochs: constant; plateau (times --lr-factor "
+               "after more than --lr-patience epochs without a better validation metric); step (times --lr-factor "
+               "every --lr-step epochs); never below --min-lr", {"constant", "plateau", "step"});
+    add_real(app, "--lr-factor", f.lr_factor, "What plateau and step multiply the learning rate by", 0.0f, 1.0f)
+        ->check(CLI::Validator([](std::string& s) { return std::strtod(s.c_str(), nullptr) > 0 ? "" : "must be positive, got " + s; }, ""));
+    add_count(app, "--lr-patience", f.lr_patience, "Epochs without improvement that plateau waits out", 0, 1000000);
+    add_count(app, "--lr-step", f.lr_step, "Epochs between two reductions of step", 1, 1000000);
+    add_real(app, "--min-lr", f.min_lr, "The floor of the scheduled learning rate", 0.0f, INFINITY);
 }
 
 std::vector<std::pair<std::string, std::string>> identity(const OptimizerFlags& f) {
     std::vector<std::pair<std::string, std::string>> flags = {{"--optimizer", f.name}, {"--lr", float_text(f.lr)}};
     if (f.name == "sgd") flags.emplace_back("--momentum", float_text(f.momentum));
+    if (f.schedule != "constant")  // absent for constant: checkpoints of constant runs resume as before
+        flags.insert(flags.end(), {{"--lr-schedule", f.schedule}, {"--lr-factor", float_text(f.lr_factor)},
+                                   {"--min-lr", float_text(f.min_lr)},
+                                   f.schedule == "plateau" ? std::pair<std::string, std::string>{"--lr-patience", std::to_string(f.lr_patience)}
+                                                           : std::pair<std::string, std::string>{"--lr-step", std::to_string(f.lr_step)}});
     return flags;
 }
 
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& f, std::vector<tg::Tensor> parameters) {
     if (f.name == "sgd") return std::make_unique<tg::optim::SGD>(std::move(parameters), tg::optim::SGDOptions{f.lr, f.momentum});
     return std::make_unique<tg::optim::Adam>(std::move(parameters), tg::optim::AdamOptions{f.lr});
+}
+
+std::unique_ptr<tg::optim::LRSchedule> make_schedule(const OptimizerFlags& f, tg::optim::Optimizer& optimizer) {
+    if (f.schedule == "constant") return nullptr;
+    require(f.min_lr <= f.lr, "--min-lr " + float_text(f.min_lr) + " is above --lr " + float_text(f.lr));
+    if (f.schedule == "step")
+        return std::make_unique<tg::optim::StepLR>(optimizer, std::int64_t(f.lr_step), f.lr_factor, f.min_lr);
+    return std::make_unique<tg::optim::ReduceLROnPlateau>(optimizer, f.lr_factor, std::int64_t(f.lr_patience), f.min_lr);
 }
 
 namespace {
@@ -205,7 +228,8 @@ std::string wrap(const std::string& text, std::size_t width) {
 
 std::string footer(const std::string& default_out, const std::string& pictures, const std::string& results) {
     return wrap("Outputs in --out (default " + default_out + "): metrics.csv (a row per epoch), checkpoint.npz (written "
-                "atomically after every epoch and at the end), " + pictures + ". A line per epoch on stdout ends with "
+                "atomically after every epoch and at the end), best.npz (the checkpoint of the epoch with the best "
+                "validation metric, which the test figures use unless --test-model last), " + pictures + ". A line per epoch on stdout ends with "
                 "the resident memory (rss); the last lines are train_steps_per_s=<float> (training only) and " +
                 results + ".\nCtrl-C or SIGTERM saves the checkpoint and exits with 130; --resume continues exactly "
                 "(with one thread, bit for bit). Exit status: 0 done; 2 bad flags, data or checkpoint; 3 a non-finite "
@@ -393,6 +417,8 @@ struct RunState {
     double epoch_loss = 0.0;        // sum of the batch losses of the current epoch so far
     double epoch_seconds = 0.0;
     std::vector<std::vector<double>> history;  // metrics.csv
+    double best = INFINITY;     // the best value of the monitor so far (negated when maximized)
+    std::size_t best_epoch = 0; // its epoch, saved as best.npz; 0: none yet
 };
 
 std::uint64_t bits_of(double v) {  // doubles kept exactly
@@ -419,6 +445,10 @@ tg::Checkpoint run_entries(const Experiment& ex, const RunState& st, const tg::m
     for (const auto& row : st.history)
         for (double v : row) history.push_back(bits_of(v));
     ck.put_uints("run.history", std::move(history));
+    ck.put_uints("run.best", {bits_of(st.best), st.best_epoch});
+    if (auto* plateau = dynamic_cast<const tg::optim::ReduceLROnPlateau*>(ex.schedule))
+        ck.put_uints("run.lr_schedule", {bits_of(plateau->best()), std::uint64_t(plateau->bad_observations()),
+                                         std::uint64_t(plateau->count())});
     ck.put_uints("data.batches", batches.state().words());
     for (const auto& [name, gen] : ex.generators) ck.put_generator("rng." + name, *gen);
     if (ex.save_state) ex.save_state(ck);
@@ -435,6 +465,14 @@ void check_identity(const tg::Checkpoint& ck, const Experiment& ex, const std::s
         if (was != value)
             throw UsageError("--resume: the checkpoint " + path + " was made with " + flag + " " + was + ", not " +
                              value + " (resume with the same model flags, or choose another --out)");
+    }
+    for (const std::string& name : ck.names()) {  // a flag this run leaves out (--lr-schedule when constant)
+        if (name.rfind("run.flag", 0) != 0) continue;
+        const std::string flag = name.substr(8);
+        if (std::none_of(ex.identity.begin(), ex.identity.end(), [&](const auto& f) { return f.first == flag; }))
+            throw UsageError("--resume: the checkpoint " + path + " was made with " + flag + " " +
+                             string_of(ck.get_uints(name)) + ", which this run does not give (resume with the same "
+                             "flags, or choose another --out)");
     }
 }
 
@@ -503,8 +541,29 @@ void restore_run(const tg::Checkpoint& ck, const Experiment& ex, std::size_t col
     } catch (const std::invalid_argument& e) {
         refuse("data.batches", e.what());
     }
+    const std::vector<std::uint64_t>& best = ck.get_uints("run.best");
+    if (best.size() != 2 || best[1] > epoch || std::isnan(double_of(best[0])) || (best[1] > 0) == std::isinf(double_of(best[0])))
+        refuse("run.best", "not a value and an epoch up to " + std::to_string(epoch));
+    // the learning rate (loaded with the optimizer) must be the one the schedule's state gives
+    const float lr = ex.optimizer->lr();
+    if (auto* plateau = dynamic_cast<tg::optim::ReduceLROnPlateau*>(ex.schedule)) {
+        const std::vector<std::uint64_t>& s = ck.get_uints("run.lr_schedule");
+        if (s.size() != 3 || s[2] > epoch) refuse("run.lr_schedule", "not a plateau's state after " + std::to_string(epoch) + " epochs");
+        try {
+            plateau->restore(double_of(s[0]), std::int64_t(s[1]), std::int64_t(s[2]));
+        } catch (const std::invalid_argument& e) {
+            refuse("run.lr_schedule", e.what());
+        }
+    } else if (ex.schedule) {
+        ex.schedule->set_count(std::int64_t(epoch));
+    }
+    if (ex.schedule && ex.optimizer->lr() != lr)
+        refuse("optim." + std::string(ex.optimizer->kind()) + ".lr",
+               "holds " + float_text(lr) + ", not the " + float_text(ex.optimizer->lr()) + " of the schedule's state");
     for (const auto& [name, gen] : ex.generators) ck.get_generator("rng." + name, *gen);
     if (ex.load_state) ex.load_state(ck);
+    st.best = double_of(best[0]);
+    st.best_epoch = static_cast<std::size_t>(best[1]);
     st.epoch = static_cast<std::size_t>(epoch);
     st.step = static_cast<std::size_t>(step);
     st.epoch_batches = static_cast<std::size_t>(epoch_batches);
@@ -544,6 +603,7 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
     tg::set_num_threads(static_cast<int>(flags.threads));
     Trained result;
     result.checkpoint = (fs::path(dir) / "checkpoint.npz").string();
+    result.best = (fs::path(dir) / "best.npz").string();
     const std::string& ckpt = result.checkpoint;
     const std::string metrics_path = (fs::path(dir) / "metrics.csv").string();
     result.header = {"epoch", "step", "train_loss"};
@@ -552,6 +612,9 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
     require(flags.batch_size <= ex.train_size, "--batch-size " + std::to_string(flags.batch_size) +
                                                    " is larger than the training set (" +
                                                    std::to_string(ex.train_size) + " images)");
+    const std::size_t monitor = index_of(ex.monitor, result.header);
+    if (monitor == result.header.size() && (!ex.monitor.empty() || dynamic_cast<tg::optim::ReduceLROnPlateau*>(ex.schedule)))
+        throw std::logic_error(ex.program + ": the monitor '" + ex.monitor + "' is not one of the columns");
     if (flags.resume && !fs::exists(ckpt))
         throw UsageError("--resume: no checkpoint at " + ckpt + " (a run writes one at the end of each epoch)");
 
@@ -567,7 +630,7 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
         const float lr = ex.optimizer->lr();  // the flags' (constant), which the checkpoint must hold too
         try {
             tg::load_state_dict(ck, *ex.model, ex.optimizer);
-            if (ex.optimizer->lr() != lr)
+            if (!ex.schedule && ex.optimizer->lr() != lr)
                 throw tg::CheckpointError("entry 'optim." + std::string(ex.optimizer->kind()) + ".lr' holds " +
                                           float_text(ex.optimizer->lr()) + ", not the run's --lr " + float_text(lr));
             restore_run(ck, ex, result.header.size(), st, batches);
@@ -579,9 +642,11 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
     // Nothing in the directory changes before the first epoch ends: a run that fails early
     // leaves the previous run's files as they were.
     check_writable(dir);
-    auto save = [&] {
+    auto save = [&](bool best) {
         now_doing("saving the checkpoint " + ckpt);
-        tg::save_checkpoint(ckpt, *ex.model, ex.optimizer, run_entries(ex, st, batches));
+        const tg::Checkpoint entries = run_entries(ex, st, batches);
+        if (best) tg::save_checkpoint(result.best, *ex.model, ex.optimizer, entries);  // first: a crash between leaves checkpoint.npz one epoch behind
+        tg::save_checkpoint(ckpt, *ex.model, ex.optimizer, entries);
     };
 
     Progress progress(console);
@@ -590,7 +655,7 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
     std::size_t steps_here = 0;
     bool stopped = false;
     auto stop_line = [&] {
-        save();
+        save(false);
         console.out << "stopped by a signal at step " << st.step << "; checkpoint saved to " << ckpt
                     << " (continue with --resume)" << std::endl;
         result.status = 130;
@@ -662,6 +727,15 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
         row.insert(row.end(), {st.epoch_seconds, val_seconds});
         st.history.push_back(row);
         ++st.epoch;
+        // after the row, which shows the lr this epoch trained with
+        const double measured = monitor < row.size() ? (ex.maximize ? -row[monitor] : row[monitor]) : NAN;
+        const bool best = measured < st.best;  // false for NaN
+        if (best) st.best = measured, st.best_epoch = st.epoch;
+        if (auto* plateau = dynamic_cast<tg::optim::ReduceLROnPlateau*>(ex.schedule)) {
+            if (!std::isnan(measured)) plateau->observe(measured);
+        } else if (ex.schedule) {
+            ex.schedule->set_count(std::int64_t(st.epoch));
+        }
         st.trained = false;
         st.epoch_loss = 0.0;
         st.epoch_batches = 0;
@@ -676,19 +750,28 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
              << " s validation)  rss " << format("%.1f", memory::rss_kb() / 1024.0) << " MB";
         console.out << line.str() << std::endl;
         write_csv(metrics_path, result.header, st.history);
-        save();
+        save(best);
         memory::release_free_heap();  // the checkpoint's buffers: RSS stays flat from epoch to epoch
     }
     result.history = st.history;
+    result.best_epoch = st.best_epoch;
     result.steps_per_s = train_seconds > 0.0 ? double(steps_here) / train_seconds : 0.0;
     if (stopped) stop_line();
-    else if (steps_here > 0 && st.epoch_batches > 0) save();  // stopped mid-epoch by --max-steps
+    else if (steps_here > 0 && st.epoch_batches > 0) save(false);  // stopped mid-epoch by --max-steps
     return result;
+}
+
+void use_best(const Flags& flags, const Trained& trained, tg::nn::Module& model, std::ostream& out) {
+    if (flags.test_model != "best" || trained.best_epoch == 0) return;
+    now_doing("loading the best epoch's parameters from " + trained.best);
+    tg::load_state_dict(tg::Checkpoint::load(trained.best), model);
+    out << "the test uses epoch " << trained.best_epoch << " of " << trained.history.size()
+        << ", the best on validation (" << trained.best << ")" << std::endl;
 }
 
 void report(const std::string& dir, const Trained& trained, const std::vector<std::string>& pictures,
             const std::vector<std::pair<std::string, std::string>>& results, std::ostream& out) {
-    std::vector<std::string> files = {"metrics.csv", "checkpoint.npz"};
+    std::vector<std::string> files = {"metrics.csv", "checkpoint.npz", "best.npz"};
     files.insert(files.end(), pictures.begin(), pictures.end());
     out << "outputs in " << dir << ":";
     for (const std::string& name : files)

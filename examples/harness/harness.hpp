@@ -40,6 +40,7 @@
 #include "datasets/mnist.hpp"
 #include "layers/estimator_choice.hpp"
 #include "layers/module.hpp"
+#include "optim/lr_schedule.hpp"
 #include "optim/optimizer.hpp"
 #include "serialize/checkpoint.hpp"
 
@@ -60,25 +61,34 @@ struct Flags {
     std::size_t threads = 1;
     std::string out;  // the example picks the default
     bool resume = false;
+    std::string test_model = "best";  // best: the epoch with the best validation metric; last
 };
 
-// --data --epochs --batch-size --max-steps --seed --threads --out --resume, with bounds; a
-// flag given twice takes its last value. Sets the help's column width for every example.
+// --data --epochs --batch-size --max-steps --seed --threads --out --resume --test-model, with
+// bounds; a flag given twice takes its last value. Sets the help's column width for every example.
 void add_common_flags(CLI::App& app, Flags& flags);
 
-// --optimizer adam|sgd, --lr (constant) and --momentum (of SGD), and the optimizer they make.
+// --optimizer adam|sgd, --lr (the initial learning rate), --momentum (of SGD) and the schedule of
+// the learning rate over epochs: --lr-schedule constant|plateau|step, --lr-factor, --lr-patience
+// (plateau), --lr-step (step), --min-lr; the optimizer and the schedule they make.
 struct OptimizerFlags {
     std::string name = "adam";
     float lr = 1e-3f, momentum = 0.9f;
+    std::string schedule = "constant";
+    float lr_factor = 0.5f, min_lr = 0.0f;
+    std::size_t lr_patience = 10, lr_step = 100;
 };
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
-// The flags of the optimizer that a resumed run must repeat (--lr; --momentum for SGD), for
-// Experiment::identity.
+// The flags of the optimizer that a resumed run must repeat (--lr; --momentum for SGD; those of a
+// schedule other than constant), for Experiment::identity.
 std::vector<std::pair<std::string, std::string>> identity(const OptimizerFlags& flags);
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const OptimizerFlags& flags, std::vector<tg::Tensor> parameters);
+// The schedule of --lr-schedule over the optimizer (nullptr for constant), for Experiment::schedule:
+// train() steps it after each epoch. Throws UsageError for a --min-lr above --lr.
+std::unique_ptr<tg::optim::LRSchedule> make_schedule(const OptimizerFlags& flags, tg::optim::Optimizer& optimizer);
 
 // The --help footer of a training example: its outputs in --out (default_out when not given):
-// metrics.csv, checkpoint.npz, then `pictures` (a phrase: "a.png (what) and b.png"); its last
+// metrics.csv, checkpoint.npz, best.npz, then `pictures` (a phrase: "a.png (what) and b.png"); its last
 // lines on stdout (`results`, "name=<float>"); Ctrl-C, --resume and the exit statuses.
 std::string footer(const std::string& default_out, const std::string& pictures, const std::string& results);
 
@@ -182,6 +192,13 @@ struct Experiment {
     // After each epoch (from 1, `step` steps done): the values of `columns`. May throw Interrupted.
     std::vector<Column> columns;
     std::function<std::vector<double>(std::size_t epoch, std::size_t step)> after_epoch;
+    // The column measuring the model on the validation set (lower is better unless maximize):
+    // a plateau schedule follows it, and the epoch that does best on it is kept as best.npz.
+    // Epochs where it is NaN (not measured) count for neither.
+    std::string monitor;
+    bool maximize = false;
+    // The learning-rate schedule (make_schedule), stepped after each epoch's evaluation, or none.
+    tg::optim::LRSchedule* schedule = nullptr;
     // The run's generators besides the batch order's (saved and restored in the checkpoint).
     std::vector<std::pair<std::string, tg::Generator*>> generators;
     // The flags that define the run, as "--flag" and value: --resume refuses other values.
@@ -205,17 +222,25 @@ struct Trained {
     std::vector<std::string> header;
     std::vector<std::vector<double>> history;
     std::string checkpoint;  // its path
+    std::string best;        // best.npz beside it: the checkpoint of the best epoch on the monitor
+    std::size_t best_epoch = 0;  // 0: no epoch measured the monitor
 };
 
 // Trains for flags.epochs (or flags.max_steps) from a fresh start or, with flags.resume,
-// from out_dir/checkpoint.npz; writes out_dir/metrics.csv and the checkpoint after every epoch.
+// from out_dir/checkpoint.npz; writes out_dir/metrics.csv and the checkpoint after every epoch,
+// and the same checkpoint as best.npz after an epoch that improves on the monitor.
 // Resuming refuses a checkpoint whose identity flags differ from this run's, whose learning rate
-// is not the optimizer's (a constant --lr), or whose run.* entries are not a run's state.
+// is not the one the schedule's saved state gives (--lr when constant), or whose run.* entries
+// are not a run's state.
 // Sets the threads (tg::set_num_threads). A stop (signal) checkpoints and returns 130.
 Trained train(const Flags& flags, const std::string& out_dir, Experiment& experiment, Console console = terminal());
 
+// With --test-model best and a best epoch that is not the last, loads best.npz's parameters into
+// model and says so on out, for the test evaluation and pictures after training.
+void use_best(const Flags& flags, const Trained& trained, tg::nn::Module& model, std::ostream& out = std::cout);
+
 // The last lines of a trained run: "outputs in DIR:" with those of metrics.csv,
-// checkpoint.npz and `pictures` that exist there, then train_steps_per_s=<float> and each
+// checkpoint.npz, best.npz and `pictures` that exist there, then train_steps_per_s=<float> and each
 // result as name=value (scripts read these lines; they come last).
 void report(const std::string& dir, const Trained& trained, const std::vector<std::string>& pictures,
             const std::vector<std::pair<std::string, std::string>>& results, std::ostream& out = std::cout);

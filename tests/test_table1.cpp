@@ -1,0 +1,73 @@
+// scripts/table1, the grid of Table 1, on a tiny synthetic data set: one epoch, two estimators
+// (one of which applies to a single row), every row, one seed, two runs at a time.
+#include <regex>
+#include <string>
+
+#include "example_helpers.hpp"
+#include "helpers.hpp"
+
+namespace {
+
+// The exit status of scripts/table1 with args on dir's bars (stdout and stderr in dir/stdout and
+// dir/stderr), with quick runs' flags for every program.
+int table1(const tgtest::TempDir& dir, const std::string& args) {
+    tgtest::write_bars(dir);
+    const std::string cmd = std::string("TAPEGRAD_BUILD_DIR=") + TAPEGRAD_BINARY_DIR + " " + TAPEGRAD_SOURCE_DIR +
+                            "/scripts/table1 --data " + (dir / "data") + " --out " + (dir / "grid") + " --seeds 1 " +
+                            "--estimators gs,arm --jobs 2 " + args +
+                            " -- --validation 80 --batch-size 40 --val-samples 2 --eval-samples 3 >" + (dir / "stdout") +
+                            " 2>" + (dir / "stderr");
+    const int raw = std::system(cmd.c_str());
+    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("Table1: the grid trains every row, marks what does not apply, writes table1.md and resumes") {
+    tgtest::TempDir dir;
+    REQUIRE(table1(dir, "--epochs 1") == 0);
+    INFO(tgtest::read_bytes(dir / "stderr"));
+    const std::string md = tgtest::read_bytes(dir / "grid/table1.md");
+    INFO(md);
+    CHECK(md.find("| | Gumbel-S. | arm |\n|---|---|---|\n") != std::string::npos);
+    const std::string number = "[0-9]+\\.[0-9]{2} \\(1\\)";
+    for (const auto& [row, paper, arm] : {std::tuple<std::string, std::string, std::string>{"SBN Bernoulli", "58.5", "n/a"},
+                                          {"SBN categorical", "59.0", "n/a"}, {"VAE Bernoulli", "105.0", number},
+                                          {"VAE categorical", "101.5", "n/a"}}) {
+        CAPTURE(row);
+        CHECK(md.find("| " + row + " (paper) | " + paper + " |  |\n") != std::string::npos);
+        CHECK(std::regex_search(md, std::regex("\\| " + row + " \\(tapegrad\\) \\| " + number + " \\| " + arm + " \\|\n")));
+    }
+    const std::string log = tgtest::read_bytes(dir / "grid/vae-bernoulli/gs/seed-0/log.txt");
+    CHECK(count(log, "test_nll=") == 1);
+
+    // again: nothing runs; with more epochs every run that applies resumes
+    REQUIRE(table1(dir, "--epochs 1") == 0);
+    CHECK(tgtest::read_bytes(dir / "grid/vae-bernoulli/gs/seed-0/log.txt") == log);
+    REQUIRE(table1(dir, "--epochs 2") == 0);
+    for (const char* run : {"sbn-bernoulli/gs", "sbn-categorical/gs", "vae-bernoulli/gs", "vae-bernoulli/arm",
+                            "vae-categorical/gs"}) {
+        CAPTURE(run);
+        const std::string resumed = tgtest::read_bytes(dir / ("grid/" + std::string(run) + "/seed-0/log.txt"));
+        CHECK(count(resumed, "resumed from") == 1);
+        CHECK(count(resumed, "test_nll=") == 2);
+    }
+    CHECK(tgtest::read_bytes(dir / "grid/table1.md").find("after 2 epochs") != std::string::npos);
+}
+
+TEST_CASE("Table1: bad options are refused with exit status 2, naming the option") {
+    tgtest::TempDir dir;
+    for (const auto& [args, named] : {std::pair<std::string, std::string>{"--epochs 0", "--epochs"},
+                                      {"--rows sbn-gaussian", "sbn-gaussian"}, {"--jobs x", "--jobs"},
+                                      {"--sshloginfile /nonexistent", "/nonexistent"}, {"--frobnicate", "--frobnicate"}}) {
+        CAPTURE(args);
+        CHECK(table1(dir, args) == 2);
+        CHECK(tgtest::read_bytes(dir / "stderr").find(named) != std::string::npos);
+    }
+}
