@@ -164,8 +164,9 @@ namespace tg::nn {
 // do: c(z) = eta f(relax(z, exp(log_tau))), plus for RELAX a network r(z) of one hidden layer of
 // `hidden` tanh units over the `units` perturbed logits (duvenaud/relax's toy: 10). hidden = 0 is
 // REBAR (estimate() is rebar_gradient's). Each step: e = estimate(logits, f, gen); the model takes
-// e.gradient.value(); variance_backward(e) puts the gradient of the estimate's variance into
-// parameters()' gradients (and nobody else's), for an optimizer to step.
+// e.gradient.value() (logits.backward(...)); then variance_backward(e), whose walk frees e's graph,
+// puts the gradient of the estimate's variance into parameters()' gradients (and nobody else's),
+// for an optimizer to step.
 class ControlVariate : public Module {
 public:
     ControlVariate(Discrete kind, std::size_t units, std::size_t hidden = 0, float eta = 1.0f, float tau = 0.5f,
