@@ -102,7 +102,7 @@ inline Loss training_loss(const Model& model, const Tensor& x, Estimator& estima
         const Tensor xs = copies > 1 ? concat(std::vector<Tensor>(copies, x), 0) : x;
         return sum(binary_cross_entropy_with_logits(model.decoder->forward(z), xs, Reduction::none), 1);
     };
-    const Tensor objective = mul(add(sum(estimator.surrogate(logits, kind, reconstruction, gen, 2)), kl), per_image);
+    const Tensor objective = mul(add(sum(estimator.surrogate(logits, kind, reconstruction, gen, 2, x)), kl), per_image);
     return {objective, objective.item()};
 }
 

@@ -86,6 +86,7 @@ int run(int argc, char** argv) {
 
     Generator init(harness::derive_seed(o.run.seed, init_seed));
     Model model(latent, o.hidden, init);
+    harness::attach_nvil_baseline(estimator, model, mnist::half_pixels, init);
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
     const std::unique_ptr<optim::LRSchedule> schedule = harness::make_schedule(o.optimizer, *optimizer);
     Generator noise(harness::derive_seed(o.run.seed, noise_seed)), binarize(harness::derive_seed(o.run.seed, binarize_seed));

@@ -115,7 +115,7 @@ inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor&
     if (!score) return {mean(bound), mean_f};
     Tensor log_q = add(log_q1, log_q2);
     if (m > 1) log_q = reshape(log_q, {m, batch});
-    return {mean(estimator.surrogate_of(f, log_q)), mean_f};
+    return {mean(estimator.surrogate_of(f, log_q, upper)), mean_f};
 }
 
 // ---- Evaluation: discrete samples, no tape -----------------------------------------------

@@ -537,4 +537,55 @@ Tensor Nvil::surrogate(const Tensor& f, const Tensor& log_q, const Tensor& basel
     return out;
 }
 
+ControlVariate::ControlVariate(Discrete kind, std::size_t units, std::size_t hidden, float eta, float tau, Generator* init)
+    : kind_(kind), units_(units) {
+    const char* op = "ControlVariate";
+    if (units == 0) fail(op, "needs the number of units (the logits' last axis), got 0");
+    if (!std::isfinite(eta)) fail(op, "eta must be finite, got " + std::to_string(eta));
+    eta_ = register_parameter("eta", Tensor::scalar(eta));
+    log_tau_ = register_parameter("log_tau", Tensor::scalar(std::log(positive(tau, op, "the temperature tau"))));
+    if (hidden > 0) {
+        LinearOptions o;
+        o.generator = init;
+        hidden_ = register_module("hidden", std::make_shared<Linear>(units, hidden, o));
+        out_ = register_module("out", std::make_shared<Linear>(hidden, 1, o));
+    }
+}
+
+float ControlVariate::tau() const { return std::exp(log_tau_.item()); }
+
+SampleLoss ControlVariate::of(const SampleLoss& f) const {
+    // copies of the handles: c outlives nothing it needs
+    const Tensor eta = eta_, log_tau = log_tau_;
+    const Discrete kind = kind_;
+    const std::shared_ptr<Linear> hidden = hidden_, out = out_;
+    const std::size_t units = units_;
+    return [=](const Tensor& z) {
+        Tensor c = mul(eta, f(relax(z, exp(log_tau), kind)));
+        if (!hidden) return c;
+        if (z.dim() != 2 || z.shape()[1] != units)
+            fail("ControlVariate", "its network takes perturbed logits [B, " + std::to_string(units) + "], got " +
+                                       shape_str(z.shape()));
+        return add(c, reshape(out->forward(tanh(hidden->forward(z))), Shape{z.shape()[0]}));
+    };
+}
+
+ControlledEstimate ControlVariate::estimate(const Tensor& logits, const SampleLoss& f, Generator& gen) const {
+    return relax_gradient(logits, kind_, f, of(f), gen);
+}
+
+void ControlVariate::variance_backward(const ControlledEstimate& e) {
+    require_defined(e.gradient, "ControlVariate::variance_backward", "the estimate");
+    const std::vector<Tensor> params = parameters();
+    const Tensor g = e.gradient;
+    const Tensor per_example = g.dim() > 1 ? sum(square(g), -1) : square(g);
+    const std::vector<Tensor> d = grad({mean(per_example)}, params, {}, GradOptions().allow_unused(true));
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        Tensor p = params[i];
+        p.zero_grad();
+        if (d[i].defined()) p.accumulate_grad(d[i].value(), "ControlVariate::variance_backward");
+    }
+}
+
 }  // namespace tg::nn
+

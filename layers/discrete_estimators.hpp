@@ -21,6 +21,7 @@
 
 #include "autograd/random.hpp"
 #include "autograd/tensor.hpp"
+#include "layers/linear.hpp"
 
 namespace tg {
 
@@ -83,8 +84,9 @@ Tensor gumbel_rao(const Tensor& logits, Discrete kind, std::size_t draws, float 
 // J(pi) g / 2, pi_D = (softmax(logits / tau) + D) / 2, J(p) = diag(p) - p p^T. tau >= 1.
 // Bernoulli units are the two-class case (J(p) = p (1 - p)).
 Tensor reinmax(const Tensor& logits, Discrete kind, float tau, Generator& gen);
-// DARN. Bernoulli, as Jang et al. use it (Gregor et al. 2014): the gradient g (b - 1/2) (b - p).
-// Categorical (Shekhovtsov 2023's form): (D - pi) <g, D - pi>. Unbiased when f is quadratic.
+// DARN. Bernoulli, as Jang et al. use it (Gregor et al. 2014): the gradient g (b - 1/2) (b - p),
+// unbiased when f is quadratic. Categorical (Shekhovtsov 2023's form): (D - pi) <g, D - pi>,
+// unbiased when f is linear (its mean with ST's, ZGR, when f is quadratic).
 Tensor darn(const Tensor& logits, Discrete kind, Generator& gen);
 // ZGR (Shekhovtsov 2023), the tau -> 0 limit of Gumbel-Rao: (J(pi) g + (D - pi) <g, D - pi>) / 2,
 // exact for quadratic f (Bernoulli: the two-class case).
@@ -157,6 +159,32 @@ ControlledEstimate rebar_gradient(const Tensor& logits, Discrete kind, const Sam
 }  // namespace tg
 
 namespace tg::nn {
+
+// REBAR's and RELAX's control variate with its parameters, for tuning them online as the papers
+// do: c(z) = eta f(relax(z, exp(log_tau))), plus for RELAX a network r(z) of one hidden layer of
+// `hidden` tanh units over the `units` perturbed logits (duvenaud/relax's toy: 10). hidden = 0 is
+// REBAR (estimate() is rebar_gradient's). Each step: e = estimate(logits, f, gen); the model takes
+// e.gradient.value() (logits.backward(...)); then variance_backward(e), whose walk frees e's graph,
+// puts the gradient of the estimate's variance into parameters()' gradients (and nobody else's),
+// for an optimizer to step.
+class ControlVariate : public Module {
+public:
+    ControlVariate(Discrete kind, std::size_t units, std::size_t hidden = 0, float eta = 1.0f, float tau = 0.5f,
+                   Generator* init = nullptr);
+    SampleLoss of(const SampleLoss& f) const;  // c, for relax_gradient or relax_estimator
+    ControlledEstimate estimate(const Tensor& logits, const SampleLoss& f, Generator& gen) const;
+    // Zeroes parameters()' gradients and puts there d/dparams of the batch mean of sum(g^2): the
+    // mean of g does not depend on them, so this is the gradient of its variance.
+    void variance_backward(const ControlledEstimate& e);
+    float eta() const { return eta_.item(); }
+    float tau() const;
+
+private:
+    Discrete kind_;
+    std::size_t units_;
+    Tensor eta_, log_tau_;
+    std::shared_ptr<Linear> hidden_, out_;
+};
 
 // NVIL (Mnih and Gregor 2014): the signal l = f - c - b(x), c a running mean of f and b(x) the
 // prediction of an input-dependent baseline network (the caller's), divided by max(1, running

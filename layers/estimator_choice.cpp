@@ -83,7 +83,7 @@ Tensor Estimator::sample(const Tensor& logits, Discrete kind, Generator& gen) co
     throw std::invalid_argument("estimator " + n + " needs the loss of each sample: use surrogate_of or surrogate, not sample");
 }
 
-Tensor Estimator::surrogate_of(const Tensor& f, const Tensor& log_q) {
+Tensor Estimator::surrogate_of(const Tensor& f, const Tensor& log_q, const Tensor& input) {
     const std::string& n = name_;
     if (n == "rloo") return rloo_surrogate(f, log_q);
     if (n == "vimco") return vimco_surrogate(f, log_q);
@@ -93,13 +93,22 @@ Tensor Estimator::surrogate_of(const Tensor& f, const Tensor& log_q) {
     const bool several = f.dim() == 2;
     const Tensor total_log_q = several ? sum(log_q, 0) : log_q;
     const Tensor loss = several ? neg(log_mean_exp(neg(f), 0)) : f;
-    if (n == "nvil") return nvil_.surrogate(loss, total_log_q, Tensor::zeros(loss.shape()));
+    if (n == "nvil") {
+        if (!baseline_ || !input.defined()) return nvil_.surrogate(loss, total_log_q, Tensor::zeros(loss.shape()));
+        const Tensor b = baseline_->forward(input);
+        if (b.size() != loss.size())
+            throw std::invalid_argument("estimator nvil: the baseline network gives " + shape_str(b.shape()) +
+                                        " for the input " + shape_str(input.shape()) + ", not one value per example " +
+                                        shape_str(loss.shape()));
+        return nvil_.surrogate(loss, total_log_q, reshape(b, loss.shape()));
+    }
     Tensor out = reinforce_.surrogate(loss, total_log_q);
     reinforce_.update(loss);
     return out;
 }
 
-Tensor Estimator::surrogate(const Tensor& logits, Discrete kind, const SampleLoss& f, Generator& gen, std::size_t samples) {
+Tensor Estimator::surrogate(const Tensor& logits, Discrete kind, const SampleLoss& f, Generator& gen, std::size_t samples,
+                            const Tensor& input) {
     require(kind);
     const std::string& n = name_;
     if (n == "muprop") return muprop(logits, kind, f, gen);
@@ -110,7 +119,7 @@ Tensor Estimator::surrogate(const Tensor& logits, Discrete kind, const SampleLos
     if (n == "vimco") return vimco(logits, kind, f, samples, gen);
     if (form() == Form::score) {
         const Tensor z = discrete_sample(logits, kind, gen);
-        return surrogate_of(f(z), discrete_log_prob(logits, z, kind));
+        return surrogate_of(f(z), discrete_log_prob(logits, z, kind), input);
     }
     return f(sample(logits, kind, gen));  // one evaluation
 }

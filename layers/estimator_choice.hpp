@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,16 +60,23 @@ public:
     Settings& settings() { return settings_; }
     nn::Reinforce& reinforce() { return reinforce_; }  // sf's baseline (for checkpoints)
     nn::Nvil& nvil() { return nvil_; }
+    // NVIL's input-dependent baseline (Mnih and Gregor 2014): a network from the model's input
+    // [B, ...] to one prediction per example ([B] or [B, 1]) of the loss less its running mean,
+    // fitted by the surrogate's own backward (train its parameters with the model's). Used when
+    // the surrogate is handed the input; without one the baseline is 0.
+    void use_baseline(std::shared_ptr<nn::Layer> network) { baseline_ = std::move(network); }
+    const std::shared_ptr<nn::Layer>& baseline() const { return baseline_; }
 
     // One evaluation: the sample of the logits (tau overrides settings().tau, for annealing).
     Tensor sample(const Tensor& logits, Discrete kind, Generator& gen) const;
     // Score: f and log_q of the samples ([B], or [m, B] for m samples; rloo and vimco need m >= 2)
     // -> the surrogate [B] whose value is the loss (for vimco -log mean exp(-f)). sf and nvil
-    // update their running statistics.
-    Tensor surrogate_of(const Tensor& f, const Tensor& log_q);
+    // update their running statistics; nvil's baseline network (if any) sees input [B, ...].
+    Tensor surrogate_of(const Tensor& f, const Tensor& log_q, const Tensor& input = Tensor());
     // One layer: the surrogate [B] from logits [B, D] and f from a discrete (or, for rebar,
     // relaxed) sample to per-example losses; score estimators draw `samples` of the layer.
-    Tensor surrogate(const Tensor& logits, Discrete kind, const SampleLoss& f, Generator& gen, std::size_t samples = 2);
+    Tensor surrogate(const Tensor& logits, Discrete kind, const SampleLoss& f, Generator& gen, std::size_t samples = 2,
+                     const Tensor& input = Tensor());
 
 private:
     const Info* info_;
@@ -76,6 +84,7 @@ private:
     Settings settings_;
     nn::Reinforce reinforce_;
     nn::Nvil nvil_;
+    std::shared_ptr<nn::Layer> baseline_;
 };
 
 }  // namespace tg::estimators

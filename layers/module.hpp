@@ -30,15 +30,18 @@ public:
 
     void zero_grad();
 
-protected:
-    // Marks t as requiring grad and keeps it under `name` (unique within this module).
-    Tensor register_parameter(const std::string& name, Tensor t);
+    // Keeps module as a child under `name` (unique within this module). Public, as in PyTorch:
+    // a part made for a model from outside (NVIL's baseline network) joins its parameters.
     template <class M>
     std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
         check_new_name(name);
         children_.emplace_back(name, module);
         return module;
     }
+
+protected:
+    // Marks t as requiring grad and keeps it under `name` (unique within this module).
+    Tensor register_parameter(const std::string& name, Tensor t);
 
 private:
     void check_new_name(const std::string& name) const;

@@ -501,34 +501,6 @@ TEST_CASE("Estimators exact: VIMCO against the exact gradient of the 3-sample bo
 
 namespace {
 
-// RELAX's control variate c(z) = eta f(sigma_lambda(z)) + r(z), r one hidden layer of 10 tanh
-// units (the duvenaud/relax toy's), or REBAR's (no r).
-struct Control {
-    Control(bool network, std::uint64_t seed) : gen(seed) {
-        if (network) {
-            nn::LinearOptions o;
-            o.generator = &gen;
-            hidden = std::make_unique<nn::Linear>(1, 10, o);
-            out = std::make_unique<nn::Linear>(10, 1, o);
-        }
-    }
-    std::vector<Tensor> params() const {
-        std::vector<Tensor> p = {eta, log_tau};
-        if (hidden) p.insert(p.end(), {hidden->weight, hidden->bias, out->weight, out->bias});
-        return p;
-    }
-    SampleLoss c(const SampleLoss& f) const {
-        return [=](const Tensor& z) {
-            Tensor v = mul(eta, f(relax(z, exp(log_tau), Discrete::bernoulli())));
-            if (hidden) v = add(v, reshape(out->forward(tanh(hidden->forward(z))), Shape{z.shape()[0]}));
-            return v;
-        };
-    }
-    Generator gen;
-    Tensor eta = Tensor::scalar(1.0f, true), log_tau = Tensor::scalar(std::log(0.5f), true);
-    std::unique_ptr<nn::Linear> hidden, out;
-};
-
 // RELAX on Bernoulli units from the public pieces; `broken` leaves out the -grad c(z~) term.
 ControlledEstimate relax_copy(const Tensor& logits, const SampleLoss& f, const SampleLoss& c, Generator& gen, bool broken) {
     const Array u = gen.uniform_open(logits.shape()), v = gen.uniform_open(logits.shape());
@@ -554,22 +526,15 @@ Summary controlled_estimates(float phi, std::size_t n, const Controlled& run, st
 }
 
 // Adam on the control variate's parameters, descending the batch mean of the single-sample g^2.
-void tune(const std::vector<Tensor>& params, float phi, const Controlled& run, std::size_t steps) {
+void tune(nn::ControlVariate& cv, float phi, const SampleLoss& f, std::size_t steps) {
     optim::AdamOptions o;
     o.lr = 0.03f;
-    optim::Adam adam(params, o);
+    optim::Adam adam(cv.parameters(), o);
     Generator gen(7);
     for (std::size_t s = 0; s < steps; ++s) {
         Tape tape;
         TapeScope scope(tape);
-        const Tensor logits = Tensor::full({64, 1}, phi, true);
-        const Tensor g = run(logits, gen).gradient;
-        const std::vector<Tensor> dv = grad({mean(sum(square(g), -1))}, params);
-        for (std::size_t i = 0; i < dv.size(); ++i) {
-            Tensor p = params[i];
-            p.zero_grad();
-            p.accumulate_grad(dv[i].value(), "tune");
-        }
+        cv.variance_backward(cv.estimate(Tensor::full({64, 1}, phi, true), f, gen));
         adam.step();
     }
 }
@@ -584,24 +549,21 @@ TEST_CASE("Estimators exact: REBAR and RELAX tuned by the gradient of their vari
             const SampleLoss f = toy_loss(t);
             const Tensor one = Tensor::full({1, 1}, phi, true);
             const std::vector<double> exact = flat(exact_gradient(one, kind, f, {one}).gradients[0]);
-            Control control(network, 3);
-            const SampleLoss c = control.c(f);
-            const Controlled run = [&](const Tensor& l, Generator& g) {
-                return network ? relax_gradient(l, kind, f, c, g)
-                               : rebar_gradient(l, kind, f, control.eta, exp(control.log_tau), g);
-            };
+            Generator init(3);
+            nn::ControlVariate cv(kind, 1, network ? 10 : 0, 1.0f, 0.5f, &init);  // 10 tanh units: duvenaud/relax's toy
+            const SampleLoss c = cv.of(f);
+            const Controlled run = [&](const Tensor& l, Generator& g) { return cv.estimate(l, f, g); };
             const Summary before = controlled_estimates(phi, draws, run, 11);
             // leaving out -grad c(z~) shows (on the untuned c, which tuning may shrink for REBAR)
             const Summary broken = controlled_estimates(phi, 8 * draws, [&](const Tensor& l, Generator& g) {
                 return relax_copy(l, f, c, g, true);
             }, 11);
             CHECK(worst_z(broken, exact) > 4.0);
-            tune(control.params(), phi, run, 60);
+            tune(cv, phi, f, 60);
             const Summary after = controlled_estimates(phi, draws, run, 12);
             const std::string what = std::string(network ? "relax" : "rebar") + " t = " + std::to_string(t) + ": se " +
                                      std::to_string(before.se[0]) + " -> " + std::to_string(after.se[0]) + ", eta " +
-                                     std::to_string(control.eta.item()) + ", tau " +
-                                     std::to_string(std::exp(control.log_tau.item()));
+                                     std::to_string(cv.eta()) + ", tau " + std::to_string(cv.tau());
             INFO(what);
             MESSAGE(what);
             CHECK(worst_z(before, exact) < 4.0);
@@ -656,4 +618,100 @@ TEST_CASE("Estimators: the gradient of REBAR's and RELAX's single-sample varianc
     NoGradGuard no_grad;
     CHECK_THROWS_WITH_AS(rebar_gradient(logits, Discrete::bernoulli(), f, eta, exp(log_tau), gen),
                          doctest::Contains("NoGradGuard"), std::invalid_argument);
+}
+
+TEST_CASE("Estimators exact: NVIL's input-dependent baseline network cuts the variance and stays unbiased") {
+    // Each row's loss is the toy's plus an offset set by its input (one of four): a baseline of
+    // the input can take the offset out of the signal, a running mean cannot.
+    const Discrete kind = Discrete::bernoulli();
+    const Array row{0.3f, -0.5f};
+    const Tensor one(Array{{0.3f, -0.5f}}, true);
+    const std::vector<double> exact = flat(exact_gradient(one, kind, toy_loss(0.45f), {one}).gradients[0]);
+    struct Batch {
+        Tensor input;  // one-hot of the row's case [n, 4]
+        SampleLoss f;
+    };
+    const auto batch = [](std::size_t n) {
+        Array input = xt::zeros<float>({n, std::size_t(4)}), offset = Array::from_shape({n});
+        for (std::size_t r = 0; r < n; ++r) input(r, r % 4) = 1.0f, offset(r) = 10.0f * float(r % 4);
+        const Tensor off(offset);
+        return Batch{Tensor(input), [off](const Tensor& z) { return add(sum(square(add(z, -0.45f)), -1), off); }};
+    };
+    Summary with_baseline, without;
+    for (const bool learned : {true, false}) {
+        estimators::Estimator est("nvil");
+        Generator init(4), gen(5);
+        if (learned) est.use_baseline(std::make_shared<nn::Linear>(4, 1, nn::LinearOptions{true, &init}));
+        // 300 steps of 64 rows: the running statistics settle and the baseline learns the offsets
+        std::unique_ptr<optim::Adam> adam;
+        if (learned) adam = std::make_unique<optim::Adam>(est.baseline()->parameters(), optim::AdamOptions{0.1f});
+        const Batch train = batch(64);
+        for (int s = 0; s < 300; ++s) {
+            const Tensor logits = Tensor::full({64, 2}, 0.0f, true);
+            sum(est.surrogate(logits, kind, train.f, gen, 2, train.input)).backward();
+            if (adam) adam->step(), adam->zero_grad();
+        }
+        // the estimate is the gradient divided by the scale of the earlier batches' signal
+        const double scale = est.nvil().scale();
+        const Batch b = batch(draws);
+        Summary s = estimate(row, draws, [&](const Tensor& l, Generator& g) { return est.surrogate(l, kind, b.f, g, 2, b.input); }, 31);
+        for (std::size_t k = 0; k < s.mean.size(); ++k) s.mean[k] *= scale, s.se[k] *= scale;
+        CAPTURE(learned);
+        CHECK(worst_z(s, exact) < 4.0);
+        (learned ? with_baseline : without) = s;
+    }
+    MESSAGE("nvil se with the baseline network " << with_baseline.se[0] << ", without " << without.se[0]);
+    CHECK(with_baseline.se[0] * 5.0 < without.se[0]);
+    CHECK(with_baseline.se[1] * 5.0 < without.se[1]);
+    // a network that does not give one value per example is refused with the shapes
+    estimators::Estimator bad("nvil");
+    bad.use_baseline(std::make_shared<nn::Linear>(4, 2));
+    Generator gen(1);
+    const Batch b = batch(8);
+    CHECK_THROWS_WITH_AS(bad.surrogate(Tensor::zeros({8, 2}, true), kind, b.f, gen, 2, b.input),
+                         doctest::Contains("one value per example"), std::invalid_argument);
+}
+
+TEST_CASE("Estimators: nn::ControlVariate without a network is REBAR, and refuses what it cannot use") {
+    Tape tape;
+    TapeScope scope(tape);
+    const Discrete kind = Discrete::bernoulli();
+    const SampleLoss f = toy_loss(0.45f);
+    nn::ControlVariate cv(kind, 3, 0, 0.7f, 0.4f);
+    CHECK(cv.parameters().size() == 2);
+    const Tensor logits = Tensor::full({5, 3}, 0.2f, true);
+    Generator a(9), b(9);
+    const Array mine = cv.estimate(logits, f, a).gradient.value();
+    const Array rebar = rebar_gradient(logits, kind, f, Tensor::scalar(0.7f), Tensor::scalar(0.4f), b).gradient.value();
+    CHECK(xt::allclose(mine, rebar, 1e-5, 1e-6));
+    CHECK(nn::ControlVariate(kind, 3, 10).parameters().size() == 6);
+    CHECK_THROWS_WITH_AS(nn::ControlVariate(kind, 0), doctest::Contains("number of units"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(nn::ControlVariate(kind, 3, 0, 1.0f, 0.0f), doctest::Contains("tau"), std::invalid_argument);
+    nn::ControlVariate wide(kind, 4, 10);
+    Generator g(1);
+    CHECK_THROWS_WITH_AS(wide.estimate(logits, f, g), doctest::Contains("[B, 4]"), std::invalid_argument);
+}
+
+TEST_CASE("Estimators exact: categorical DARN is Shekhovtsov's (D - pi) <g, D - pi>, not the uniform-mean first-order term") {
+    // The ReinMax authors' experiment code (LiyuanLucasLiu/ReinMax, reinmax_mean_baseline) has no
+    // DARN; its first-order half is (D - pi)(g_D - mean_j g_j). Averaged with ST, as ZGR, only the
+    // pi-weighted form is exact for a quadratic f.
+    const Discrete kind = Discrete::categorical(3);
+    const SampleLoss f = categorical_loss();
+    const Array row{1.0f, 0.0f, -1.0f, -1.0f, 0.0f, 1.0f};  // pi far from uniform: the terms differ
+    const Tensor one({xt::eval(xt::reshape_view(row, {1, 6}))}, true);
+    const std::vector<double> exact = flat(exact_gradient(one, kind, f, {one}).gradients[0]);
+    const auto uniform_mean_zgr = [&](const Tensor& l, Generator& g) {
+        const Tensor d = discrete_sample(l, kind, g);
+        const Shape grouped{l.shape()[0], 2, 3};
+        const Tensor log_q = sum(mul(reshape(d, grouped), log_softmax(reshape(l, grouped), -1)), -1, true);
+        const Tensor log_q_each = reshape(add(log_q, Tensor::zeros(grouped)), l.shape());  // each group's on its entries
+        const Tensor first_order = mul(add(d, -1.0f / 3.0f), grad_only(log_q_each));  // (D - pi)(g_D - mean g)
+        return f(add(d, mul(add(grad_only(discrete_mean(l, kind)), first_order), 0.5f)));
+    };
+    const double ours = worst_z(estimate(row, draws, [&](const Tensor& l, Generator& g) { return f(zgr(l, kind, g)); }, 71), exact);
+    const double uniform = worst_z(estimate(row, draws, uniform_mean_zgr, 71), exact);
+    MESSAGE("zgr: " << ours << " SE off the exact gradient; with the uniform-mean first-order term: " << uniform << " SE");
+    CHECK(ours < 4.0);
+    CHECK(uniform > 4.0);
 }

@@ -19,6 +19,8 @@
 #include "autograd/threads.hpp"
 #include "datasets/mnist.hpp"
 #include "examples/harness/memory.hpp"
+#include "layers/activation.hpp"
+#include "layers/sequential.hpp"
 #include "optim/adam.hpp"
 #include "optim/sgd.hpp"
 #include "serialize/atomic_file.hpp"
@@ -135,6 +137,13 @@ CLI::Option* add_estimator_flag(CLI::App& app, std::string& value, const std::ve
     }
     if (!note.empty()) help += "\n  " + note;
     return add_choice(app, "--estimator", value, help, names);
+}
+
+void attach_nvil_baseline(tg::estimators::Estimator& estimator, tg::nn::Module& model, std::size_t inputs,
+                          tg::Generator& init) {
+    if (estimator.name() != "nvil") return;
+    const auto net = tg::nn::mlp({inputs, 100, 1}, [] { return std::make_shared<tg::nn::Tanh>(); }, {true, &init});
+    estimator.use_baseline(model.register_module("nvil_baseline", net));
 }
 
 void require_estimator(const std::function<void()>& check) {

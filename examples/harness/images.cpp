@@ -116,7 +116,7 @@ std::string format_tick(double v, double step) {
 }  // namespace
 
 Canvas plot(const std::vector<Series>& series, const std::string& title, const std::string& x_label,
-            const std::string& y_label, int width, int height) {
+            const std::string& y_label, int width, int height, bool with_legend) {
     const Color white{255, 255, 255}, black{0, 0, 0}, grid{225, 225, 225}, gray{90, 90, 90};
     Canvas c(width, height, white);
     const int left = 80, right = 20, top = 50, bottom = 60;
@@ -173,7 +173,7 @@ Canvas plot(const std::vector<Series>& series, const std::string& title, const s
     c.text(8, top - 24, y_label, black, 2);
     // legend, top right inside the plot
     int ly = top + 10;
-    for (const Series& s : series) {
+    for (const Series& s : with_legend ? series : std::vector<Series>{}) {
         const int tw = Canvas::text_width(s.label, 2);
         const int lx = left + pw - tw - 40;
         c.rect(lx, ly + 6, 24, 3, s.color);
@@ -181,6 +181,40 @@ Canvas plot(const std::vector<Series>& series, const std::string& title, const s
         ly += 22;
     }
     return c;
+}
+
+Canvas legend(const std::vector<Series>& series, int height) {
+    int width = 0;
+    for (const Series& s : series) width = std::max(width, Canvas::text_width(s.label, 2));
+    Canvas c(width + 50, height, Color{255, 255, 255});
+    int y = 20;
+    for (const Series& s : series) {
+        c.rect(8, y + 6, 24, 3, s.color);
+        c.text(38, y, s.label, Color{0, 0, 0}, 2);
+        y += 22;
+    }
+    return c;
+}
+
+Canvas side_by_side(const std::vector<Canvas>& parts) {
+    int width = 0, height = 0;
+    for (const Canvas& p : parts) width += p.width(), height = std::max(height, p.height());
+    Canvas c(std::max(width, 1), std::max(height, 1), Color{255, 255, 255});
+    int x0 = 0;
+    for (const Canvas& p : parts) {
+        for (int y = 0; y < p.height(); ++y)
+            for (int x = 0; x < p.width(); ++x) c.pixel(x0 + x, y, p.at(x, y));
+        x0 += p.width();
+    }
+    return c;
+}
+
+Color series_color(std::size_t i) {
+    static const Color palette[] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
+                                    {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
+                                    {0, 0, 0},      {120, 120, 255}, {255, 90, 160},  {0, 110, 90},   {170, 0, 0},
+                                    {90, 60, 0},    {0, 0, 140},     {255, 200, 0},   {100, 200, 120}, {160, 160, 220}};
+    return palette[i % (sizeof(palette) / sizeof(palette[0]))];
 }
 
 Canvas learning_curves(const Trained& trained, const std::string& column, const std::string& label,

@@ -49,9 +49,15 @@ struct Series {
     Color color;
 };
 
-// A line plot with axes, ticks, labels, a title and a legend.
+// A line plot with axes, ticks, labels, a title and (unless with_legend is false) a legend.
 Canvas plot(const std::vector<Series>& series, const std::string& title, const std::string& x_label,
-            const std::string& y_label, int width = 720, int height = 440);
+            const std::string& y_label, int width = 720, int height = 440, bool with_legend = true);
+// The legend of series alone, for plots that share one (side_by_side).
+Canvas legend(const std::vector<Series>& series, int height);
+// Canvases left to right, top-aligned, on white.
+Canvas side_by_side(const std::vector<Canvas>& parts);
+// The i-th of a set of distinct colours (cycling after 20), for the series of one plot.
+Color series_color(std::size_t i);
 
 // The learning curves of a run: train_loss and the metric `column` (labelled `label`) against
 // the epoch, from trained.history.
