@@ -94,7 +94,7 @@ int run(int argc, char** argv) {
     Generator init(harness::derive_seed(o.run.seed, init_seed)), noise(harness::derive_seed(o.run.seed, noise_seed));
     Model model(latent, latent == Latent::bernoulli ? 200 : 20, init, Arch(harness::index_of(o.arch, archs)),
                 Prior(harness::index_of(o.prior, priors)));
-    harness::attach_nvil_baseline(estimator, model, mnist::image_pixels, init);
+    harness::attach_estimator_parts(estimator, model, mnist::image_pixels, discrete_kind(model), model.width(), init);
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
     const std::unique_ptr<optim::LRSchedule> schedule = harness::make_schedule(o.optimizer, *optimizer);
     Tensor x(Array::from_shape({o.run.batch_size, mnist::image_pixels}));

@@ -118,7 +118,6 @@ int toy_study(std::size_t draws, std::size_t steps, const std::string& prefix) {
     std::vector<std::string> names;
     for (const std::string& n : estimators::names_for(Discrete::bernoulli()))
         if (n != "vimco") names.push_back(n);
-    names.insert(names.end(), {"rebar-tuned", "relax"});
     std::vector<float> grid;  // phi = -3, -2.5, ..., 3: the table's -2, 0 and 1.5 among them
     for (int i = 0; i <= 12; ++i) grid.push_back(-3.0f + 0.5f * float(i));
     const auto column = [&](float phi) { return std::size_t(std::lround((phi + 3.0f) / 0.5f)); };
@@ -284,7 +283,7 @@ int structured_study(int argc, char** argv) {
         const std::size_t m = name == "rloo" || name == "vimco" ? 2 : 1;
         Generator init(1), gen(2);
         structured::Model model(latent, hidden, init);
-        harness::attach_nvil_baseline(est, model, mnist::half_pixels, init);
+        harness::attach_estimator_parts(est, model, mnist::half_pixels, kind, hidden, init);
         optim::Adam adam(model.parameters(), {3e-3f});
         Row row{name};
         row.var_init = gradient_variance(model, fixed_upper, fixed_lower, est, m, repeats, gen);

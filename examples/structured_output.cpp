@@ -37,8 +37,8 @@ void add_flags(CLI::App& app, Options& o) {
     harness::add_choice(app, "--latent", o.latent, "bernoulli: binary units (Binary Concrete when relaxed); categorical: "
                                          "hidden/10 variables of 10 classes (Gumbel-Softmax when relaxed)", latents);
     harness::add_estimator_flag(app, o.estimator, {Discrete::bernoulli(), Discrete::categorical(classes)},
-                                "muprop, arm, disarm and rebar need one layer of latents and do not apply here; rloo "
-                                "and vimco need --samples >= 2");
+                                "muprop, arm, disarm, rebar, rebar-tuned and relax need one layer of latents and do "
+                                "not apply here; rloo and vimco need --samples >= 2");
     harness::add_choice(app, "--binarize", o.binarize,
                    "fixed: each pixel sampled once from its intensity (fixed seed, the paper's data); threshold: "
                    "intensity > 0.5 (an easier data set, lower NLL); dynamic: training images resampled every batch", binarizations);
@@ -86,7 +86,7 @@ int run(int argc, char** argv) {
 
     Generator init(harness::derive_seed(o.run.seed, init_seed));
     Model model(latent, o.hidden, init);
-    harness::attach_nvil_baseline(estimator, model, mnist::half_pixels, init);
+    harness::attach_estimator_parts(estimator, model, mnist::half_pixels, discrete_kind(latent), o.hidden, init);
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
     const std::unique_ptr<optim::LRSchedule> schedule = harness::make_schedule(o.optimizer, *optimizer);
     Generator noise(harness::derive_seed(o.run.seed, noise_seed)), binarize(harness::derive_seed(o.run.seed, binarize_seed));

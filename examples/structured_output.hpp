@@ -24,7 +24,7 @@ using namespace tg;
 enum class Latent { bernoulli, categorical };
 // The gradient estimator is the library's, chosen by name (tg::estimators::Estimator): the
 // one-evaluation ones give the units' samples, the score-function ones (sf, nvil, rloo, vimco)
-// a surrogate of the loss. Estimators of one layer of latents (muprop, arm, disarm, rebar) do
+// a surrogate of the loss. Estimators of one layer of latents (muprop, arm, disarm, the rebars, relax) do
 // not apply to this model's two stochastic layers.
 using estimators::Estimator;
 

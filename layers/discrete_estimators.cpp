@@ -574,17 +574,34 @@ ControlledEstimate ControlVariate::estimate(const Tensor& logits, const SampleLo
     return relax_gradient(logits, kind_, f, of(f), gen);
 }
 
-void ControlVariate::variance_backward(const ControlledEstimate& e) {
-    require_defined(e.gradient, "ControlVariate::variance_backward", "the estimate");
-    const std::vector<Tensor> params = parameters();
+std::vector<Tensor> ControlVariate::variance_gradient(const ControlledEstimate& e, bool retain) const {
+    require_defined(e.gradient, "ControlVariate", "the estimate");
     const Tensor g = e.gradient;
     const Tensor per_example = g.dim() > 1 ? sum(square(g), -1) : square(g);
-    const std::vector<Tensor> d = grad({mean(per_example)}, params, {}, GradOptions().allow_unused(true));
+    return grad({mean(per_example)}, parameters(), {}, GradOptions().allow_unused(true).retain_graph(retain));
+}
+
+void ControlVariate::variance_backward(const ControlledEstimate& e) {
+    const std::vector<Tensor> params = parameters();
+    const std::vector<Tensor> d = variance_gradient(e, false);
     for (std::size_t i = 0; i < params.size(); ++i) {
         Tensor p = params[i];
         p.zero_grad();
         if (d[i].defined()) p.accumulate_grad(d[i].value(), "ControlVariate::variance_backward");
     }
+}
+
+Tensor ControlVariate::surrogate(const Tensor& logits, const SampleLoss& f, Generator& gen) const {
+    const ControlledEstimate e = estimate(logits, f, gen);
+    // the logits' graph stays for the model's backward, which then frees the estimate's too
+    const std::vector<Tensor> d = variance_gradient(e, true);
+    const std::vector<Tensor> params = parameters();
+    // <d, params> in every example: the batch mean's gradient is d, as Nvil's fit term
+    Tensor tuning = Tensor::scalar(0.0f);
+    for (std::size_t i = 0; i < params.size(); ++i)
+        if (d[i].defined()) tuning = add(tuning, sum(mul(detach(d[i]), params[i])));
+    const Tensor taken = sum(mul(detach(e.gradient), logits), -1);  // [B]: each row's estimate to its logits
+    return add(e.value, grad_only(add(taken, tuning)));
 }
 
 }  // namespace tg::nn

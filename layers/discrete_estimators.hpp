@@ -176,10 +176,18 @@ public:
     // Zeroes parameters()' gradients and puts there d/dparams of the batch mean of sum(g^2): the
     // mean of g does not depend on them, so this is the gradient of its variance.
     void variance_backward(const ControlledEstimate& e);
+    // All of a step in one surrogate [B] for a model's loss (as Nvil's): its value is f(D), and
+    // the backward of its batch mean gives the estimate to the logits, f's own gradient at D to
+    // f's parameters and the gradient of the estimate's variance to parameters(), for one
+    // optimizer to step them all.
+    Tensor surrogate(const Tensor& logits, const SampleLoss& f, Generator& gen) const;
+    Discrete kind() const { return kind_; }
     float eta() const { return eta_.item(); }
     float tau() const;
 
 private:
+    // d/dparams of the batch mean of sum(g^2); retain keeps the estimate's graph for a later backward
+    std::vector<Tensor> variance_gradient(const ControlledEstimate& e, bool retain) const;
     Discrete kind_;
     std::size_t units_;
     Tensor eta_, log_tau_;

@@ -26,6 +26,8 @@ const std::vector<Info>& all() {
         {"arm", Form::one_layer, true, false, true, "ARM: antithetic pair of Bernoulli samples"},
         {"disarm", Form::one_layer, true, false, true, "DisARM: ARM with the antithetic draws integrated out"},
         {"rebar", Form::one_layer, true, true, true, "REBAR with fixed eta and tau (conditional relaxed control variate)"},
+        {"rebar-tuned", Form::one_layer, true, true, true, "REBAR with eta and tau learned on the estimate's variance"},
+        {"relax", Form::one_layer, true, true, true, "RELAX: REBAR's control variate plus a network, learned on the variance"},
     };
     return list;
 }
@@ -48,6 +50,15 @@ const Info& find(const std::string& name) {
 
 Estimator::Estimator(const std::string& name, Settings settings)
     : info_(&find(name)), name_(name), settings_(settings), reinforce_(settings.decay), nvil_(settings.decay) {}
+
+std::shared_ptr<nn::ControlVariate> Estimator::make_control_variate(Discrete kind, std::size_t units, Generator* init) {
+    if (name_ != "rebar-tuned" && name_ != "relax") return nullptr;
+    require(kind);
+    const std::size_t hidden = name_ == "relax" ? settings_.hidden : 0;
+    if (name_ == "relax" && hidden == 0) throw std::invalid_argument("estimator relax: its network needs hidden >= 1 units");
+    control_variate_ = std::make_shared<nn::ControlVariate>(kind, units, hidden, 1.0f, 0.5f, init);
+    return control_variate_;
+}
 
 void Estimator::require(Discrete kind) const {
     if (!applies_to(kind))
@@ -115,6 +126,16 @@ Tensor Estimator::surrogate(const Tensor& logits, Discrete kind, const SampleLos
     if (n == "arm") return arm(logits, f, gen);
     if (n == "disarm") return disarm(logits, f, gen);
     if (n == "rebar") return rebar(logits, kind, f, Tensor::scalar(settings_.eta), Tensor::scalar(settings_.tau), gen);
+    if (n == "rebar-tuned" || n == "relax") {
+        if (!control_variate_)
+            throw std::invalid_argument("estimator " + n + " needs its control variate: make_control_variate(kind, units) "
+                                        "first, registered in the model so that its optimizer trains it");
+        if (control_variate_->kind().classes() != kind.classes())
+            throw std::invalid_argument("estimator " + n + ": its control variate was made for " +
+                                        control_variate_->kind().name() + " latents of " +
+                                        std::to_string(control_variate_->kind().values()) + " values, not these");
+        return control_variate_->surrogate(logits, f, gen);
+    }
     if (n == "rloo") return rloo(logits, kind, f, samples, gen);
     if (n == "vimco") return vimco(logits, kind, f, samples, gen);
     if (form() == Form::score) {

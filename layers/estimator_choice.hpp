@@ -5,7 +5,8 @@
 //   one evaluation: sample() returns the latent sample, its backward the estimate;
 //   score: surrogate_of(f, log_q) from the losses and log-probabilities of whole samples (any
 //          model, several stochastic layers included; rloo and vimco take m >= 2 samples);
-//   one layer: surrogate() from the logits of one layer of latents and the loss of its sample.
+//   one layer: surrogate() from the logits of one layer of latents and the loss of its sample
+//          (rebar-tuned and relax first need make_control_variate).
 //
 //     tg::estimators::Estimator est("reinmax");
 //     Tensor z = est.sample(logits, Discrete::categorical(10), gen);   // then any loss of z
@@ -44,7 +45,8 @@ struct Settings {
     float tau_backward = 2.0f;  // decoupled-st's backward: smoother than its forward
     std::size_t draws = 10;     // gumbel-rao's conditional draws K
     float slope = 1.0f;         // slope-st
-    float eta = 1.0f;           // rebar, fixed (rebar_gradient is the form whose eta and tau are tuned)
+    float eta = 1.0f;           // rebar, fixed (rebar-tuned and relax learn theirs, from 1)
+    std::size_t hidden = 100;   // relax: tanh units of its control variate's network
     float decay = 0.9f;         // sf's moving average, nvil's running statistics
 };
 
@@ -66,6 +68,13 @@ public:
     // the surrogate is handed the input; without one the baseline is 0.
     void use_baseline(std::shared_ptr<nn::Layer> network) { baseline_ = std::move(network); }
     const std::shared_ptr<nn::Layer>& baseline() const { return baseline_; }
+    // rebar-tuned and relax: their control variate over `units` latents of `kind` (the logits'
+    // last axis), nn::ControlVariate from eta = 1 and tau = 0.5, relax's with a network of
+    // settings().hidden tanh units; made, held and returned (nullptr for the other estimators).
+    // Register it in the model before making the optimizer: surrogate() puts the gradient of the
+    // estimate's variance into its parameters, for the model's optimizer to step.
+    std::shared_ptr<nn::ControlVariate> make_control_variate(Discrete kind, std::size_t units, Generator* init = nullptr);
+    const std::shared_ptr<nn::ControlVariate>& control_variate() const { return control_variate_; }
 
     // One evaluation: the sample of the logits (tau overrides settings().tau, for annealing).
     Tensor sample(const Tensor& logits, Discrete kind, Generator& gen) const;
@@ -73,8 +82,8 @@ public:
     // -> the surrogate [B] whose value is the loss (for vimco -log mean exp(-f)). sf and nvil
     // update their running statistics; nvil's baseline network (if any) sees input [B, ...].
     Tensor surrogate_of(const Tensor& f, const Tensor& log_q, const Tensor& input = Tensor());
-    // One layer: the surrogate [B] from logits [B, D] and f from a discrete (or, for rebar,
-    // relaxed) sample to per-example losses; score estimators draw `samples` of the layer.
+    // One layer: the surrogate [B] from logits [B, D] and f from a discrete (or, for the rebars and
+    // relax, relaxed) sample to per-example losses; score estimators draw `samples` of the layer.
     Tensor surrogate(const Tensor& logits, Discrete kind, const SampleLoss& f, Generator& gen, std::size_t samples = 2,
                      const Tensor& input = Tensor());
 
@@ -85,6 +94,7 @@ private:
     nn::Reinforce reinforce_;
     nn::Nvil nvil_;
     std::shared_ptr<nn::Layer> baseline_;
+    std::shared_ptr<nn::ControlVariate> control_variate_;
 };
 
 }  // namespace tg::estimators

@@ -236,8 +236,40 @@ TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both laten
         }
 }
 
+TEST_CASE("DiscreteVAE: rebar-tuned and relax train the model and, by the variance gradient, their control variate") {
+    set_num_threads(1);
+    const mnist::DataSet set = bars(80, 2);
+    const Tensor x(as_floats(set));
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical})
+        for (const std::string name : {"rebar-tuned", "relax"}) {
+            CAPTURE(int(latent));
+            CAPTURE(name);
+            Estimator estimator(name);
+            Generator init(1), gen(2);
+            Model model(latent, latent == Latent::bernoulli ? 20 : 4, init);
+            const std::size_t own = model.parameters().size();
+            harness::attach_estimator_parts(estimator, model, mnist::image_pixels, discrete_kind(model), model.width(), init);
+            REQUIRE(estimator.control_variate());
+            CHECK(model.parameters().size() == own + estimator.control_variate()->parameters().size());
+            optim::Adam adam(model.parameters(), {1e-2f});
+            double first = 0.0, last = 0.0;
+            for (int step = 0; step < 150; ++step) {
+                const Loss loss = training_loss(model, x, estimator, 1.0f, gen);
+                REQUIRE(std::isfinite(loss.neg_elbo));
+                if (step < 10) first += loss.neg_elbo / 10;
+                if (step >= 140) last += loss.neg_elbo / 10;
+                loss.objective.backward();
+                adam.step();
+                adam.zero_grad();
+            }
+            CHECK(last < 0.6 * first);
+            CHECK(estimator.control_variate()->eta() != 1.0f);  // tuned away from where it started
+            CHECK(estimator.control_variate()->tau() != doctest::Approx(0.5f).epsilon(1e-6));
+        }
+}
+
 TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a resumed run equals an uninterrupted one") {
-    for (const std::string kind : {"--latent bernoulli", "--latent categorical --estimator st-gs"}) {
+    for (const std::string kind : {"--latent bernoulli", "--latent categorical --estimator st-gs", "--estimator relax"}) {
         CAPTURE(kind);
         const std::string flags = kind + " --anneal-rate 0.05 --anneal-every 3 --tau-min 0.3 --epochs 3 --arch nonlinear "
                                          "--lr-schedule plateau --lr-patience 0";
@@ -258,6 +290,9 @@ TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a r
         CHECK(out.find('\n', nll_at + 1) == out.size() - 1);  // the last line
         CHECK(std::stod(out.substr(nll_at + 10)) <= std::stod(out.substr(elbo_at + 15)) + 1.0);
 
+        // relax's control variate (eta, log tau, its network) is the model's, so in the checkpoint
+        CHECK((tgtest::read_bytes(a / "out/checkpoint.npz").find("control_variate") != std::string::npos) ==
+              (kind == "--estimator relax"));
         REQUIRE(vae_program(b, flags + " --epochs 1") == 0);           // stopped at an epoch's end...
         REQUIRE(vae_program(b, flags + " --max-steps 13 --resume") == 0);  // ...then mid-epoch
         CHECK(tgtest::read_bytes(b / "stdout").find("resumed from") != std::string::npos);

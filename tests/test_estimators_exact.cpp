@@ -451,6 +451,8 @@ TEST_CASE("Estimators by name: every estimator that claims to be unbiased is, on
         for (const std::string& name : estimators::names_for(kind)) {
             estimators::Estimator est(name);
             CAPTURE(name);
+            Generator init(3);
+            est.make_control_variate(kind, m.row.size(), &init);  // rebar-tuned's and relax's, untrained
             const double z = worst_z(estimate(m.row, draws, [&](const Tensor& l, Generator& g) {
                 return est.surrogate(l, kind, m.f, g, 3);
             }, ++seed), m.exact);
@@ -464,6 +466,15 @@ TEST_CASE("Estimators by name: every estimator that claims to be unbiased is, on
     Generator gen(1);
     CHECK_THROWS_WITH_AS(estimators::Estimator("rloo").sample(Tensor::zeros({2, 3}), Discrete::bernoulli(), gen),
                          doctest::Contains("needs the loss"), std::invalid_argument);
+    const SampleLoss f = toy_loss(0.45f);
+    estimators::Estimator relax("relax");
+    CHECK_THROWS_WITH_AS(relax.surrogate(Tensor::zeros({2, 1}, true), Discrete::bernoulli(), f, gen),
+                         doctest::Contains("make_control_variate"), std::invalid_argument);
+    CHECK(relax.make_control_variate(Discrete::bernoulli(), 1)->parameters().size() == 6);
+    CHECK_THROWS_WITH_AS(relax.surrogate(Tensor::zeros({2, 3}, true), Discrete::categorical(3), f, gen),
+                         doctest::Contains("made for bernoulli"), std::invalid_argument);
+    CHECK(estimators::Estimator("rebar-tuned").make_control_variate(Discrete::bernoulli(), 1)->parameters().size() == 2);
+    CHECK(estimators::Estimator("rebar").make_control_variate(Discrete::bernoulli(), 1) == nullptr);
 }
 
 TEST_CASE("Estimators exact: VIMCO against the exact gradient of the 3-sample bound -log mean exp(-f)") {
@@ -690,6 +701,38 @@ TEST_CASE("Estimators: nn::ControlVariate without a network is REBAR, and refuse
     nn::ControlVariate wide(kind, 4, 10);
     Generator g(1);
     CHECK_THROWS_WITH_AS(wide.estimate(logits, f, g), doctest::Contains("[B, 4]"), std::invalid_argument);
+}
+
+TEST_CASE("Estimators: nn::ControlVariate::surrogate's backward is the estimate, f's gradient at D and the variance gradient") {
+    Tape tape;
+    TapeScope scope(tape);
+    const Discrete kind = Discrete::bernoulli();
+    Generator init(4);
+    nn::ControlVariate cv(kind, 3, 4, 0.8f, 0.6f, &init);
+    const Tensor w = Tensor(Array{0.3f, -0.2f, 0.7f}, true);
+    const SampleLoss f = [&](const Tensor& z) { return sum(square(sub(z, w)), 1); };  // f with a parameter of its own
+    const Tensor logits = Tensor(Array{{0.2f, -1.0f, 0.5f}, {1.5f, 0.1f, -0.4f}, {0.0f, 0.9f, -2.0f}}, true);
+    const std::vector<Tensor> params = cv.parameters();
+    Generator a(9), b(9);
+    // the parts as ControlledEstimate's comment has a model take them
+    const ControlledEstimate e = cv.estimate(logits, f, a);
+    const Array estimate = e.gradient.value(), value = e.value.value();
+    const Array f_grad = grad({mean(e.value)}, {w}, {}, GradOptions().retain_graph(true))[0].value();
+    cv.variance_backward(e);
+    std::vector<Array> variance;
+    for (const Tensor& p : params) variance.push_back(p.grad());
+    for (Tensor p : params) p.zero_grad();
+    // the same draw as one surrogate, averaged over the batch
+    const Tensor s = cv.surrogate(logits, f, b);
+    CHECK(s.value() == value);
+    mean(s).backward();
+    CHECK(xt::allclose(logits.grad(), estimate / 3.0f, 1e-5, 1e-6));
+    CHECK(xt::allclose(w.grad(), f_grad, 1e-5, 1e-6));
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        CAPTURE(i);
+        CHECK(xt::allclose(params[i].grad(), variance[i], 1e-4, 1e-6));
+    }
+    CHECK(xt::any(xt::abs(variance[0]) > 0.0f));  // eta's: not trivially zero
 }
 
 TEST_CASE("Estimators exact: categorical DARN is Shekhovtsov's (D - pi) <g, D - pi>, not the uniform-mean first-order term") {

@@ -482,7 +482,8 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with one line na
     CHECK(contains(file_bytes(dir / "stdout"), "--estimator"));
     const std::vector<std::pair<std::string, std::string>> bad = {
         {"--tau 0", "--tau"}, {"--tau -1", "--tau"}, {"--batch-size 0", "--batch-size"}, {"--lr -0.1", "--lr"},
-        {"--lr abc", "--lr"}, {"--estimator arm", "two stochastic layers"}, {"--estimator vimco", "--samples"}, {"--latent gaussian", "gaussian"},
+        {"--lr abc", "--lr"}, {"--estimator arm", "two stochastic layers"}, {"--estimator relax", "two stochastic layers"},
+        {"--estimator rebar-tuned", "two stochastic layers"}, {"--estimator vimco", "--samples"}, {"--latent gaussian", "gaussian"},
         {"--binarize x", "--binarize"}, {"--optimizer rmsprop", "rmsprop"}, {"--frobnicate", "frobnicate"},
         {"--latent categorical --hidden 205", "--hidden"}, {"--momentum 1.5", "--momentum"},
         {"--threads 0", "--threads"}, {"--samples 0", "--samples"}, {"--tau 0.2", "--tau-min"},

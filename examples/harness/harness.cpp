@@ -139,11 +139,13 @@ CLI::Option* add_estimator_flag(CLI::App& app, std::string& value, const std::ve
     return add_choice(app, "--estimator", value, help, names);
 }
 
-void attach_nvil_baseline(tg::estimators::Estimator& estimator, tg::nn::Module& model, std::size_t inputs,
-                          tg::Generator& init) {
-    if (estimator.name() != "nvil") return;
-    const auto net = tg::nn::mlp({inputs, 100, 1}, [] { return std::make_shared<tg::nn::Tanh>(); }, {true, &init});
-    estimator.use_baseline(model.register_module("nvil_baseline", net));
+void attach_estimator_parts(tg::estimators::Estimator& estimator, tg::nn::Module& model, std::size_t inputs,
+                            tg::Discrete kind, std::size_t units, tg::Generator& init) {
+    if (estimator.name() == "nvil") {
+        const auto net = tg::nn::mlp({inputs, 100, 1}, [] { return std::make_shared<tg::nn::Tanh>(); }, {true, &init});
+        estimator.use_baseline(model.register_module("nvil_baseline", net));
+    }
+    if (const auto cv = estimator.make_control_variate(kind, units, &init)) model.register_module("control_variate", cv);
 }
 
 void require_estimator(const std::function<void()>& check) {

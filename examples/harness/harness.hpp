@@ -115,12 +115,14 @@ CLI::Option* add_estimator_flag(CLI::App& app, std::string& value, const std::ve
 // Runs check, which throws std::invalid_argument when the estimator does not fit the model, and
 // turns that into a UsageError (exit 2) with its message.
 void require_estimator(const std::function<void()>& check);
-// For nvil: its input-dependent baseline network (Mnih and Gregor 2014: `inputs` -> 100 tanh
-// units -> 1) handed to the estimator and registered in the model as "nvil_baseline", so the
-// optimizer made afterwards from model.parameters() trains it and checkpoints hold it. Nothing
-// for the other estimators. Call before making the optimizer.
-void attach_nvil_baseline(tg::estimators::Estimator& estimator, tg::nn::Module& model, std::size_t inputs,
-                          tg::Generator& init);
+// The estimator's learned parts, registered in the model so that the optimizer made afterwards
+// from model.parameters() trains them and checkpoints hold them: for nvil its input-dependent
+// baseline network (Mnih and Gregor 2014: `inputs` -> 100 tanh units -> 1) as "nvil_baseline";
+// for rebar-tuned and relax their control variate over `units` latents of `kind` (Estimator::
+// make_control_variate) as "control_variate". Nothing for the other estimators. Call before
+// making the optimizer.
+void attach_estimator_parts(tg::estimators::Estimator& estimator, tg::nn::Module& model, std::size_t inputs,
+                            tg::Discrete kind, std::size_t units, tg::Generator& init);
 
 // Parses argv into app's variables: nothing to go on, or the exit status to stop with now (0
 // after --help, 2 after a one-line error on err, "program: message").
