@@ -121,6 +121,7 @@ int run(int argc, char** argv) {
     // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
     for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
         ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
+    harness::keep_estimator_state(ex, estimator);
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;
     harness::use_best(o.run, trained, model);

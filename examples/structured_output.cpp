@@ -90,7 +90,6 @@ int run(int argc, char** argv) {
     const std::unique_ptr<optim::Optimizer> optimizer = harness::make_optimizer(o.optimizer, model.parameters());
     const std::unique_ptr<optim::LRSchedule> schedule = harness::make_schedule(o.optimizer, *optimizer);
     Generator noise(harness::derive_seed(o.run.seed, noise_seed)), binarize(harness::derive_seed(o.run.seed, binarize_seed));
-    bool baseline_set = false;  // the score function's baseline: after its first batch
     Tensor upper(Array::from_shape({o.run.batch_size, mnist::half_pixels}));
     Tensor lower(Array::from_shape({o.run.batch_size, mnist::half_pixels}));
 
@@ -104,7 +103,6 @@ int run(int argc, char** argv) {
             mnist::binarize_sample(lower.value(), binarize);
         }
         const float tau = temperature.at(std::int64_t(step));
-        baseline_set = baseline_set || estimator.name() == "sf";
         return training_loss(model, upper, lower, estimator, tau, o.samples, noise);
     };
     // The evaluation after each epoch: the validation NLL.
@@ -124,15 +122,7 @@ int run(int argc, char** argv) {
     // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
     for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
         ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
-    ex.save_state = [&](Checkpoint& ck) { ck.put("run.baseline", Array{baseline_set ? estimator.reinforce().baseline() : NAN}); };
-    ex.load_state = [&](const Checkpoint& ck) {
-        const Array& entry = ck.get("run.baseline");
-        if (entry.size() != 1 || std::isinf(entry.data()[0]))  // NaN: no baseline yet
-            throw CheckpointError("checkpoint: entry 'run.baseline' is not one finite number or NaN (not the state "
-                                  "of a run)");
-        const float b = entry.data()[0];
-        if ((baseline_set = !std::isnan(b))) estimator.reinforce().set_baseline(b);
-    };
+    harness::keep_estimator_state(ex, estimator);
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;
     harness::use_best(o.run, trained, model);

@@ -512,6 +512,19 @@ Nvil::Nvil(float decay, bool normalize) : decay_(decay), normalize_(normalize) {
 
 float Nvil::scale() const { return normalize_ ? std::max(1.0f, std::sqrt(var_)) : 1.0f; }
 
+Array Nvil::state() const { return Array{started_ ? 1.0f : 0.0f, mean_, var_}; }
+
+void Nvil::set_state(const Array& state) {
+    const float* s = state.data();
+    if (state.size() != 3 || !(s[0] == 0.0f || s[0] == 1.0f) || !std::isfinite(s[1]) || !std::isfinite(s[2]) ||
+        s[2] < 0.0f)
+        fail("Nvil::set_state", "expects {started 0 or 1, a finite mean, a finite variance >= 0}, got " +
+                                    std::to_string(state.size()) + " values");
+    started_ = s[0] == 1.0f;
+    mean_ = s[1];
+    var_ = s[2];
+}
+
 Tensor Nvil::surrogate(const Tensor& f, const Tensor& log_q, const Tensor& baseline) {
     const char* op = "Nvil::surrogate";
     require_defined(f, op, "f");

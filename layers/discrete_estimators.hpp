@@ -204,6 +204,10 @@ public:
     Tensor surrogate(const Tensor& f, const Tensor& log_q, const Tensor& baseline);
     float mean() const { return mean_; }
     float scale() const;  // max(1, running std of the signal): what the signal is divided by
+    // The running statistics {started (0 or 1), mean, variance}, for checkpoints; set_state
+    // refuses anything else (std::invalid_argument).
+    Array state() const;
+    void set_state(const Array& state);
 
 private:
     float decay_;

@@ -16,6 +16,7 @@ public:
     Tensor surrogate(const Tensor& f, const Tensor& log_q) const;
     void update(const Tensor& f);  // the first update sets b = mean(f)
     float baseline() const { return baseline_; }
+    bool started() const { return started_; }  // an update (or set_baseline) has set the baseline
     void set_baseline(float b);  // for checkpoints; counts as an update
 
 private:

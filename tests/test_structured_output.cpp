@@ -360,6 +360,7 @@ TEST_CASE("StructuredOutput: a short run on synthetic data lowers the loss and w
 TEST_CASE("StructuredOutput: a resumed run equals an uninterrupted one bit for bit") {
     for (const std::string variant : {"--latent bernoulli --estimator gs --binarize dynamic",
                                       "--latent categorical --estimator sf --optimizer sgd",
+                                      "--latent bernoulli --estimator nvil",
                                       "--latent bernoulli --estimator st-gs --lr-schedule plateau --lr-patience 0 --lr-factor 0.25"}) {
         CAPTURE(variant);
         const std::string flags = variant + " --anneal-rate 0.05 --anneal-every 2 --tau-min 0.3 --samples 2";

@@ -148,6 +148,26 @@ void attach_estimator_parts(tg::estimators::Estimator& estimator, tg::nn::Module
     if (const auto cv = estimator.make_control_variate(kind, units, &init)) model.register_module("control_variate", cv);
 }
 
+void keep_estimator_state(Experiment& ex, tg::estimators::Estimator& estimator) {
+    ex.save_state = [&estimator](tg::Checkpoint& ck) {
+        const tg::nn::Reinforce& sf = estimator.reinforce();
+        ck.put("run.baseline", tg::Array{sf.started() ? sf.baseline() : NAN});
+        ck.put("run.nvil", estimator.nvil().state());
+    };
+    ex.load_state = [&estimator](const tg::Checkpoint& ck) {
+        const tg::Array& baseline = ck.get("run.baseline");
+        if (baseline.size() != 1 || std::isinf(baseline.data()[0]))  // NaN: no baseline yet
+            throw tg::CheckpointError("checkpoint: entry 'run.baseline' is not one finite number or NaN (not the "
+                                      "state of a run)");
+        if (!std::isnan(baseline.data()[0])) estimator.reinforce().set_baseline(baseline.data()[0]);
+        try {
+            estimator.nvil().set_state(ck.get("run.nvil"));
+        } catch (const std::invalid_argument& e) {
+            throw tg::CheckpointError(std::string("checkpoint: entry 'run.nvil': ") + e.what());
+        }
+    };
+}
+
 void require_estimator(const std::function<void()>& check) {
     try {
         check();

@@ -213,8 +213,13 @@ struct Experiment {
     std::vector<std::pair<std::string, std::string>> identity;
     // Anything else of the run's state (a baseline), into and out of the checkpoint.
     std::function<void(tg::Checkpoint&)> save_state;
-    std::function<void(const tg::Checkpoint&)> load_state;
+    std::function<void(const tg::Checkpoint&)> load_state;  // see keep_estimator_state
 };
+
+// Sets ex.save_state and ex.load_state to keep the estimator's running statistics in the
+// checkpoint ("run.baseline": sf's moving average, NaN before its first batch; "run.nvil": nvil's
+// mean and variance), so that a resumed run with them equals an uninterrupted one.
+void keep_estimator_state(Experiment& ex, tg::estimators::Estimator& estimator);
 
 struct Console {
     std::ostream& out = std::cout;  // epoch lines and results
