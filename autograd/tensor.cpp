@@ -62,10 +62,9 @@ Tensor Tensor::full(const Shape& shape, float v, bool requires_grad) {
     return Tensor(std::move(a), requires_grad);
 }
 
-void Tensor::check(const char* what) const {
-    if (!impl_) throw std::logic_error(std::string("Tensor::") + what + ": the tensor is null (default-constructed)");
+void Tensor::null_tensor(const char* what) {
+    throw std::logic_error(std::string("Tensor::") + what + ": the tensor is null (default-constructed)");
 }
-const Array& Tensor::value() const { check("value"); return impl_->value; }
 Array& Tensor::value() {
     check("value");
     if (!impl_->tape) ++impl_->version;  // only leaves are written: an op's output is read, its node never rewrites it
@@ -74,7 +73,6 @@ Array& Tensor::value() {
 }
 std::uint32_t Tensor::version() const { check("version"); return impl_->version; }
 bool Tensor::has_grad() const { check("has_grad"); return impl_->grad.has; }
-bool Tensor::requires_grad() const { check("requires_grad"); return impl_->requires_grad; }
 
 const Array& Tensor::grad() const {
     check("grad");

@@ -78,7 +78,7 @@ public:
     static Tensor full(const Shape& shape, float v, bool requires_grad = false);
 
     bool defined() const { return impl_ != nullptr; }
-    const Array& value() const;
+    const Array& value() const { check("value"); return impl_->value; }
     // For optimizers and initializers; not recorded. On a leaf it counts as a write (it bumps
     // version()), so a backward that reads the old value refuses to run: read a leaf between a
     // forward and its backward through a const Tensor& or item().
@@ -91,7 +91,7 @@ public:
     Tensor grad_tensor() const;
     bool has_grad() const;
     void zero_grad();  // forgets the gradient, keeps its buffer for the next step
-    bool requires_grad() const;
+    bool requires_grad() const { check("requires_grad"); return impl_->requires_grad; }
     Tensor& set_requires_grad(bool on = true);
     // A hint that every entry is 0 or 1 (a discrete sample: the samplers set it on their exact
     // samples and on the forward values of straight-through ones). linear and matmul then add
@@ -135,7 +135,11 @@ private:
     friend std::vector<Tensor> grad(const std::vector<Tensor>&, const std::vector<Tensor>&,
                                     const std::vector<Tensor>&, const GradOptions&);
     explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
-    void check(const char* what) const;
+    // inline: every accessor passes here, and a call per accessor was measurable on the tape
+    void check(const char* what) const {
+        if (__builtin_expect(!impl_, 0)) null_tensor(what);
+    }
+    [[noreturn]] static void null_tensor(const char* what);
     std::shared_ptr<TensorImpl> impl_;
 };
 
