@@ -219,17 +219,20 @@ std::size_t axis_length(const Tensor& a, int axis, const char* op) {
 
 }  // namespace
 
-Tensor repeat(const Tensor& a, const std::vector<std::size_t>& repeats) {
-    detail::require_defined("repeat", {&a});
+namespace {
+// repeat, with the name of the op the user called in its errors (tile and repeat_interleave
+// are made of it)
+Tensor repeat_as(const Tensor& a, const std::vector<std::size_t>& repeats, const char* op) {
+    detail::require_defined(op, {&a});
     if (repeats.size() < a.dim())
-        throw std::invalid_argument("repeat: " + std::to_string(repeats.size()) + " repeats for a tensor of shape " +
+        throw std::invalid_argument(std::string(op) + ": " + std::to_string(repeats.size()) + " repeats for a tensor of shape " +
                                     shape_str(a.shape()) + "; give one per axis (at least " + std::to_string(a.dim()) +
                                     ", or use tile)");
     Shape padded(repeats.size() - a.dim(), 1);  // leading axes of length 1, as torch
     padded.insert(padded.end(), a.shape().begin(), a.shape().end());
     Shape out_shape = padded;
     for (std::size_t d = 0; d < padded.size(); ++d) out_shape[d] = padded[d] * repeats[d];
-    element_count(out_shape, "repeat");  // refuses an overflowing count before anything is copied
+    element_count(out_shape, op);  // refuses an overflowing count before anything is copied
     Tensor out = padded == a.shape() ? a : reshape(a, padded);
     for (std::size_t d = 0; d < repeats.size(); ++d) {
         if (repeats[d] == 1) continue;
@@ -238,12 +241,15 @@ Tensor repeat(const Tensor& a, const std::vector<std::size_t>& repeats) {
     }
     return out;
 }
+}  // namespace
+
+Tensor repeat(const Tensor& a, const std::vector<std::size_t>& repeats) { return repeat_as(a, repeats, "repeat"); }
 
 Tensor tile(const Tensor& a, const std::vector<std::size_t>& repeats) {
     detail::require_defined("tile", {&a});
     std::vector<std::size_t> padded(a.dim() > repeats.size() ? a.dim() - repeats.size() : 0, 1);
     padded.insert(padded.end(), repeats.begin(), repeats.end());
-    return repeat(a, padded);
+    return repeat_as(a, padded, "tile");
 }
 
 Tensor repeat_interleave(const Tensor& a, std::size_t repeats, int axis) {
@@ -256,7 +262,7 @@ Tensor repeat_interleave(const Tensor& a, std::size_t repeats, int axis) {
     reps[ax + 1] = repeats;
     Shape out_shape = a.shape();
     out_shape[ax] = n * repeats;
-    return reshape(repeat(reshape(a, split_shape), reps), out_shape);
+    return reshape(repeat_as(reshape(a, split_shape), reps, "repeat_interleave"), out_shape);
 }
 
 std::vector<Tensor> split(const Tensor& a, std::size_t size, int axis) {

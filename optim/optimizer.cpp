@@ -50,7 +50,10 @@ void Optimizer::set_lr(float lr) {
 }
 
 std::vector<Array>& Optimizer::state_buffer(const std::string& name) {
-    throw std::out_of_range(std::string(kind()) + ": no state named '" + name + "'");
+    std::string known;
+    for (const std::string& n : state_names()) known += (known.empty() ? "'" : ", '") + n + "'";
+    throw std::out_of_range(std::string(kind()) + ": state/set_state: no state named '" + name + "' (" +
+                            (known.empty() ? std::string("it keeps none") : "it keeps " + known) + ")");
 }
 
 const std::vector<Array>& Optimizer::state(const std::string& name) const {

@@ -289,7 +289,7 @@ TEST_CASE("Optim: invalid options are refused with clear messages") {
     made.backward(Array{1.0f, 1.0f});  // its node freed: still not a leaf
     CHECK_THROWS_AS(optim::Adam({made}), std::invalid_argument);
     optim::Adam adam(t.params());
-    CHECK_THROWS_WITH_AS(adam.state("momentum"), "adam: no state named 'momentum'", std::out_of_range);
+    CHECK_THROWS_WITH_AS(adam.state("momentum"), "adam: state/set_state: no state named 'momentum' (it keeps 'm', 'v')", std::out_of_range);
 }
 
 TEST_CASE("Optim: clip_grad_norm returns the total norm and scales all gradients together") {

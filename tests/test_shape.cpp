@@ -192,6 +192,10 @@ TEST_CASE("Shape: repeat tiles as torch.Tensor.repeat, with leading axes when gi
     CHECK_THROWS_WITH_AS(repeat(Tensor(), {1}), doctest::Contains("repeat"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(repeat(a, {std::size_t(1) << 62, 4}), doctest::Contains("repeat: the shape"),
                          std::exception);
+    // the ops made of repeat name themselves
+    CHECK_THROWS_WITH_AS(tile(a, {std::size_t(1) << 62, 4}), doctest::Contains("tile: the shape"), std::exception);
+    CHECK_THROWS_WITH_AS(repeat_interleave(a, std::size_t(1) << 62, 0), doctest::Contains("repeat_interleave: the shape"),
+                         std::exception);
     const Tensor x = random_tensor({2, 3}, 1);
     check_gradients([](auto& in) { return repeat(in[0], {3, 2}); }, {x});
     check_gradients([](auto& in) { return repeat(in[0], {2, 1, 2}); }, {x});
