@@ -23,6 +23,7 @@ enum Purpose : std::uint64_t { init_seed = 1, noise_seed = 3, eval_seed = 5, pic
 struct Options {
     harness::Flags run;
     harness::Annealing annealing;
+    harness::SlopeAnnealing slope;
     std::string latent = "bernoulli", estimator = "gs", arch = "linear", prior = "learned";
     harness::OptimizerFlags optimizer;
     std::size_t eval_samples = 1000, val_samples = 5, validation = mnist::validation_size;
@@ -73,6 +74,7 @@ int run(int argc, char** argv) {
                                 "rloo and vimco draw 2 samples per image");
     harness::add_optimizer_flags(app, o.optimizer);
     harness::add_annealing_flags(app, o.annealing);
+    harness::add_slope_flags(app, o.slope);
     harness::add_count(app, "--eval-samples", o.eval_samples, "m of the test bounds after training, on the 10,000 "
                                                               "test images with discrete samples (0: skip)", 0, 10000);
     harness::add_count(app, "--val-samples", o.val_samples, "m of the validation bounds after each epoch (0: skip)",
@@ -121,6 +123,7 @@ int run(int argc, char** argv) {
     // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
     for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
         ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
+    harness::anneal_slope(ex, estimator, o.slope, o.run);
     harness::keep_estimator_state(ex, estimator);
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;

@@ -25,6 +25,7 @@ struct Options {
     harness::Flags run;
     harness::OptimizerFlags optimizer;
     harness::Annealing annealing;
+    harness::SlopeAnnealing slope;
     std::string latent = "bernoulli", estimator = "gs", binarize = "fixed";
     std::size_t hidden = 200, samples = 1, eval_samples = 1000, val_samples = 5;
     std::size_t validation = mnist::validation_size;
@@ -45,6 +46,7 @@ void add_flags(CLI::App& app, Options& o) {
     harness::add_optimizer_flags(app, o.optimizer);
     harness::add_count(app, "--hidden", o.hidden, "Stochastic units per layer (a multiple of 10 for categorical)", 1, 100000);
     harness::add_annealing_flags(app, o.annealing);
+    harness::add_slope_flags(app, o.slope);
     harness::add_count(app, "--samples", o.samples, "m of the training objective: -log((1/m) sum_i p(lower | h_i)) "
                                                     "over m samples per image (1: the plain NLL of one sample)", 1, 10000);
     harness::add_count(app, "--eval-samples", o.eval_samples,
@@ -122,6 +124,7 @@ int run(int argc, char** argv) {
     // the optimizer's and the temperature's flags: a resumed run with others would not continue this one
     for (const auto& flags : {harness::identity(o.optimizer), harness::identity(o.annealing)})
         ex.identity.insert(ex.identity.end(), flags.begin(), flags.end());
+    harness::anneal_slope(ex, estimator, o.slope, o.run);
     harness::keep_estimator_state(ex, estimator);
     const harness::Trained trained = harness::train(o.run, dir, ex);
     if (trained.status != 0) return trained.status;

@@ -1,6 +1,7 @@
 // The temperature of an example's relaxed samples (Gumbel-Softmax, Binary Concrete), annealed
 // as Jang et al. do: tau = max(tau-min, tau exp(-r t)), t the step rounded down to a multiple
 // of --anneal-every. The flags and the schedule they make, for every example with such samples.
+// Also the slope of slope-st (Table 1's Annealed ST), raised epoch by epoch.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "examples/harness/harness.hpp"
 #include "layers/temperature.hpp"
 
 namespace harness {
@@ -30,5 +32,26 @@ std::vector<std::pair<std::string, std::string>> identity(const Annealing& annea
 // The schedule of the flags. Throws UsageError naming --tau and --tau-min when an annealed tau
 // would start below its floor.
 tg::optim::ExponentialTemperature temperature_schedule(const Annealing& annealing);
+
+// slope-st's slope a in sigmoid/softmax(a * logits) (Chung et al. 2016): a = min(slope-max,
+// slope + growth * epochs completed), the reimplementations' 1 + 0.04 per epoch up to 5 by default.
+struct SlopeAnnealing {
+    float slope = 1.0f, growth = 0.04f, max = 5.0f;  // growth 0: the slope stays fixed
+};
+
+// --slope --slope-growth --slope-max, with bounds.
+void add_slope_flags(CLI::App& app, SlopeAnnealing& annealing);
+
+// The slope at a step (from 0), epochs completed = step / steps_per_epoch: a function of the
+// step alone, so a resumed run needs nothing more in its checkpoint.
+float slope_at(const SlopeAnnealing& annealing, std::size_t step, std::size_t steps_per_epoch);
+
+// For slope-st (nothing for another estimator): wraps ex.loss to set estimator.settings().slope
+// at each step, adds a "slope" column (the slope the epoch trained with) and puts the flags in
+// ex.identity (--slope; with a growth, --slope-growth and --slope-max). Call once ex.loss,
+// ex.after_epoch and ex.identity are set. Throws UsageError naming --slope and --slope-max when
+// the slope starts above its cap, whatever the estimator (as the temperature's flags).
+void anneal_slope(Experiment& ex, tg::estimators::Estimator& estimator, const SlopeAnnealing& annealing,
+                  const Flags& flags);
 
 }  // namespace harness
