@@ -246,7 +246,7 @@ Tensor zgr(const Tensor& logits, Discrete kind, Generator& gen) {
 
 Tensor slope_straight_through(const Tensor& logits, Discrete kind, float slope, Generator& gen) {
     const Tensor sloped = mul(logits, positive(slope, "slope_straight_through", "the slope"));
-    const Tensor d = discrete_sample(sloped, kind, gen);
+    const Tensor d = discrete_sample(logits, kind, gen);
     return add(d, grad_only(discrete_mean(sloped, kind)));
 }
 

@@ -91,8 +91,10 @@ Tensor darn(const Tensor& logits, Discrete kind, Generator& gen);
 // ZGR (Shekhovtsov 2023), the tau -> 0 limit of Gumbel-Rao: (J(pi) g + (D - pi) <g, D - pi>) / 2,
 // exact for quadratic f (Bernoulli: the two-class case).
 Tensor zgr(const Tensor& logits, Discrete kind, Generator& gen);
-// Slope-annealed straight-through (Chung et al. 2016): D ~ q(slope * logits), the gradient that of
-// its probabilities sigmoid(slope * logits) (or softmax); the caller raises the slope over training.
+// Slope-annealed straight-through (Chung et al. 2016): D ~ q(logits), the gradient that of
+// sigmoid(slope * logits) (or softmax); the caller raises the slope over training. The slope
+// shapes the backward alone, as in Chung et al.'s deterministic form (whose forward threshold no
+// slope moves): the model trained is the one evaluated, q(logits).
 Tensor slope_straight_through(const Tensor& logits, Discrete kind, float slope, Generator& gen);
 // Straight-through Gumbel-Softmax with separate temperatures (decoupled ST-GS, Shah et al. 2024):
 // forward softmax((logits + g) / tau_forward) (tau_forward = 0: the one-hot, Gumbel-Max), backward

@@ -12,7 +12,7 @@ const std::vector<Info>& all() {
         {"gs", Form::one_evaluation, true, true, false, "relaxed samples (Binary Concrete / Gumbel-Softmax) at tau"},
         {"st-gs", Form::one_evaluation, true, true, false, "straight-through Gumbel-Softmax: discrete forward, relaxed gradient"},
         {"st", Form::one_evaluation, true, true, false, "plain straight-through: the gradient of the probabilities"},
-        {"slope-st", Form::one_evaluation, true, true, false, "straight-through of sigmoid/softmax(slope * logits), slope annealed by the caller"},
+        {"slope-st", Form::one_evaluation, true, true, false, "straight-through with the gradient of sigmoid/softmax(slope * logits), slope annealed by the caller"},
         {"decoupled-st", Form::one_evaluation, true, true, false, "ST-GS with forward temperature tau and backward tau_backward"},
         {"gumbel-rao", Form::one_evaluation, true, true, false, "Gumbel-Rao GR-MCK: ST-GS averaged over K conditional draws"},
         {"reinmax", Form::one_evaluation, true, true, false, "ReinMax: second-order straight-through (tau >= 1)"},
