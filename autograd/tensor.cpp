@@ -89,11 +89,7 @@ Tensor Tensor::grad_tensor() const {
     return impl_->grad.graph ? Tensor(impl_->grad.graph) : Tensor(impl_->grad.array);
 }
 
-void Tensor::zero_grad() {
-    check("zero_grad");
-    impl_->grad.has = false;
-    impl_->grad.graph.reset();
-}
+void Tensor::zero_grad() { check("zero_grad"); impl_->grad.has = false; impl_->grad.graph.reset(); }
 Tensor& Tensor::set_requires_grad(bool on) { check("set_requires_grad"); impl_->requires_grad = on; return *this; }
 
 std::size_t Tensor::shape(int axis) const {

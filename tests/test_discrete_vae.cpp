@@ -206,103 +206,152 @@ TEST_CASE("DiscreteVAE: a checkpoint of the nonlinear model with a learned prior
     }
 }
 
-TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both latent kinds, relaxed and straight-through") {
+namespace {
+
+// The negative ELBO of bars falls under `name`'s gradients, relaxed and on discrete samples.
+void check_relaxed_training(Latent latent, const std::string& name) {
     set_num_threads(1);
     const mnist::DataSet set = bars(80, 2);
     const Tensor x(as_floats(set));
-    for (const Latent latent : {Latent::bernoulli, Latent::categorical})
-        for (const std::string name : {"gs", "st-gs"}) {
-            CAPTURE(int(latent));
-            CAPTURE(name);
-            Estimator estimator(name);
-            Generator init(1), gen(2);
-            Model model(latent, latent == Latent::bernoulli ? 20 : 4, init);
-            optim::Adam adam(model.parameters(), {1e-2f});
-            const optim::ExponentialTemperature tau(1.0f, 1e-2f, 0.5f, 50);
-            const double before = evaluate(model, set, 20, 3).neg_elbo;
-            double first = 0.0, last = 0.0;
-            for (int step = 0; step < 300; ++step) {
-                const Loss loss = training_loss(model, x, estimator, tau.at(step), gen);
-                REQUIRE(std::isfinite(loss.neg_elbo));
-                (step == 0 ? first : last) = loss.neg_elbo;
-                loss.objective.backward();
-                adam.step();
-                adam.zero_grad();
-            }
-            CHECK(last < 0.3 * first);
-            const Bounds after = evaluate(model, set, 20, 3);  // discrete samples: the real bounds fell too
-            CHECK(after.neg_elbo < 0.3 * before);
-            CHECK(after.nll <= after.neg_elbo + 0.5);
-        }
-}
-
-TEST_CASE("DiscreteVAE: rebar-tuned and relax train the model and, by the variance gradient, their control variate") {
-    set_num_threads(1);
-    const mnist::DataSet set = bars(80, 2);
-    const Tensor x(as_floats(set));
-    for (const Latent latent : {Latent::bernoulli, Latent::categorical})
-        for (const std::string name : {"rebar-tuned", "relax"}) {
-            CAPTURE(int(latent));
-            CAPTURE(name);
-            Estimator estimator(name);
-            Generator init(1), gen(2);
-            Model model(latent, latent == Latent::bernoulli ? 20 : 4, init);
-            const std::size_t own = model.parameters().size();
-            harness::attach_estimator_parts(estimator, model, mnist::image_pixels, discrete_kind(model), model.width(), init);
-            REQUIRE(estimator.control_variate());
-            CHECK(model.parameters().size() == own + estimator.control_variate()->parameters().size());
-            optim::Adam adam(model.parameters(), {1e-2f});
-            double first = 0.0, last = 0.0;
-            for (int step = 0; step < 150; ++step) {
-                const Loss loss = training_loss(model, x, estimator, 1.0f, gen);
-                REQUIRE(std::isfinite(loss.neg_elbo));
-                if (step < 10) first += loss.neg_elbo / 10;
-                if (step >= 140) last += loss.neg_elbo / 10;
-                loss.objective.backward();
-                adam.step();
-                adam.zero_grad();
-            }
-            CHECK(last < 0.6 * first);
-            CHECK(estimator.control_variate()->eta() != 1.0f);  // tuned away from where it started
-            CHECK(estimator.control_variate()->tau() != doctest::Approx(0.5f).epsilon(1e-6));
-        }
-}
-
-TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and a resumed run equals an uninterrupted one") {
-    // sf's baseline and nvil's running statistics are in the checkpoint too (keep_estimator_state)
-    for (const std::string kind : {"--latent bernoulli", "--latent categorical --estimator st-gs", "--estimator relax",
-                                   "--estimator sf", "--latent categorical --estimator nvil"}) {
-        CAPTURE(kind);
-        const std::string flags = kind + " --anneal-rate 0.05 --anneal-every 3 --tau-min 0.3 --epochs 3 --arch nonlinear "
-                                         "--lr-schedule plateau --lr-patience 0";
-        tgtest::TempDir a, b;
-        REQUIRE(vae_program(a, flags) == 0);
-        const std::string out = tgtest::read_bytes(a / "stdout");
-        INFO(out);
-        for (const char* name : {"metrics.csv", "checkpoint.npz", "best.npz", "reconstructions.png", "samples.png", "curves.png"})
-            CHECK(fs::exists(a.path / "out" / name));
-        CHECK(tgtest::read_bytes(a / "out/samples.png").compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
-        const auto rows = tgtest::metrics_without_seconds(a);
-        REQUIRE(rows.size() == 4);
-        CHECK(rows[0] == "epoch,step,train_loss,val_neg_elbo,val_nll,tau,lr");
-        CHECK(rows[3].rfind("3,24,", 0) == 0);  // 320 images in batches of 40
-        const std::size_t nll_at = out.rfind("\ntest_nll="), elbo_at = out.rfind("\ntest_neg_elbo=");
-        REQUIRE(nll_at != std::string::npos);
-        REQUIRE(elbo_at != std::string::npos);
-        CHECK(out.find('\n', nll_at + 1) == out.size() - 1);  // the last line
-        CHECK(std::stod(out.substr(nll_at + 10)) <= std::stod(out.substr(elbo_at + 15)) + 1.0);
-
-        // relax's control variate (eta, log tau, its network) is the model's, so in the checkpoint
-        CHECK((tgtest::read_bytes(a / "out/checkpoint.npz").find("control_variate") != std::string::npos) ==
-              (kind == "--estimator relax"));
-        REQUIRE(vae_program(b, flags + " --epochs 1") == 0);           // stopped at an epoch's end...
-        REQUIRE(vae_program(b, flags + " --max-steps 13 --resume") == 0);  // ...then mid-epoch
-        CHECK(tgtest::read_bytes(b / "stdout").find("resumed from") != std::string::npos);
-        REQUIRE(vae_program(b, flags + " --resume") == 0);
-        CHECK(tgtest::metrics_without_seconds(a) == tgtest::metrics_without_seconds(b));
-        CHECK(tgtest::read_bytes(b / "stdout").substr(tgtest::read_bytes(b / "stdout").rfind("test_neg_elbo=")) ==
-              out.substr(elbo_at + 1));
+    Estimator estimator(name);
+    Generator init(1), gen(2);
+    Model model(latent, latent == Latent::bernoulli ? 20 : 4, init);
+    optim::Adam adam(model.parameters(), {1e-2f});
+    const optim::ExponentialTemperature tau(1.0f, 1e-2f, 0.5f, 50);
+    const double before = evaluate(model, set, 20, 3).neg_elbo;
+    double first = 0.0, last = 0.0;
+    for (int step = 0; step < 300; ++step) {
+        const Loss loss = training_loss(model, x, estimator, tau.at(step), gen);
+        REQUIRE(std::isfinite(loss.neg_elbo));
+        (step == 0 ? first : last) = loss.neg_elbo;
+        loss.objective.backward();
+        adam.step();
+        adam.zero_grad();
     }
+    CHECK(last < 0.3 * first);
+    const Bounds after = evaluate(model, set, 20, 3);  // discrete samples: the real bounds fell too
+    CHECK(after.neg_elbo < 0.3 * before);
+    CHECK(after.nll <= after.neg_elbo + 0.5);
+}
+
+// `name` (rebar-tuned or relax) trains the model and tunes its control variate.
+void check_control_variate_training(Latent latent, const std::string& name) {
+    set_num_threads(1);
+    const mnist::DataSet set = bars(80, 2);
+    const Tensor x(as_floats(set));
+    Estimator estimator(name);
+    Generator init(1), gen(2);
+    Model model(latent, latent == Latent::bernoulli ? 20 : 4, init);
+    const std::size_t own = model.parameters().size();
+    harness::attach_estimator_parts(estimator, model, mnist::image_pixels, discrete_kind(model), model.width(), init);
+    REQUIRE(estimator.control_variate());
+    CHECK(model.parameters().size() == own + estimator.control_variate()->parameters().size());
+    optim::Adam adam(model.parameters(), {1e-2f});
+    double first = 0.0, last = 0.0;
+    for (int step = 0; step < 150; ++step) {
+        const Loss loss = training_loss(model, x, estimator, 1.0f, gen);
+        REQUIRE(std::isfinite(loss.neg_elbo));
+        if (step < 10) first += loss.neg_elbo / 10;
+        if (step >= 140) last += loss.neg_elbo / 10;
+        loss.objective.backward();
+        adam.step();
+        adam.zero_grad();
+    }
+    CHECK(last < 0.6 * first);
+    CHECK(estimator.control_variate()->eta() != 1.0f);  // tuned away from where it started
+    CHECK(estimator.control_variate()->tau() != doctest::Approx(0.5f).epsilon(1e-6));
+}
+
+}  // namespace
+
+// One test case per latent kind and estimator below: a ctest each, short under the sanitizers.
+TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars, Bernoulli latents, relaxed and straight-through") {
+    for (const std::string name : {"gs", "st-gs"}) {
+        CAPTURE(name);
+        check_relaxed_training(Latent::bernoulli, name);
+    }
+}
+
+TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars, categorical latents, relaxed and straight-through") {
+    for (const std::string name : {"gs", "st-gs"}) {
+        CAPTURE(name);
+        check_relaxed_training(Latent::categorical, name);
+    }
+}
+
+TEST_CASE("DiscreteVAE: rebar-tuned trains the Bernoulli model and, by the variance gradient, its control variate") {
+    check_control_variate_training(Latent::bernoulli, "rebar-tuned");
+}
+
+TEST_CASE("DiscreteVAE: rebar-tuned trains the categorical model and, by the variance gradient, its control variate") {
+    check_control_variate_training(Latent::categorical, "rebar-tuned");
+}
+
+TEST_CASE("DiscreteVAE: relax trains the Bernoulli model and, by the variance gradient, its control variate") {
+    check_control_variate_training(Latent::bernoulli, "relax");
+}
+
+TEST_CASE("DiscreteVAE: relax trains the categorical model and, by the variance gradient, its control variate") {
+    check_control_variate_training(Latent::categorical, "relax");
+}
+
+namespace {
+
+// The program with `kind`'s flags writes its files and bounds, and resumes bit for bit.
+void check_program_run(const std::string& kind) {
+    const std::string flags = kind + " --anneal-rate 0.05 --anneal-every 3 --tau-min 0.3 --epochs 3 --arch nonlinear "
+                                     "--lr-schedule plateau --lr-patience 0";
+    tgtest::TempDir a, b;
+    REQUIRE(vae_program(a, flags) == 0);
+    const std::string out = tgtest::read_bytes(a / "stdout");
+    INFO(out);
+    for (const char* name : {"metrics.csv", "checkpoint.npz", "best.npz", "reconstructions.png", "samples.png", "curves.png"})
+        CHECK(fs::exists(a.path / "out" / name));
+    CHECK(tgtest::read_bytes(a / "out/samples.png").compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
+    const auto rows = tgtest::metrics_without_seconds(a);
+    REQUIRE(rows.size() == 4);
+    CHECK(rows[0] == "epoch,step,train_loss,val_neg_elbo,val_nll,tau,lr");
+    CHECK(rows[3].rfind("3,24,", 0) == 0);  // 320 images in batches of 40
+    const std::size_t nll_at = out.rfind("\ntest_nll="), elbo_at = out.rfind("\ntest_neg_elbo=");
+    REQUIRE(nll_at != std::string::npos);
+    REQUIRE(elbo_at != std::string::npos);
+    CHECK(out.find('\n', nll_at + 1) == out.size() - 1);  // the last line
+    CHECK(std::stod(out.substr(nll_at + 10)) <= std::stod(out.substr(elbo_at + 15)) + 1.0);
+
+    // relax's control variate (eta, log tau, its network) is the model's, so in the checkpoint
+    CHECK((tgtest::read_bytes(a / "out/checkpoint.npz").find("control_variate") != std::string::npos) ==
+          (kind == "--estimator relax"));
+    REQUIRE(vae_program(b, flags + " --epochs 1") == 0);           // stopped at an epoch's end...
+    REQUIRE(vae_program(b, flags + " --max-steps 13 --resume") == 0);  // ...then mid-epoch
+    CHECK(tgtest::read_bytes(b / "stdout").find("resumed from") != std::string::npos);
+    REQUIRE(vae_program(b, flags + " --resume") == 0);
+    CHECK(tgtest::metrics_without_seconds(a) == tgtest::metrics_without_seconds(b));
+    CHECK(tgtest::read_bytes(b / "stdout").substr(tgtest::read_bytes(b / "stdout").rfind("test_neg_elbo=")) ==
+          out.substr(elbo_at + 1));
+}
+
+}  // namespace
+
+// One test case per latent kind and estimator: a ctest each, short under the sanitizers.
+// sf's baseline and nvil's running statistics are in the checkpoint too (keep_estimator_state).
+TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and resumes bit for bit, Bernoulli gs") {
+    check_program_run("--latent bernoulli");
+}
+
+TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and resumes bit for bit, categorical st-gs") {
+    check_program_run("--latent categorical --estimator st-gs");
+}
+
+TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and resumes bit for bit, relax") {
+    check_program_run("--estimator relax");
+}
+
+TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and resumes bit for bit, sf") {
+    check_program_run("--estimator sf");
+}
+
+TEST_CASE("DiscreteVAE: the program writes metrics, pictures and bounds, and resumes bit for bit, categorical nvil") {
+    check_program_run("--latent categorical --estimator nvil");
 }
 
 TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused with one line naming the flag") {
