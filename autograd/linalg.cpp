@@ -21,9 +21,12 @@ void gemm_into_grad(const Tensor& t, bool trans_a, bool trans_b, std::size_t m, 
 
 // The rows of a [rows, cols] marked as a discrete sample (mark_discrete_sample), or null when it
 // is not marked, holds an entry other than 0 and 1, or is dense enough for the GEMM to win.
+// A sampler's own list is taken as it is (the library made both), anything else is scanned.
 const kernels::BinaryRows* sample_rows(const Tensor& a, std::size_t rows, std::size_t cols) {
     thread_local kernels::BinaryRows r;
     if (!a.is_discrete_sample() || !kernels::sparse_samples()) return nullptr;
+    if (const kernels::BinaryRows* own = a.impl()->sample_rows.get(); own && own->rows == rows && own->cols == cols)
+        return own->start[rows] <= kernels::sparse_max_fraction * float(rows) * float(cols) ? own : nullptr;
     return kernels::binary_rows(a.value().data(), rows, cols, kernels::sparse_max_fraction, r) ? &r : nullptr;
 }
 

@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "autograd/detail.hpp"
 #include "autograd/kernels/nn_kernels.hpp"
 #include "autograd/kernels/noise.hpp"
+#include "autograd/kernels/sparse.hpp"
 #include "autograd/ops.hpp"
 
 namespace tg {
@@ -66,18 +68,54 @@ constexpr NoiseKind gumbel_of{kernels::add_gumbel_noise, kernels::gumbel_noise};
 constexpr NoiseKind logistic_of{kernels::add_logistic_noise, kernels::logistic_noise};
 
 // The one-hot of argmax of each slice of z (the first maximum on ties); v.n > 0 (class_view).
-Array one_hot_of_argmax(const Array& z, const kernels::AxisView& v) {
-    std::vector<std::size_t> index(v.outer * v.inner);
-    kernels::argmax_along(z, v, index.data());
+// The one-hot of the argmax of each slice of view v of z and, when the classes lie along
+// contiguous memory (inner 1), the list of its ones by rows of the last axis for linear and
+// matmul (kernels::BinaryRows; each row lists one entry per variable, in order).
+struct OneHot {
+    Array value;
+    std::shared_ptr<const kernels::BinaryRows> rows;
+};
+
+OneHot one_hot_of_argmax(const Array& z, const kernels::AxisView& v) {
     Array h = xt::zeros<float>(z.shape());
-    for (std::size_t s = 0; s < index.size(); ++s)
-        h.data()[(s / v.inner) * v.n * v.inner + index[s] * v.inner + s % v.inner] = 1.0f;
-    return h;
+    if (v.inner != 1 || v.n < 2 || z.dimension() == 0 || z.shape().back() % v.n != 0) {
+        std::vector<std::size_t> index(v.outer * v.inner);
+        kernels::argmax_along(z, v, index.data());
+        for (std::size_t s = 0; s < index.size(); ++s)
+            h.data()[(s / v.inner) * v.n * v.inner + index[s] * v.inner + s % v.inner] = 1.0f;
+        return {std::move(h), nullptr};
+    }
+    auto rows = std::make_shared<kernels::BinaryRows>();
+    rows->cols = z.shape().back();
+    rows->rows = z.size() / rows->cols;
+    const std::size_t per_row = rows->cols / v.n;
+    rows->index.resize(v.outer);
+    rows->start.resize(rows->rows + 1);
+    for (std::size_t r = 0; r <= rows->rows; ++r) rows->start[r] = r * per_row;
+    rows->ones_minus.assign(rows->rows, 0);
+    const float* d = z.data();
+    float* out = h.data();
+    for (std::size_t s = 0; s < v.outer; ++s) {
+        // branch-free: the noise makes the winner unpredictable
+        const float* p = d + s * v.n;
+        std::size_t best = 0;
+        float top = p[0];
+        for (std::size_t j = 1; j < v.n; ++j) {
+            const bool above = p[j] > top;
+            best = above ? j : best;
+            top = above ? p[j] : top;
+        }
+        out[s * v.n + best] = 1.0f;
+        rows->index[s] = static_cast<std::uint32_t>((s % per_row) * v.n + best);
+    }
+    return {std::move(h), std::move(rows)};
 }
 
-// t, marked as holding a discrete sample (linear and matmul then take their sparse kernels).
-Tensor discrete(Tensor t) {
+// t, marked as holding a discrete sample (linear and matmul then take their sparse kernels),
+// with the sampler's list of its ones if it has one.
+Tensor discrete(Tensor t, std::shared_ptr<const kernels::BinaryRows> rows = nullptr) {
     t.mark_discrete_sample();
+    t.impl()->sample_rows = std::move(rows);
     return t;
 }
 
@@ -126,7 +164,7 @@ Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, const GumbelSoft
     Array z = noisy_logits(logits, from, gumbel_of, hard ? 1.0f : inv_tau);
     // the hard value from logits + g itself (exact Gumbel-Max): after the division by a small
     // tau and the softmax, two close entries could round to the same value
-    Array hard_value = hard ? one_hot_of_argmax(z, v) : Array();
+    OneHot hard_value = hard ? one_hot_of_argmax(z, v) : OneHot();
     if (hard)
         for (float& x : z) x *= inv_tau;
     kernels::softmax_inplace(z, v);
@@ -138,7 +176,7 @@ Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, const GumbelSoft
             kernels::softmax_backward(out.value(), out.grad(), v, inv_tau, beta, dx);
         });
     // straight-through: the output is the one-hot, the backward goes through the relaxed y
-    return discrete(record(op, std::move(hard_value), {logits}, [v, inv_tau, op, y = std::move(z)](In in, const Tensor& out) {
+    return discrete(record(op, std::move(hard_value.value), {logits}, [v, inv_tau, op, y = std::move(z)](In in, const Tensor& out) {
         if (creating_graph()) {
             // y as a function of the logits: softmax is shift-invariant per group, so the
             // constant log(y) - logits / tau (the noise / tau, up to a shift) recovers it
@@ -149,7 +187,7 @@ Tensor relaxed_one_hot(const Tensor& logits, const Noise& from, const GumbelSoft
         float beta;
         Array& dx = detail::grad_for_accumulate(in[0], beta, op);
         kernels::softmax_backward(y, out.grad(), v, inv_tau, beta, dx);
-    }));
+    }), std::move(hard_value.rows));
 }
 
 // The fused relaxed Bernoulli sample: noise, logits, the hard value and the sigmoid in one pass;
@@ -240,8 +278,8 @@ Array logistic_noise(const Array& u) { return noise_of(u, logistic_of, "logistic
 Tensor gumbel_max(const Tensor& logits, const GumbelSoftmaxOptions& options) {
     require_finite_logits(logits, "gumbel_max");
     const kernels::AxisView v = detail::class_view(logits.shape(), options, "gumbel_max");
-    const Array z = noisy_logits(logits, Noise{nullptr, options.generator()}, gumbel_of);
-    return discrete(Tensor(one_hot_of_argmax(z, v)));
+    OneHot h = one_hot_of_argmax(noisy_logits(logits, Noise{nullptr, options.generator()}, gumbel_of), v);
+    return discrete(Tensor(std::move(h.value)), std::move(h.rows));
 }
 
 Tensor bernoulli_sample(const Tensor& logits, Generator* gen) {
@@ -279,9 +317,10 @@ Tensor straight_through_categorical(const Tensor& logits, const GumbelSoftmaxOpt
     const char* op = "straight_through_categorical";
     require_finite_logits(logits, op);
     const kernels::AxisView v = detail::class_view(logits.shape(), options, op);
-    return discrete(record(op, gumbel_max(logits, options).value(), {logits}, [v, op](In in, const Tensor& out) {
+    OneHot h = one_hot_of_argmax(noisy_logits(logits, Noise{nullptr, options.generator()}, gumbel_of), v);
+    return discrete(record(op, std::move(h.value), {logits}, [v, op](In in, const Tensor& out) {
         in[0].accumulate_grad(class_softmax_grad(class_softmax(in[0], v), out.grad_tensor(), v, 1.0f), op);
-    }));
+    }), std::move(h.rows));
 }
 
 Tensor log_mean_exp(const Tensor& log_w, int axis, bool keepdims) {

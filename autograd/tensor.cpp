@@ -69,6 +69,7 @@ Array& Tensor::value() {
     check("value");
     if (!impl_->tape) ++impl_->version;  // only leaves are written: an op's output is read, its node never rewrites it
     impl_->discrete_sample = false;  // the writer may store anything
+    impl_->sample_rows.reset();
     return impl_->value;
 }
 std::uint32_t Tensor::version() const { check("version"); return impl_->version; }

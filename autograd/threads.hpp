@@ -21,6 +21,14 @@ int num_threads();
 // than it saves. The optimizers' elementwise updates use it.
 void parallel_range(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f);
 
+// f(i) for i = 0 .. count - 1, cut into contiguous near-equal blocks, one per thread (in order
+// on the calling thread when the pool has one): independent pieces of work, such as the chunks
+// of an evaluation. Ops inside f run on f's thread alone. f must write only its own results,
+// and draw from its own generator (seeded from i, the results do not depend on the thread
+// count). Grad mode and the tape are per thread: a NoGradGuard of the caller does not reach
+// the workers, so f sets its own. The first exception f throws is rethrown here.
+void parallel_tasks(std::size_t count, const std::function<void(std::size_t)>& f);
+
 // The kernel family OpenBLAS chose for this CPU ("SkylakeX", "Haswell"...). "Prescott" on an
 // AVX-512 machine means OpenBLAS did not know the CPU and fell back to slow SSE3 kernels (a
 // quarter of the speed): set OPENBLAS_CORETYPE=SkylakeX before the program starts. The first

@@ -137,12 +137,11 @@ inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size
     if (data.size() == 0 || m == 0)
         throw std::invalid_argument("evaluate: needs images and m >= 1 samples, got " + std::to_string(data.size()) +
                                     " and m = " + std::to_string(m));
-    NoGradGuard no_grad;
-    Generator gen(seed);
-    Bounds total;
-    Array images;
+    std::vector<double> nll_of(data.size()), neg_elbo_of(data.size());  // summed in order below
     // about 2000 rows of images x samples at once: GEMMs near their peak, buffers in cache
-    harness::for_each_chunk(data.size(), 2000 / m, [&](const std::vector<std::size_t>& rows) {
+    harness::for_each_chunk(data.size(), 2000 / m, [&](std::size_t c, const std::vector<std::size_t>& rows) {
+        Generator gen(harness::derive_seed(seed, c));
+        Array images;
         mnist::gather(data, rows, images);
         const std::size_t n = rows.size();
         const Tensor x(images), logits = model.encoder->forward(x);
@@ -155,10 +154,15 @@ inline Bounds evaluate(const Model& model, const mnist::DataSet& data, std::size
         const Tensor nll = neg(log_mean_exp(reshape(log_w, {m, n}), 0));
         const Tensor neg_elbo = sub(kl_to_prior(model, logits), mean(reshape(log_likelihood, {m, n}), 0));
         for (std::size_t i = 0; i < n; ++i) {
-            total.nll += nll.value()(i);
-            total.neg_elbo += neg_elbo.value()(i);
+            nll_of[rows[i]] = nll.value()(i);
+            neg_elbo_of[rows[i]] = neg_elbo.value()(i);
         }
     });
+    Bounds total;
+    for (std::size_t i = 0; i < data.size(); ++i) {
+        total.nll += nll_of[i];
+        total.neg_elbo += neg_elbo_of[i];
+    }
     total.nll /= double(data.size());
     total.neg_elbo /= double(data.size());
     return total;

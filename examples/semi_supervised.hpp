@@ -110,21 +110,25 @@ struct Scores {
 inline Scores evaluate(const Model& model, const mnist::DataSet& data, std::size_t images, std::uint64_t seed) {
     images = std::min(images, data.size());
     if (images == 0) throw std::invalid_argument("m2::evaluate: no images to evaluate");
-    NoGradGuard no_grad;
-    Generator gen(seed);
-    Scores total;
-    Array x;
-    Indices labels;
-    harness::for_each_chunk(images, 500, [&](const std::vector<std::size_t>& rows) {
+    std::vector<double> correct(images), elbo(images);  // per image, summed in order below
+    harness::for_each_chunk(images, 500, [&](std::size_t c, const std::vector<std::size_t>& rows) {
+        Generator gen(harness::derive_seed(seed, c));
+        Array x;
+        Indices labels;
         mnist::gather(data, rows, x, labels);
         const Tensor xt(x);
         const Indices predicted = argmax(model.classifier->forward(xt), 1);
         const Array u = unlabeled_bound(model, xt, Method::marginal, 1.0f, gen).value();
         for (std::size_t i = 0; i < rows.size(); ++i) {
-            total.accuracy += predicted(i) == labels(i);
-            total.elbo -= u(i);
+            correct[rows[i]] = predicted(i) == labels(i);
+            elbo[rows[i]] = -u(i);
         }
     });
+    Scores total;
+    for (std::size_t i = 0; i < images; ++i) {
+        total.accuracy += correct[i];
+        total.elbo += elbo[i];
+    }
     total.accuracy /= double(images);
     total.elbo /= double(images);
     return total;

@@ -150,24 +150,22 @@ inline double nll(const Model& model, const mnist::DataSet& data, std::size_t m,
     if (data.size() == 0 || m == 0)
         throw std::invalid_argument("nll: needs at least one image and m >= 1, got " + std::to_string(data.size()) +
                                     " images and m = " + std::to_string(m));
-    NoGradGuard no_grad;
-    Generator gen(seed);
-    if (per_image) per_image->clear();
-    Array upper, lower;
-    double total = 0.0;
+    std::vector<double> image_nll(data.size());  // summed in order below: the same on any thread count
     // chunks of about 2000 rows of images x samples: big enough for GEMMs near their peak,
     // small enough to stay in cache
-    harness::for_each_chunk(data.size(), 2000 / m, [&](const std::vector<std::size_t>& rows) {
+    harness::for_each_chunk(data.size(), 2000 / m, [&](std::size_t c, const std::vector<std::size_t>& rows) {
+        Generator gen(harness::derive_seed(seed, c));
+        Array upper, lower;
         mnist::gather_halves(data, rows, upper, lower);
         const Tensor logits = lower_logits(model, upper, m, gen);
         const Tensor log_p = neg(sum(binary_cross_entropy_with_logits(logits, repeat_rows(Tensor(lower), m),
                                                                       Reduction::none), 1));
-        const Tensor image_nll = neg(log_mean_exp(reshape(log_p, {rows.size(), m}), 1));
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-            total += image_nll.value()(i);
-            if (per_image) per_image->push_back(image_nll.value()(i));
-        }
+        const Tensor nll = neg(log_mean_exp(reshape(log_p, {rows.size(), m}), 1));
+        for (std::size_t i = 0; i < rows.size(); ++i) image_nll[rows[i]] = nll.value()(i);
     });
+    if (per_image) *per_image = image_nll;
+    double total = 0.0;
+    for (double v : image_nll) total += v;
     return total / static_cast<double>(data.size());
 }
 

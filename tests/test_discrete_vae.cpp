@@ -386,7 +386,7 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
     CHECK(vae_program(dir, "--resume --latent categorical") == 2);
     CHECK(tgtest::read_bytes(dir / "stderr").find("--latent bernoulli") != std::string::npos);
     // the flags the checkpoint fixes, beyond the model's: refused, naming the flag and both values
-    for (const std::string& flag : {"--lr 0.01", "--tau 0.9", "--anneal-rate 0.001", "--tau-min 0.25",
+    for (const std::string flag : {"--lr 0.01", "--tau 0.9", "--anneal-rate 0.001", "--tau-min 0.25",
                                     "--anneal-every 7", "--optimizer sgd", "--validation 150", "--arch nonlinear",
                                     "--prior uniform"}) {
         CAPTURE(flag);
@@ -403,4 +403,21 @@ TEST_CASE("DiscreteVAE: under a memory limit (ulimit -v) a run ends, out of memo
         const int status = vae_program(dir, "--epochs 1", shell_prefix);
         return std::make_pair(status, tgtest::read_bytes(dir / "stderr"));
     });
+}
+
+TEST_CASE("DiscreteVAE: the evaluation's chunks spread over 2 threads give the same bounds bit for bit") {
+    const mnist::DataSet set = bars(9, 4);
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical}) {
+        CAPTURE(int(latent));
+        Generator init(5);
+        const Model model(latent, 5, init);
+        Bounds b[2];
+        for (const int threads : {1, 2}) {
+            set_num_threads(threads);
+            b[threads - 1] = evaluate(model, set, 500, 6);  // 4 images a chunk: 3 chunks
+        }
+        set_num_threads(1);
+        CHECK(b[0].nll == b[1].nll);
+        CHECK(b[0].neg_elbo == b[1].neg_elbo);
+    }
 }

@@ -186,3 +186,31 @@ TEST_CASE("Parallel: training steps with two threads repeat bit for bit and matc
         CHECK(xt::allclose(one[i], two[i], 1e-3, 1e-5));
     }
 }
+
+TEST_CASE("Parallel: parallel_tasks runs each task once, ops inside stay on their thread, errors reach the caller") {
+    for (const int threads : {1, 2}) {
+        CAPTURE(threads);
+        set_num_threads(threads);
+        for (const std::size_t count : {0, 1, 2, 7}) {
+            std::vector<std::atomic<int>> runs(count);
+            parallel_tasks(count, [&](std::size_t i) { ++runs[i]; });
+            for (std::size_t i = 0; i < count; ++i) CHECK(runs[i] == 1);
+        }
+        // a GEMM large enough to split, inside a task: the whole product, as on one thread
+        const Tensor a = tgtest::random_tensor({200, 100}, 1), b = tgtest::random_tensor({100, 150}, 2);
+        set_num_threads(1);
+        const Array alone = matmul(a, b).value();
+        set_num_threads(threads);
+        std::vector<Array> inside(3);
+        parallel_tasks(3, [&](std::size_t i) {
+            NoGradGuard no_grad;
+            inside[i] = matmul(a, b).value();
+        });
+        for (const Array& x : inside) CHECK(tgtest::bitwise_equal(x, alone));
+        CHECK_THROWS_WITH_AS(parallel_tasks(4, [](std::size_t i) {
+                                 if (i == 2) throw std::runtime_error("task 2 failed");
+                             }),
+                             "task 2 failed", std::runtime_error);
+    }
+    set_num_threads(1);
+}

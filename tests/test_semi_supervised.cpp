@@ -189,3 +189,17 @@ TEST_CASE("SemiSupervised: bad flags exit 2 with one line naming the flag") {
     CHECK(semi_program(dir, "--resume --method gs") == 2);
     CHECK(tgtest::read_bytes(dir / "stderr").find("--method marginal") != std::string::npos);
 }
+
+TEST_CASE("SemiSupervised: the evaluation's chunks spread over 2 threads give the same scores bit for bit") {
+    const mnist::DataSet set = bars(1200, 5);  // 500 images a chunk: 3 chunks
+    Generator init(1);
+    const Model model(10, 16, 4, init);
+    Scores s[2];
+    for (const int threads : {1, 2}) {
+        set_num_threads(threads);
+        s[threads - 1] = evaluate(model, set, 1200, 3);
+    }
+    set_num_threads(1);
+    CHECK(s[0].accuracy == s[1].accuracy);
+    CHECK(s[0].elbo == s[1].elbo);
+}

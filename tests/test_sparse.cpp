@@ -240,3 +240,41 @@ TEST_CASE("Sparse products: the same numbers on 1 and 2 threads, and with the sp
     kernels::set_sparse_samples(true);
     check_close(out[0], dense);
 }
+
+TEST_CASE("Sparse products: a one-hot sampler's own list of its ones is the scan's, and a write drops it") {
+    Generator gen(81);
+    const Tensor logits = random_tensor({30, 40}, 82, -2.0f, 2.0f);
+    const Tensor samples[] = {
+        gumbel_max(logits, GumbelSoftmaxOptions().classes(10).generator(&gen)),
+        gumbel_max(logits, GumbelSoftmaxOptions().generator(&gen)),  // one variable of 40 classes per row
+        straight_through_categorical(logits, GumbelSoftmaxOptions().classes(4).generator(&gen)),
+        gumbel_softmax(logits, GumbelSoftmaxOptions().classes(5).hard(true).generator(&gen)),
+        dist::Categorical(reshape(logits, {30, 4, 10})).sample(&gen),
+    };
+    for (const Tensor& s : samples) {
+        CAPTURE(shape_str(s.shape()));
+        const kernels::BinaryRows* own = s.impl()->sample_rows.get();
+        REQUIRE(own != nullptr);
+        const std::size_t cols = s.shape().back(), rows = s.size() / cols;
+        kernels::BinaryRows scan;
+        REQUIRE(kernels::binary_rows(s.value().data(), rows, cols, 1.0f, scan));
+        CHECK(own->rows == rows);
+        CHECK(own->cols == cols);
+        // the scan's buffer has room past its lists
+        CHECK(std::vector<std::uint32_t>(scan.index.begin(), scan.index.begin() + scan.start[rows]) == own->index);
+        CHECK(own->start == scan.start);
+        CHECK(own->ones_minus == scan.ones_minus);
+    }
+    // classes along an axis other than the last: no list (the scan serves), same products
+    const Tensor across = gumbel_max(logits, GumbelSoftmaxOptions().axis(0).generator(&gen));
+    CHECK(across.is_discrete_sample());
+    CHECK(across.impl()->sample_rows == nullptr);
+    Tensor s = gumbel_max(logits, GumbelSoftmaxOptions().classes(10).generator(&gen));
+    const Tensor w = random_tensor({7, 40}, 83);
+    check_close(linear(s, w).value(), linear(Tensor(s.value()), w).value());
+    s.value();  // a write (or what may be one) drops the list with the mark
+    CHECK(s.impl()->sample_rows == nullptr);
+    s.mark_discrete_sample();
+    CHECK(s.impl()->sample_rows == nullptr);
+    check_close(linear(s, w).value(), linear(Tensor(s.value()), w).value());
+}

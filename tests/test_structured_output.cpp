@@ -558,7 +558,7 @@ TEST_CASE("StructuredOutput: --resume refuses a checkpoint of another model, nam
 TEST_CASE("StructuredOutput: --resume refuses other values of the flags the checkpoint fixes, naming both") {
     TempDir dir;
     REQUIRE(run_program(dir, "--epochs 1 --optimizer sgd --momentum 0.5").status == 0);
-    for (const std::string& flag : {"--lr 0.002", "--momentum 0.9", "--tau 0.75", "--tau-min 0.4", "--anneal-rate 0.0001",
+    for (const std::string flag : {"--lr 0.002", "--momentum 0.9", "--tau 0.75", "--tau-min 0.4", "--anneal-rate 0.0001",
                                     "--anneal-every 100", "--validation 150", "--seed 3", "--samples 2"}) {
         CAPTURE(flag);
         const RunOutput r = run_program(dir, "--epochs 2 --optimizer sgd --momentum 0.5 --resume " + flag);
@@ -671,4 +671,24 @@ TEST_CASE("StructuredOutput: under a memory limit (ulimit -v) a run ends, out of
         const RunOutput r = run_program(dir, "--epochs 1", true, shell_prefix);
         return std::make_pair(r.status, r.err);
     });
+}
+
+TEST_CASE("StructuredOutput: the evaluation's chunks spread over 2 threads give the same NLL bit for bit") {
+    Array upper, lower;
+    const mnist::DataSet set = random_images(9, 21, upper, lower);
+    for (const Latent latent : {Latent::bernoulli, Latent::categorical}) {
+        CAPTURE(int(latent));
+        Generator init(5);
+        const Model model(latent, 20, init);
+        std::vector<double> per_image[2];
+        double mean[2];
+        for (const int threads : {1, 2}) {
+            set_num_threads(threads);
+            mean[threads - 1] = nll(model, set, 500, 6, &per_image[threads - 1]);  // 4 images a chunk: 3 chunks
+        }
+        set_num_threads(1);
+        CHECK(mean[0] == mean[1]);
+        CHECK(per_image[0] == per_image[1]);
+        CHECK(per_image[0].size() == 9);
+    }
 }

@@ -85,7 +85,9 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
             for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return;
     }
-    const std::size_t parts = pool_threads();
+    // inside a part (an evaluation's chunk on each thread) a GEMM stays whole: the same result
+    // as on one thread
+    const std::size_t parts = inside_part() ? 1 : pool_threads();
     const bool split = parts > 1 && m * n * k >= (std::size_t(1) << 18);
     check_blas_buffer_space(split ? parts : 1);
     if (!split) return sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

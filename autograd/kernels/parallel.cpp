@@ -3,6 +3,7 @@
 
 #include <cblas.h>  // OpenBLAS's own functions; kept apart from xtensor-blas (blas.cpp): they clash
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -43,7 +44,7 @@ bool spin_for(Done done, int us) {
     return true;
 }
 
-thread_local bool inside_part = false;
+thread_local bool inside_part_flag = false;
 
 // Parts are claimed, not assigned: whoever is free takes the next one, so a worker that the OS
 // has not scheduled yet (on a busy machine) delays nothing; the caller runs the parts itself.
@@ -56,7 +57,7 @@ public:
     std::size_t sleepers() const { return static_cast<std::size_t>(sleepers_.load()); }
 
     void resize(std::size_t n) {
-        if (inside_part) throw std::logic_error("set_num_threads: called from inside a parallel region");
+        if (inside_part_flag) throw std::logic_error("set_num_threads: called from inside a parallel region");
         std::lock_guard<std::mutex> busy(submit_);
         if (n == threads()) return;
         {
@@ -80,7 +81,7 @@ public:
 
     void run(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx) {
         std::unique_lock<std::mutex> busy(submit_, std::try_to_lock);
-        if (parts <= 1 || parts > 0xFFFF || inside_part || !busy.owns_lock() || workers_.empty()) {
+        if (parts <= 1 || parts > 0xFFFF || inside_part_flag || !busy.owns_lock() || workers_.empty()) {
             if (busy.owns_lock()) busy.unlock();
             for (std::size_t p = 0; p < parts; ++p) fn(ctx, p);
             return;
@@ -95,9 +96,9 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             cv_.notify_all();
         }
-        inside_part = true;
+        inside_part_flag = true;
         run_parts_of(gen);
-        inside_part = false;
+        inside_part_flag = false;
         // The parts left run on workers: wait for them (yielding the core, see spin_for).
         const auto all_done = [&] { return done_.load(std::memory_order_acquire) == parts; };
         while (!spin_for(all_done, 1000)) {
@@ -127,7 +128,7 @@ private:
     }
 
     void work(std::uint64_t seen) {
-        inside_part = true;  // a worker's part never fans out again
+        inside_part_flag = true;  // a worker's part never fans out again
         // seq_cst, like run()'s store of state_ and load of sleepers_: either the caller sees this
         // worker among the sleepers, or the worker sees the new region before it sleeps.
         const auto new_region = [&] { return generation(state_.load()) != seen; };
@@ -173,6 +174,7 @@ std::size_t pool_threads() { return pool().threads(); }
 std::size_t pool_sleepers() { return pool().sleepers(); }
 void set_pool_threads(std::size_t n) { pool().resize(n < 1 ? 1 : n); }
 void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx) { pool().run(parts, fn, ctx); }
+bool inside_part() { return inside_part_flag; }
 
 namespace {
 std::mutex stripes[64];
@@ -204,6 +206,16 @@ const char* blas_core() { return openblas_get_corename(); }
 
 void parallel_range(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f) {
     kernels::parallel_range(n, grain, f);
+}
+
+void parallel_tasks(std::size_t count, const std::function<void(std::size_t)>& f) {
+    const std::size_t parts = std::min(count, kernels::pool_threads());
+    if (parts == 0) return;
+    kernels::parallel_for(parts, [&](std::size_t p) {
+        std::size_t begin, end;
+        kernels::part_range(count, parts, p, 1, begin, end);
+        for (std::size_t i = begin; i < end; ++i) f(i);
+    });
 }
 
 }  // namespace tg

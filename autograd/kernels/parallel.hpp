@@ -26,6 +26,7 @@ template <class F>
 void parallel_for(std::size_t parts, F&& f);
 
 std::size_t pool_threads();            // the pool's threads, including the caller
+bool inside_part();                    // whether this thread is running a part (where nothing fans out)
 std::size_t pool_sleepers();           // workers asleep (not spinning); for the tests
 void set_pool_threads(std::size_t n);  // n >= 1; called by set_num_threads
 void run_parts(std::size_t parts, void (*fn)(void*, std::size_t), void* ctx);

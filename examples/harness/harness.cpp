@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <limits>
 #include <new>
+#include <numeric>
 #include <sstream>
 
 #include "autograd/threads.hpp"
@@ -322,14 +323,16 @@ void request_stop(bool on) { stop_flag = on ? 1 : 0; }
 void check_stop() {
     if (stop_flag) throw Interrupted();
 }
-void for_each_chunk(std::size_t rows, std::size_t chunk, const std::function<void(const std::vector<std::size_t>&)>& f) {
-    std::vector<std::size_t> indices;
-    for (std::size_t begin = 0; begin < rows; begin += indices.size()) {
+void for_each_chunk(std::size_t rows, std::size_t chunk,
+                    const std::function<void(std::size_t, const std::vector<std::size_t>&)>& f) {
+    chunk = std::max<std::size_t>(chunk, 1);
+    tg::parallel_tasks((rows + chunk - 1) / chunk, [&](std::size_t c) {
         check_stop();
-        indices.resize(std::min(std::max<std::size_t>(chunk, 1), rows - begin));
-        for (std::size_t i = 0; i < indices.size(); ++i) indices[i] = begin + i;
-        f(indices);
-    }
+        tg::NoGradGuard no_grad;
+        std::vector<std::size_t> indices(std::min(chunk, rows - c * chunk));
+        std::iota(indices.begin(), indices.end(), c * chunk);
+        f(c, indices);
+    });
 }
 void now_doing(std::string what) { doing = std::move(what); }
 

@@ -153,9 +153,13 @@ struct Interrupted : std::runtime_error {
 };
 void check_stop();
 
-// Calls f with the row indices of consecutive chunks of 0..rows-1, at most `chunk` each, after
-// check_stop() before each: a long evaluation of a data set that Ctrl-C can interrupt.
-void for_each_chunk(std::size_t rows, std::size_t chunk, const std::function<void(const std::vector<std::size_t>&)>& f);
+// Calls f(c, indices) for the consecutive chunks c = 0, 1, ... of 0..rows-1, at most `chunk`
+// rows each, with check_stop() before each: a long evaluation of a data set that Ctrl-C can
+// interrupt. The chunks are spread over tapegrad's threads (tg::parallel_tasks), each run with
+// gradients off: f must write only its chunk's results (by row or by c) and draw from a
+// generator of its own seeded from c, which makes the results independent of the thread count.
+void for_each_chunk(std::size_t rows, std::size_t chunk,
+                    const std::function<void(std::size_t, const std::vector<std::size_t>&)>& f);
 
 // What the program is doing, for the message if memory runs out ("out of memory while ...").
 void now_doing(std::string what);
