@@ -121,9 +121,7 @@ inline Loss training_loss(const Model& model, const Tensor& upper, const Tensor&
 // ---- Evaluation: discrete samples, no tape -----------------------------------------------
 
 // Each row of a [n, d] m times over: [n * m, d], the m copies of row i together.
-inline Tensor repeat_rows(const Tensor& a, std::size_t m) {
-    return reshape(stack(std::vector<Tensor>(m, a), 1), {a.shape()[0] * m, a.shape()[1]});
-}
+inline Tensor repeat_rows(const Tensor& a, std::size_t m) { return repeat_interleave(a, m, 0); }
 
 // Exact samples of the units: {0, 1} (Bernoulli) or one-hot per variable (Gumbel-Max).
 inline Tensor discrete_units(const Tensor& logits, Latent latent, Generator& gen) {
