@@ -69,50 +69,26 @@ constexpr NoiseKind logistic_of{kernels::add_logistic_noise, kernels::logistic_n
 
 // The one-hot of argmax of each slice of z (the first maximum on ties); v.n > 0 (class_view).
 // The one-hot of the argmax of each slice of view v of z and, when the classes lie along
-// contiguous memory (inner 1), the list of its ones by rows of the last axis for linear and
-// matmul (kernels::BinaryRows; each row lists one entry per variable, in order).
+// contiguous memory, its list of ones for linear and matmul (kernels::one_hot_rows).
 struct OneHot {
     Array value;
     std::shared_ptr<const kernels::BinaryRows> rows;
 };
-
 OneHot one_hot_of_argmax(const Array& z, const kernels::AxisView& v) {
     Array h = xt::zeros<float>(z.shape());
-    if (v.inner != 1 || v.n < 2 || z.dimension() == 0 || z.shape().back() % v.n != 0) {
-        std::vector<std::size_t> index(v.outer * v.inner);
-        kernels::argmax_along(z, v, index.data());
-        for (std::size_t s = 0; s < index.size(); ++s)
-            h.data()[(s / v.inner) * v.n * v.inner + index[s] * v.inner + s % v.inner] = 1.0f;
-        return {std::move(h), nullptr};
+    if (v.inner == 1 && v.n >= 2 && z.dimension() > 0 && z.shape().back() % v.n == 0) {
+        auto rows = std::make_shared<kernels::BinaryRows>();
+        kernels::one_hot_rows(z.data(), v.outer, v.n, z.shape().back(), h.data(), *rows);
+        return {std::move(h), std::move(rows)};
     }
-    auto rows = std::make_shared<kernels::BinaryRows>();
-    rows->cols = z.shape().back();
-    rows->rows = z.size() / rows->cols;
-    const std::size_t per_row = rows->cols / v.n;
-    rows->index.resize(v.outer);
-    rows->start.resize(rows->rows + 1);
-    for (std::size_t r = 0; r <= rows->rows; ++r) rows->start[r] = r * per_row;
-    rows->ones_minus.assign(rows->rows, 0);
-    const float* d = z.data();
-    float* out = h.data();
-    for (std::size_t s = 0; s < v.outer; ++s) {
-        // branch-free: the noise makes the winner unpredictable
-        const float* p = d + s * v.n;
-        std::size_t best = 0;
-        float top = p[0];
-        for (std::size_t j = 1; j < v.n; ++j) {
-            const bool above = p[j] > top;
-            best = above ? j : best;
-            top = above ? p[j] : top;
-        }
-        out[s * v.n + best] = 1.0f;
-        rows->index[s] = static_cast<std::uint32_t>((s % per_row) * v.n + best);
-    }
-    return {std::move(h), std::move(rows)};
+    std::vector<std::size_t> index(v.outer * v.inner);
+    kernels::argmax_along(z, v, index.data());
+    for (std::size_t s = 0; s < index.size(); ++s)
+        h.data()[(s / v.inner) * v.n * v.inner + index[s] * v.inner + s % v.inner] = 1.0f;
+    return {std::move(h), nullptr};
 }
 
-// t, marked as holding a discrete sample (linear and matmul then take their sparse kernels),
-// with the sampler's list of its ones if it has one.
+// t, marked as holding a discrete sample (linear and matmul then take their sparse kernels).
 Tensor discrete(Tensor t, std::shared_ptr<const kernels::BinaryRows> rows = nullptr) {
     t.mark_discrete_sample();
     t.impl()->sample_rows = std::move(rows);

@@ -43,8 +43,7 @@ struct TensorImpl {
     std::uint64_t pass = 0;    // the last backward pass that reached this tensor
     std::uint32_t version = 0; // bumped by every write through a leaf's Tensor::value()
     bool discrete_sample = false;  // see Tensor::mark_discrete_sample
-    // The sampler's own list of where the sample holds its ones (a one-hot sampler knows them),
-    // so that linear and matmul need not scan for them; dropped with the mark.
+    // a one-hot sampler's list of its ones, so that linear and matmul need not scan; dropped with the mark
     std::shared_ptr<const kernels::BinaryRows> sample_rows;
 };
 
@@ -101,12 +100,7 @@ public:
     // samples and on the forward values of straight-through ones). linear and matmul then add
     // up the weight rows a sample selects instead of a GEMM, having checked the entries (a wrong
     // hint costs a scan, never a wrong result). A write through value() drops it.
-    Tensor& mark_discrete_sample(bool on = true) {
-        check("mark_discrete_sample");
-        impl_->discrete_sample = on;
-        impl_->sample_rows.reset();
-        return *this;
-    }
+    Tensor& mark_discrete_sample(bool on = true) { check("mark_discrete_sample"); impl_->discrete_sample = on; impl_->sample_rows.reset(); return *this; }
     bool is_discrete_sample() const { return impl_ && impl_->discrete_sample; }
 
     const Array::shape_type& shape() const { return value().shape(); }

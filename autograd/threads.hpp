@@ -21,12 +21,9 @@ int num_threads();
 // than it saves. The optimizers' elementwise updates use it.
 void parallel_range(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f);
 
-// f(i) for i = 0 .. count - 1, cut into contiguous near-equal blocks, one per thread (in order
-// on the calling thread when the pool has one): independent pieces of work, such as the chunks
-// of an evaluation. Ops inside f run on f's thread alone. f must write only its own results,
-// and draw from its own generator (seeded from i, the results do not depend on the thread
-// count). Grad mode and the tape are per thread: a NoGradGuard of the caller does not reach
-// the workers, so f sets its own. The first exception f throws is rethrown here.
+// f(i) for i < count in contiguous blocks, one per thread: independent work (an evaluation's
+// chunks), each f on its thread alone; f writes only its own results, draws from a generator
+// seeded from i, and sets its own NoGradGuard (grad mode is per thread). Rethrows f's first throw.
 void parallel_tasks(std::size_t count, const std::function<void(std::size_t)>& f);
 
 // The kernel family OpenBLAS chose for this CPU ("SkylakeX", "Haswell"...). "Prescott" on an

@@ -97,6 +97,30 @@ bool binary_rows(const float* a, std::size_t rows, std::size_t cols, float max_f
     return true;
 }
 
+void one_hot_rows(const float* z, std::size_t groups, std::size_t classes, std::size_t cols, float* out,
+                  BinaryRows& rows) {
+    const std::size_t per_row = cols / classes;
+    rows.cols = cols;
+    rows.rows = groups / per_row;
+    rows.index.resize(groups);
+    rows.start.resize(rows.rows + 1);
+    for (std::size_t r = 0; r <= rows.rows; ++r) rows.start[r] = r * per_row;
+    rows.ones_minus.assign(rows.rows, 0);
+    rows.any_ones_minus = false;
+    for (std::size_t s = 0; s < groups; ++s) {
+        const float* p = z + s * classes;
+        std::size_t best = 0;
+        float top = p[0];
+        for (std::size_t j = 1; j < classes; ++j) {
+            const bool above = p[j] > top;
+            best = above ? j : best;
+            top = above ? p[j] : top;
+        }
+        out[s * classes + best] = 1.0f;
+        rows.index[s] = static_cast<std::uint32_t>((s % per_row) * classes + best);
+    }
+}
+
 void binary_times(const BinaryRows& a, const float* b, std::size_t n, bool b_transposed, float beta, float* c) {
     const std::size_t k = a.cols;
     thread_local std::vector<float> buffer;

@@ -42,6 +42,13 @@ void binary_times(const BinaryRows& a, const float* b, std::size_t n, bool b_tra
 void binary_transpose_times(const BinaryRows& a, const float* g, std::size_t n, bool d_transposed, float beta,
                             float* d);
 
+// A one-hot sampler's output and its lists at once: for z holding `groups` consecutive groups of
+// `classes` values (groups of each row of `cols` entries side by side), out (zeroed by the
+// caller) gets a 1 at the argmax of each group (the first of equal maxima), rows each row's
+// list, one entry per group. Branch-free: the noise makes the winner unpredictable.
+void one_hot_rows(const float* z, std::size_t groups, std::size_t classes, std::size_t cols, float* out,
+                  BinaryRows& rows);
+
 // Whether linear and matmul take these kernels for inputs marked as discrete samples (default
 // on; off forces the dense GEMMs, for comparisons). Process-wide.
 void set_sparse_samples(bool on);
