@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <malloc.h>
 #include <sys/resource.h>
@@ -31,9 +32,11 @@ int main(int argc, char** argv) {
     CLI::App app("One training step of examples/structured_output on synthetic binary images, for profiling");
     std::string latent = "bernoulli";
     int steps = 2000, threads = 1;  // bounded: atoi took "-1" and "abc" silently
+    bool data_parallel = false;
     app.add_option("latent", latent, "bernoulli or categorical")->check(CLI::IsMember({"bernoulli", "categorical"}));
     app.add_option("steps", steps, "timed steps")->check(CLI::Range(1, 1000000));
     app.add_option("threads", threads, "threads")->check(CLI::Range(1, 256));
+    app.add_flag("--data-parallel", data_parallel, "split the batch over the threads, not the GEMMs");
     CLI11_PARSE(app, argc, argv);
     set_num_threads(threads);
     Generator data_gen(7), init(1), noise(2);
@@ -47,14 +50,37 @@ int main(int argc, char** argv) {
     Tensor upper(Array::from_shape({100, mnist::half_pixels})), lower(Array::from_shape({100, mnist::half_pixels}));
     double loss = 0.0;
     structured::Estimator gs("gs");
+    const std::size_t slices = data_parallel ? std::size_t(threads) : 1, rows = 100 / slices;
+    std::vector<Generator> slice_noise;
+    std::vector<Tensor> slice_upper, slice_lower;
+    for (std::size_t p = 0; p < slices; ++p) {
+        slice_noise.emplace_back(10 + p);
+        slice_upper.emplace_back(Array::from_shape({rows, mnist::half_pixels}));
+        slice_lower.emplace_back(Array::from_shape({rows, mnist::half_pixels}));
+    }
+    std::vector<double> slice_loss(slices);
     auto step = [&] {
         if (!batches.next()) batches.next();
-        mnist::gather_halves(data, batches.indices(), upper.value(), lower.value());
-        const structured::Loss l = structured::training_loss(model, upper, lower, gs, 1.0f, 1, noise);
-        l.objective.backward();
+        if (slices > 1) {
+            parallel_tasks(slices, [&](std::size_t p) {
+                const std::vector<std::size_t> part(batches.indices().begin() + p * rows,
+                                                    batches.indices().begin() + (p + 1) * rows);
+                mnist::gather_halves(data, part, slice_upper[p].value(), slice_lower[p].value());
+                const structured::Loss l =
+                    structured::training_loss(model, slice_upper[p], slice_lower[p], gs, 1.0f, 1, slice_noise[p]);
+                mul(l.objective, 1.0f / float(slices)).backward();  // the mean over the whole batch
+                slice_loss[p] = l.value;
+            });
+            loss = 0.0;
+            for (double v : slice_loss) loss += v / double(slices);
+        } else {
+            mnist::gather_halves(data, batches.indices(), upper.value(), lower.value());
+            const structured::Loss l = structured::training_loss(model, upper, lower, gs, 1.0f, 1, noise);
+            l.objective.backward();
+            loss = l.value;
+        }
         adam.step();
         adam.zero_grad();
-        loss = l.value;
     };
     for (int i = 0; i < 20; ++i) step();
     // Memory taken from the system: page faults (a block given back to the OS and taken again
