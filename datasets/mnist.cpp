@@ -593,10 +593,12 @@ bool BatchIterator::next() {
     return true;
 }
 
-std::size_t BatchIterator::batches_per_epoch() const {
-    const std::size_t b = options_.batch_size;
-    return options_.drop_last ? rows_ / b : (rows_ + b - 1) / b;
+std::size_t batches_per_epoch(std::size_t rows, const BatchOptions& options) {
+    const std::size_t b = options.batch_size;
+    return options.drop_last ? rows / b : (rows + b - 1) / b;
 }
+
+std::size_t BatchIterator::batches_per_epoch() const { return tg::mnist::batches_per_epoch(rows_, options_); }
 
 BatchState BatchIterator::state() const { return BatchState{epoch_, position_, rows_, epoch_start_}; }
 

@@ -145,6 +145,9 @@ struct BatchOptions {
     std::uint64_t seed = 0;  // of the shuffling generator
 };
 
+// Batches in an epoch of a data set of `rows` (the last one smaller unless drop_last).
+std::size_t batches_per_epoch(std::size_t rows, const BatchOptions& options);
+
 // Everything a batch iterator needs to continue exactly where it was: for checkpoints.
 struct BatchState {
     std::uint64_t epoch = 0;     // the current epoch, from 0

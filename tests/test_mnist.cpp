@@ -448,6 +448,7 @@ TEST_CASE("MNIST: the batch iterator covers every row once per epoch, keeping or
         CAPTURE(drop_last);
         BatchIterator batches(23, {5, drop_last, true, 1});
         CHECK(batches.batches_per_epoch() == (drop_last ? 4u : 5u));
+        CHECK(tg::mnist::batches_per_epoch(25, {5, drop_last}) == 5u);
         for (std::uint64_t epoch = 0; epoch < 3; ++epoch) {
             CHECK(batches.epoch() == epoch);
             std::multiset<std::size_t> seen;

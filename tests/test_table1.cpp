@@ -29,7 +29,7 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("Table1: the grid trains every row, marks what does not apply, writes table1.md and resumes") {
+TEST_CASE("Table1: the grid trains every row, marks what does not apply, writes table1.md and curves.png, and resumes") {
     tgtest::TempDir dir;
     REQUIRE(table1(dir, "--epochs 1") == 0);
     INFO(tgtest::read_bytes(dir / "stderr"));
@@ -46,6 +46,7 @@ TEST_CASE("Table1: the grid trains every row, marks what does not apply, writes 
     }
     const std::string log = tgtest::read_bytes(dir / "grid/vae-bernoulli/gs/seed-0/log.txt");
     CHECK(count(log, "test_nll=") == 1);
+    CHECK(tgtest::read_bytes(dir / "grid/curves.png").substr(0, 8) == "\x89PNG\r\n\x1a\n");
 
     // again: nothing runs; with more epochs every run that applies resumes
     REQUIRE(table1(dir, "--epochs 1") == 0);
@@ -68,6 +69,30 @@ TEST_CASE("Table1: bad options are refused with exit status 2, naming the option
                                       {"--sshloginfile /nonexistent", "/nonexistent"}, {"--frobnicate", "--frobnicate"}}) {
         CAPTURE(args);
         CHECK(table1(dir, args) == 2);
+        CHECK(tgtest::read_bytes(dir / "stderr").find(named) != std::string::npos);
+    }
+}
+
+TEST_CASE("Table1: plot_curves draws metrics.csv files and names the file, line or series it cannot use") {
+    tgtest::TempDir dir;
+    tgtest::write_bytes(dir / "good.csv", "epoch,step,val_nll\n1,10,90.5\n2,20,80.25\n3,30,79\n");
+    tgtest::write_bytes(dir / "ragged.csv", "epoch,step,val_nll\n1,10,90.5\n2,20\n");
+    const auto plot = [&](const std::string& args) {
+        const std::string cmd = std::string(TAPEGRAD_BINARY_DIR) + "/examples/plot_curves --out " + (dir / "c.png") +
+                                " " + args + " >" + (dir / "stdout") + " 2>" + (dir / "stderr");
+        const int raw = std::system(cmd.c_str());
+        return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    };
+    REQUIRE(plot("'A row/gs=" + (dir / "good.csv") + "' 'A row/st=" + (dir / "good.csv") + "' 'B/gs=" +
+                 (dir / "good.csv") + "'") == 0);
+    CHECK(tgtest::read_bytes(dir / "c.png").substr(0, 8) == "\x89PNG\r\n\x1a\n");
+    for (const auto& [args, named] :
+         {std::pair<std::string, std::string>{"A/gs=" + (dir / "missing.csv"), "cannot read " + (dir / "missing.csv")},
+          {"A/gs=" + (dir / "ragged.csv"), (dir / "ragged.csv") + ":3: expected 3 numbers"},
+          {"--column tau A/gs=" + (dir / "good.csv"), "no column 'epoch' or 'tau'"},
+          {"no-panel=" + (dir / "good.csv"), "expected PANEL/LABEL=FILE"}}) {
+        CAPTURE(args);
+        CHECK(plot(args) == 2);
         CHECK(tgtest::read_bytes(dir / "stderr").find(named) != std::string::npos);
     }
 }

@@ -43,9 +43,10 @@ float slope_at(const SlopeAnnealing& a, std::size_t step, std::size_t steps_per_
 void anneal_slope(Experiment& ex, tg::estimators::Estimator& estimator, const SlopeAnnealing& a, const Flags& flags) {
     require(a.slope <= a.max, "--slope " + float_text(a.slope) + " is above --slope-max " + float_text(a.max));
     if (estimator.name() != "slope-st") return;
-    // harness::train's batches per epoch, the last one smaller (at least 1: train refuses a
-    // training set smaller than a batch, but only later)
-    const std::size_t per_epoch = std::max<std::size_t>(1, (ex.train_size + flags.batch_size - 1) / flags.batch_size);
+    // harness::train's batches per epoch (at least 1: train refuses a training set smaller than
+    // a batch, but only later)
+    const std::size_t per_epoch =
+        std::max<std::size_t>(1, tg::mnist::batches_per_epoch(ex.train_size, batch_options(flags)));
     ex.loss = [&estimator, a, per_epoch, loss = ex.loss](const std::vector<std::size_t>& rows, std::size_t step) {
         estimator.settings().slope = slope_at(a, step, per_epoch);
         return loss(rows, step);

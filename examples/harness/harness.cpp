@@ -633,6 +633,13 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 Console terminal() { return Console{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0}; }
 
+tg::mnist::BatchOptions batch_options(const Flags& flags) {
+    tg::mnist::BatchOptions bo;
+    bo.batch_size = flags.batch_size;
+    bo.seed = derive_seed(flags.seed, batch_order_purpose);
+    return bo;
+}
+
 Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Console console) {
     tg::set_num_threads(static_cast<int>(flags.threads));
     Trained result;
@@ -652,10 +659,7 @@ Trained train(const Flags& flags, const std::string& dir, Experiment& ex, Consol
     if (flags.resume && !fs::exists(ckpt))
         throw UsageError("--resume: no checkpoint at " + ckpt + " (a run writes one at the end of each epoch)");
 
-    tg::mnist::BatchOptions bo;
-    bo.batch_size = flags.batch_size;
-    bo.seed = derive_seed(flags.seed, batch_order_purpose);
-    tg::mnist::BatchIterator batches(ex.train_size, bo);
+    tg::mnist::BatchIterator batches(ex.train_size, batch_options(flags));
     RunState st;
     if (flags.resume) {
         now_doing("reading the checkpoint " + ckpt);

@@ -140,6 +140,9 @@ void require_memory(double bytes, const std::string& flags);
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t purpose);
 constexpr std::uint64_t batch_order_purpose = 2;  // the harness's own: the shuffling of the batches
 
+// The batches train hands out: flags.batch_size, shuffled by derive_seed(flags.seed, batch_order_purpose).
+tg::mnist::BatchOptions batch_options(const Flags& flags);
+
 // ---- Stopping ----------------------------------------------------------------------------
 
 // The first SIGINT or SIGTERM asks the run to checkpoint and stop; a second one ends the
