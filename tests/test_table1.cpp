@@ -60,13 +60,23 @@ TEST_CASE("Table1: the grid trains every row, marks what does not apply, writes 
         CHECK(count(resumed, "test_nll=") == 2);
     }
     CHECK(tgtest::read_bytes(dir / "grid/table1.md").find("after 2 epochs") != std::string::npos);
+
+    // --table-only: the same table from the finished runs, nothing run
+    const std::string resumed = tgtest::read_bytes(dir / "grid/vae-bernoulli/gs/seed-0/log.txt");
+    const std::string before = tgtest::read_bytes(dir / "grid/table1.md");
+    REQUIRE(table1(dir, "--epochs 2 --table-only") == 0);
+    const std::string after = tgtest::read_bytes(dir / "grid/table1.md");
+    CHECK(after.find("--table-only from the finished runs") != std::string::npos);
+    CHECK(after.substr(0, after.find("Generated")) == before.substr(0, before.find("Generated")));
+    CHECK(tgtest::read_bytes(dir / "grid/vae-bernoulli/gs/seed-0/log.txt") == resumed);
 }
 
 TEST_CASE("Table1: bad options are refused with exit status 2, naming the option") {
     tgtest::TempDir dir;
     for (const auto& [args, named] : {std::pair<std::string, std::string>{"--epochs 0", "--epochs"},
                                       {"--rows sbn-gaussian", "sbn-gaussian"}, {"--jobs x", "--jobs"},
-                                      {"--sshloginfile /nonexistent", "/nonexistent"}, {"--frobnicate", "--frobnicate"}}) {
+                                      {"--sshloginfile /nonexistent", "/nonexistent"}, {"--frobnicate", "--frobnicate"},
+                                      {"--table-only --out /nonexistent/grid", "--table-only: no grid in"}}) {
         CAPTURE(args);
         CHECK(table1(dir, args) == 2);
         CHECK(tgtest::read_bytes(dir / "stderr").find(named) != std::string::npos);
