@@ -38,6 +38,11 @@ int main(int argc, char** argv) {
     app.add_option("threads", threads, "threads")->check(CLI::Range(1, 256));
     app.add_flag("--data-parallel", data_parallel, "split the batch over the threads, not the GEMMs");
     CLI11_PARSE(app, argc, argv);
+    if (data_parallel && 100 % threads != 0) {  // the slices would leave rows of the batch out
+        std::fprintf(stderr, "bench_step: --data-parallel splits the batch of 100 evenly, so threads must divide 100 "
+                             "(1, 2, 4, 5, 10, ...); got %d\n", threads);
+        return 2;
+    }
     set_num_threads(threads);
     Generator data_gen(7), init(1), noise(2);
     mnist::DataSet data;
