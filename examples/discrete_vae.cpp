@@ -88,7 +88,7 @@ int run(int argc, char** argv) {
     const Latent latent = Latent(harness::index_of(o.latent, latents));
     Estimator estimator(o.estimator);
     harness::require_estimator([&] { estimator.require(latent == Latent::bernoulli ? Discrete::bernoulli() : Discrete::categorical(classes)); });
-    const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing);
+    const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing, estimator);
     const std::string dir = o.run.out.empty() ? "runs/vae-" + o.latent + "-" + o.estimator : o.run.out;
 
     const mnist::Mnist data = harness::load_mnist(o.run, mnist::Binarization::fixed, o.validation);

@@ -77,7 +77,7 @@ int run(int argc, char** argv) {
     harness::require_estimator([&] { require_applies(estimator, latent, o.samples); });
     harness::require(latent == Latent::bernoulli || o.hidden % classes == 0,
                      "--hidden " + std::to_string(o.hidden) + " is not divisible by 10: categorical units are variables of 10 classes");
-    const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing);
+    const optim::ExponentialTemperature temperature = harness::temperature_schedule(o.annealing, estimator);
     // A step's tape holds about 2 (4 * 392 + 8 * hidden) floats per row (batch x samples).
     harness::require_memory(8.0 * (4.0 * mnist::half_pixels + 8.0 * double(o.hidden)) * double(o.samples) *
                                 double(o.run.batch_size),

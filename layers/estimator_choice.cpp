@@ -15,7 +15,7 @@ const std::vector<Info>& all() {
         {"slope-st", Form::one_evaluation, true, true, false, "straight-through with the gradient of sigmoid/softmax(slope * logits), slope annealed by the caller"},
         {"decoupled-st", Form::one_evaluation, true, true, false, "ST-GS with forward temperature tau and backward tau_backward"},
         {"gumbel-rao", Form::one_evaluation, true, true, false, "Gumbel-Rao GR-MCK: ST-GS averaged over K conditional draws"},
-        {"reinmax", Form::one_evaluation, true, true, false, "ReinMax: second-order straight-through (tau >= 1)"},
+        {"reinmax", Form::one_evaluation, true, true, false, "ReinMax: second-order straight-through (tau >= 1)", 1.0f},
         {"darn", Form::one_evaluation, true, true, false, "DARN: Taylor control variate without its mean"},
         {"zgr", Form::one_evaluation, true, true, false, "ZGR: half ST, half DARN (Gumbel-Rao at tau -> 0)"},
         {"sf", Form::score, true, true, true, "score function (REINFORCE) with a moving-average baseline"},

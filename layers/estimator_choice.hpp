@@ -30,6 +30,7 @@ struct Info {
     bool bernoulli, categorical;  // the latent kinds it applies to
     bool unbiased;
     const char* summary;
+    float min_tau = 0.0f;  // the lowest temperature it takes (reinmax: 1); 0: any positive one
 };
 
 // Every estimator, in the order flags list them.

@@ -358,6 +358,7 @@ TEST_CASE("DiscreteVAE: bad flags and a checkpoint of another model are refused 
     tgtest::TempDir dir;
     const std::vector<std::pair<std::string, std::string>> bad = {
         {"--latent gaussian", "gaussian"}, {"--estimator vimcoo", "vimcoo"}, {"--latent categorical --estimator arm", "does not apply to categorical"}, {"--tau 0", "--tau"}, {"--tau 0.2", "--tau-min"},
+        {"--estimator reinmax", "takes tau >= 1, but the annealed tau goes down to --tau-min 0.5 (give --tau-min 1"},
         {"--lr -1", "--lr"}, {"--anneal-every 0", "--anneal-every"}, {"--eval-samples 20000", "--eval-samples"},
         {"--val-samples -1", "--val-samples"}, {"--validation 0", "--validation"}, {"--batch-size 321", "--batch-size"},
         {"--optimizer rmsprop", "--optimizer"}, {"--momentum 1", "--momentum"},

@@ -511,6 +511,9 @@ TEST_CASE("StructuredOutput: the command line refuses bad flags with one line na
         {"--binarize x", "--binarize"}, {"--optimizer rmsprop", "rmsprop"}, {"--frobnicate", "frobnicate"},
         {"--latent categorical --hidden 205", "--hidden"}, {"--momentum 1.5", "--momentum"},
         {"--threads 0", "--threads"}, {"--samples 0", "--samples"}, {"--tau 0.2", "--tau-min"},
+        // reinmax takes tau >= 1: refused at the start, not at the first step below 1
+        {"--estimator reinmax", "--estimator reinmax takes tau >= 1, but the annealed tau goes down to --tau-min 0.5"},
+        {"--estimator reinmax --anneal-rate 0 --tau 0.9", "--tau is 0.9"},
         {"extra-positional", "extra-positional"}, {"--epochs -1", "--epochs"}, {"--batch-size -5", "--batch-size"},
         {"--seed -3", "--seed"}, {"--hidden 99999999999", "--hidden"}, {"--eval-samples 1e9", "--eval-samples"},
         {"--samples 10000 --batch-size 100000", "--samples"}, {"--max-steps 18446744073709551615", "--max-steps"},

@@ -71,6 +71,18 @@ TEST_CASE("Table1: the grid trains every row, marks what does not apply, writes 
     CHECK(tgtest::read_bytes(dir / "grid/vae-bernoulli/gs/seed-0/log.txt") == resumed);
 }
 
+TEST_CASE("Table1: reinmax runs at a fixed tau = 1, which it needs, where the programs anneal tau to 0.5") {
+    tgtest::TempDir dir;
+    REQUIRE(table1(dir, "--rows sbn-bernoulli,vae-bernoulli --estimators reinmax --epochs 1") == 0);
+    INFO(tgtest::read_bytes(dir / "stderr"));
+    for (const char* row : {"sbn-bernoulli", "vae-bernoulli"}) {
+        CAPTURE(row);
+        const std::string log = tgtest::read_bytes(dir / ("grid/" + std::string(row) + "/reinmax/seed-0/log.txt"));
+        CHECK(log.find("tau 1.0000") != std::string::npos);
+        CHECK(count(log, "test_nll=") == 1);
+    }
+}
+
 TEST_CASE("Table1: bad options are refused with exit status 2, naming the option") {
     tgtest::TempDir dir;
     for (const auto& [args, named] : {std::pair<std::string, std::string>{"--epochs 0", "--epochs"},

@@ -29,6 +29,17 @@ tg::optim::ExponentialTemperature temperature_schedule(const Annealing& a) {
     return tg::optim::ExponentialTemperature(a.tau, a.rate, a.tau_min, static_cast<std::int64_t>(a.every));
 }
 
+tg::optim::ExponentialTemperature temperature_schedule(const Annealing& a, const tg::estimators::Estimator& estimator) {
+    const float lowest = a.rate == 0.0f ? a.tau : a.tau_min, floor = estimator.info().min_tau;
+    const std::string at_least = float_text(floor);
+    require(lowest >= floor, "--estimator " + estimator.name() + " takes tau >= " + at_least + ", but " +
+                                 (a.rate == 0.0f ? "--tau is " + float_text(a.tau) + " (give --tau " + at_least + " or more)"
+                                                 : "the annealed tau goes down to --tau-min " + float_text(a.tau_min) +
+                                                       " (give --tau-min " + at_least + ", or --anneal-rate 0 with --tau >= " +
+                                                       at_least + ")"));
+    return temperature_schedule(a);
+}
+
 void add_slope_flags(CLI::App& app, SlopeAnnealing& a) {
     add_positive(app, "--slope", a.slope, "slope-st: the slope a of sigmoid/softmax(a * logits) in the first epoch");
     add_real(app, "--slope-growth", a.growth, "slope-st: added to the slope after each epoch (0: a fixed slope)", 0.0f,

@@ -32,6 +32,10 @@ std::vector<std::pair<std::string, std::string>> identity(const Annealing& annea
 // The schedule of the flags. Throws UsageError naming --tau and --tau-min when an annealed tau
 // would start below its floor.
 tg::optim::ExponentialTemperature temperature_schedule(const Annealing& annealing);
+// The same for `estimator`, and a UsageError when the schedule would go below the lowest tau the
+// estimator takes (reinmax: 1): the run would otherwise stop at the first step below it.
+tg::optim::ExponentialTemperature temperature_schedule(const Annealing& annealing,
+                                                       const tg::estimators::Estimator& estimator);
 
 // slope-st's slope a in sigmoid/softmax(a * logits) (Chung et al. 2016): a = min(slope-max,
 // slope + growth * epochs completed), the reimplementations' 1 + 0.04 per epoch up to 5 by default.
