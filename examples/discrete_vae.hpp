@@ -102,7 +102,13 @@ inline Loss training_loss(const Model& model, const Tensor& x, Estimator& estima
         const Tensor xs = copies > 1 ? concat(std::vector<Tensor>(copies, x), 0) : x;
         return sum(binary_cross_entropy_with_logits(model.decoder->forward(z), xs, Reduction::none), 1);
     };
-    const Tensor objective = mul(add(sum(estimator.surrogate(logits, kind, reconstruction, gen, 2, x)), kl), per_image);
+    // NVIL divides its signal by max(1, running std) (Mnih and Gregor 2014), where the signal is the
+    // encoder's whole gradient. Here the KL adds its exact gradient, so it is divided by the same
+    // scale, the value kept: else the reconstruction's part shrinks beside the KL's and the encoder
+    // collapses onto the prior (test NLL 181.5 after 100 epochs where sf reaches 112.9).
+    const float scale = estimator.name() == "nvil" ? estimator.nvil().scale() : 1.0f;
+    const Tensor kl_term = scale == 1.0f ? kl : add(detach(kl), grad_only(mul(kl, 1.0f / scale)));
+    const Tensor objective = mul(add(sum(estimator.surrogate(logits, kind, reconstruction, gen, 2, x)), kl_term), per_image);
     return {objective, objective.item()};
 }
 

@@ -153,6 +153,33 @@ TEST_CASE("DiscreteVAE: the KL against a learned prior matches a sum over the va
     }
 }
 
+TEST_CASE("DiscreteVAE: with nvil the KL's gradient is divided by NVIL's scale, as its signal is, and its value kept") {
+    set_num_threads(1);
+    const Tensor x(as_floats(bars(8, 2)));
+    Estimator estimator("nvil");
+    Generator init(3), gen(4);
+    Model model(Latent::bernoulli, 6, init);
+    harness::attach_estimator_parts(estimator, model, mnist::image_pixels, Discrete::bernoulli(), 6, init);
+    model.prior_logits.value() = tgtest::random_tensor({model.width()}, 5, -2.0f, 2.0f, false).value();
+    for (int step = 0; step < 3; ++step) {  // running statistics of a few batches: a scale above 1
+        (void)training_loss(model, x, estimator, 1.0f, gen);
+        model.zero_grad();
+    }
+    const float scale = estimator.nvil().scale();
+    REQUIRE(scale > 1.5f);
+    const Loss loss = training_loss(model, x, estimator, 1.0f, gen);
+    loss.objective.backward();
+    const Array got = model.prior_logits.grad();  // the prior's logits: the KL alone reaches them
+    model.zero_grad();
+    const Tensor kl = sum(kl_to_prior(model, model.encoder->forward(x)));
+    mul(kl, 1.0f / float(x.shape()[0])).backward();
+    const Array exact = model.prior_logits.grad();
+    for (std::size_t i = 0; i < got.size(); ++i) CHECK(got(i) == doctest::Approx(exact(i) / scale).epsilon(1e-4));
+    // the value: the reconstruction of the sample plus the whole KL
+    CHECK(std::isfinite(loss.neg_elbo));
+    CHECK(loss.neg_elbo > kl.item() / double(x.shape()[0]));
+}
+
 TEST_CASE("DiscreteVAE: training lowers the negative ELBO of bars for both architectures and priors") {
     set_num_threads(1);
     const mnist::DataSet set = bars(40, 2);
